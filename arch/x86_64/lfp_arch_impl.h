@@ -1,0 +1,25 @@
+/* SPDX-License-Identifier: MIT */
+/* x86-64: lock cmpxchg16b. GCC does not inline 16-byte __atomic operations
+ * (it calls libatomic), so the instruction is spelled out here. The operand
+ * must be 16-byte aligned (#GP otherwise): lfp_pair guarantees it. A locked
+ * instruction is a full barrier, stronger than the acq_rel the interface
+ * promises. */
+#ifndef LFP_ARCH_IMPL_H
+#define LFP_ARCH_IMPL_H
+
+#define LFP_ARCH_NAME "x86_64-cmpxchg16b"
+
+static inline bool lfp_arch_cas2(lfp_pair *p, lfp_pair *expected, lfp_pair desired)
+{
+    bool ok;
+    /* rdx:rax holds the expected pair and receives the observed one on
+     * failure; rcx:rbx holds the new pair. */
+    __asm__ __volatile__("lock cmpxchg16b %[mem]"
+                         : "=@ccz"(ok), [mem] "+m"(*p),
+                           "+a"(expected->ptr), "+d"(expected->tag)
+                         : "b"((uintptr_t)desired.ptr), "c"(desired.tag)
+                         : "memory");
+    return ok;
+}
+
+#endif

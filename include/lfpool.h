@@ -1,0 +1,255 @@
+/* SPDX-License-Identifier: MIT */
+/**
+ * @file lfpool.h
+ * @brief lfpool: a lock-free concurrent pool of fixed-size blocks.
+ *
+ * A pool hands out blocks of one size to any number of threads. Each thread
+ * keeps a small cache of free blocks per pool (two "magazines"), so the usual
+ * lfp_alloc()/lfp_free() touches only memory of the calling thread: no atomic
+ * read-modify-write, no lock. When a thread's magazines run empty or full it
+ * trades a whole magazine with the pool's shared depot, a lock-free stack,
+ * with one compare-and-swap. Blocks may be freed by a thread other than the
+ * one that allocated them.
+ *
+ * Concurrency contract (who may call what at the same time):
+ *
+ * | call                         | concurrently with, on the same pool     |
+ * |------------------------------|-----------------------------------------|
+ * | lfp_alloc, lfp_free, *_bulk  | each other, lfp_owns, lfp_pool_stats,   |
+ * |                              | lfp_pool_trim, lfp_thread_flush         |
+ * | lfp_owns, lfp_pool_stats     | anything but lfp_pool_destroy           |
+ * | lfp_pool_trim                | anything but lfp_pool_destroy           |
+ * | lfp_pool_verify              | nothing (no thread may use the pool)    |
+ * | lfp_pool_destroy             | nothing (no thread may use the pool)    |
+ * | lfp_pool_create              | anything, on any pool                   |
+ *
+ * Calls on different pools never constrain each other. Threads may exit at
+ * any time, also while another thread destroys a pool they used: an exiting
+ * thread hands its cached blocks back and never touches a destroyed pool.
+ *
+ * Fork: the child keeps the pools; blocks that other (now absent) threads of
+ * the parent had cached stay counted as cached and are not reused.
+ */
+#ifndef LFPOOL_H
+#define LFPOOL_H
+
+#include <stddef.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/** Library version: major * 10000 + minor * 100 + patch. */
+#define LFP_VERSION 100
+
+/** An opaque pool. */
+typedef struct lfp_pool lfp_pool;
+
+/** Pool flags for lfp_config::flags. */
+enum {
+    /** Grow in slabs on demand up to lfp_config::max_blocks, and give fully
+     *  free slabs back to the OS with lfp_pool_trim(). Not implemented yet:
+     *  lfp_pool_create() refuses it with LFP_EINVAL. */
+    LFP_GROWABLE = 1u << 0,
+    /** lfp_alloc() returns blocks filled with zero bytes (a memset per
+     *  alloc). Cannot be combined with an init constructor. */
+    LFP_ZERO = 1u << 1,
+    /** Checked mode: detect double free and write-after-free. Not
+     *  implemented yet: accepted and treated as a plain pool. */
+    LFP_CHECKED = 1u << 2,
+    /** No per-thread cache: every call goes to the shared lock-free stack
+     *  (one compare-and-swap per alloc and per free). */
+    LFP_NO_CACHE = 1u << 3,
+};
+
+/** Error codes. Every function that returns int returns 0 or one of these. */
+enum lfp_error {
+    LFP_OK = 0,
+    LFP_EINVAL,     /**< invalid argument or configuration */
+    LFP_ENOMEM,     /**< the OS refused memory, or no pool id is free */
+    LFP_EEXHAUSTED, /**< the pool has no free block and may not grow */
+    LFP_EALIGN,     /**< caller memory is not aligned as the pool needs */
+    LFP_EFOREIGN,   /**< the pointer is not the start of one of the pool's blocks */
+    LFP_EDOUBLE,    /**< the block is already free (checked mode) */
+};
+
+/** How to build a pool. Zero-initialise it and set what you need. */
+struct lfp_config {
+    size_t block_size;   /**< bytes per block; required, > 0 */
+    size_t align;        /**< block alignment, a power of two no larger than
+                              the page size; 0 = alignof(max_align_t) */
+    size_t capacity;     /**< fixed pool: number of blocks (required, > 0) */
+    size_t max_blocks;   /**< growable pools only: upper bound, 0 = none */
+    unsigned flags;      /**< LFP_* flags */
+    void *mem;           /**< optional caller memory for a fixed pool, aligned
+                              to the block alignment, of ... */
+    size_t mem_size;     /**< ... this many bytes: lfp_pool_bytes(cfg) */
+    const char *name;    /**< optional; the pool keeps its own copy */
+    unsigned cache_size; /**< blocks per magazine; 0 = the library's choice
+                              (LFP_CACHE_DEFAULT, scaled down for small pools) */
+    /** Optional constructor, run once per block when the pool first carves
+     *  it. With a constructor the pool keeps its free-list links outside the
+     *  block's bytes, so a block's constructed state survives lfp_free() and a
+     *  later lfp_alloc(); this costs LFP_LINK_BYTES per block. */
+    void (*init)(void *block, void *arg);
+    /** Optional destructor, run by lfp_pool_destroy() on each carved block,
+     *  whether free or still in use, before the memory is released. */
+    void (*fini)(void *block, void *arg);
+    void *arg;           /**< passed to init and fini */
+};
+
+/** A snapshot of a pool. Exact when no thread is inside the library. */
+struct lfp_stats {
+    const char *name;         /**< the pool's copy of its name, or NULL */
+    size_t block_size;        /**< as configured */
+    size_t stride;            /**< bytes from one block to the next */
+    size_t align;             /**< effective alignment */
+    size_t blocks_total;      /**< blocks the pool holds now (its capacity) */
+    size_t blocks_in_use;     /**< allocated and not yet freed */
+    size_t blocks_in_use_max; /**< high-water mark of blocks taken out of the
+                                   shared free list (in use, or cached in some
+                                   thread's magazine); equal to the peak of
+                                   blocks_in_use for pools without a cache */
+    size_t blocks_cached;     /**< free blocks sitting in threads' magazines */
+    size_t blocks_carved;     /**< blocks made ready so far (carving is lazy) */
+    size_t bytes_reserved;    /**< memory the pool holds (address space) */
+    size_t cache_size;        /**< effective blocks per magazine, 0 = no cache */
+};
+
+/** Default blocks per magazine (see README, "Choosing cache_size"). */
+#define LFP_CACHE_DEFAULT 64u
+/** Largest accepted lfp_config::cache_size. */
+#define LFP_CACHE_MAX 4096u
+/** Most pools that may exist at once in a process. */
+#define LFP_MAX_POOLS 4096u
+/** Bytes the free-list links take per block when a constructor is set. */
+#define LFP_LINK_BYTES (2 * sizeof(void *))
+
+/** Internal: x rounded up to a multiple of the power of two a. */
+#define LFP__ROUND(x, a) (((x) + (a) - 1) & ~((size_t)(a) - 1))
+/** Internal: effective alignment of a configured one (0 = default). */
+#define LFP__ALIGN(a) ((a) ? (size_t)(a) : (size_t)_Alignof(max_align_t))
+/** Internal: block stride for a block size and alignment. */
+#define LFP__STRIDE(bs, a)                                                  \
+    LFP__ROUND(((bs) < LFP_LINK_BYTES ? LFP_LINK_BYTES : (size_t)(bs)), LFP__ALIGN(a))
+
+/**
+ * Bytes of caller memory a fixed pool of @p nblocks blocks of @p block_size
+ * bytes aligned to @p align (0 = default) needs, for a pool without an init
+ * constructor. lfp_pool_bytes() covers every configuration. Does not check
+ * for overflow: lfp_pool_bytes() does.
+ */
+#define LFP_POOL_BYTES(nblocks, block_size, align)                          \
+    ((size_t)(nblocks) * LFP__STRIDE((block_size), (align)))
+
+/**
+ * Bytes of caller memory the fixed pool @p cfg describes needs (blocks only:
+ * the pool's control structure is allocated separately).
+ * @return the size, or 0 if the configuration is invalid or overflows.
+ * Thread-safe; O(1).
+ */
+size_t lfp_pool_bytes(const struct lfp_config *cfg);
+
+/**
+ * Create a pool.
+ * @param cfg  the configuration; read only during the call.
+ * @param out  receives the pool; set to NULL on failure.
+ * @return 0, or LFP_EINVAL (NULL argument, block_size 0, bad align, capacity 0
+ *   for a fixed pool, sizes that overflow, caller memory too small, LFP_ZERO
+ *   with init, cache_size above LFP_CACHE_MAX, LFP_GROWABLE), LFP_EALIGN
+ *   (caller memory misaligned) or LFP_ENOMEM.
+ * Thread-safe. Reserves address space for all blocks; pages become resident
+ * only as blocks are first used.
+ */
+int lfp_pool_create(const struct lfp_config *cfg, lfp_pool **out);
+
+/**
+ * Destroy a pool: run fini on every carved block, release its memory and id.
+ * No thread may be inside any call on this pool, and none may use it again;
+ * blocks cached by other threads are taken back from them.
+ * @return the number of blocks still in use (allocated, never freed); 0 for
+ *   a NULL pool.
+ */
+size_t lfp_pool_destroy(lfp_pool *pool);
+
+/**
+ * Allocate one block.
+ * @return the block, aligned as configured; or NULL with errno ENOBUFS (no
+ *   free block left), ENOMEM (the OS refused memory) or EINVAL (NULL pool).
+ * Fast path (a block in this thread's magazine): no atomic read-modify-write,
+ * no lock, about 20 instructions. Otherwise one CAS on the shared depot moves
+ * a whole magazine of blocks. Lock-free.
+ */
+void *lfp_alloc(lfp_pool *pool);
+
+/**
+ * Free one block. Any thread may free any block of the pool.
+ * @return 0 (also for a NULL block); LFP_EINVAL for a NULL pool;
+ *   LFP_EFOREIGN when @p block is not the start of a block this pool handed
+ *   out (another pool's, malloc's, the stack's, interior or misaligned),
+ *   leaving the pool untouched. A block freed twice is not detected outside
+ *   checked mode.
+ * Fast path: bounds and stride check plus a push onto this thread's magazine,
+ * no atomic read-modify-write. Lock-free.
+ */
+int lfp_free(lfp_pool *pool, void *block);
+
+/**
+ * Allocate up to @p n blocks into @p blocks.
+ * @return how many were allocated (fewer than n when the pool runs out; then
+ *   errno is ENOBUFS or ENOMEM). Uses and refills this thread's magazines.
+ */
+size_t lfp_alloc_bulk(lfp_pool *pool, void **blocks, size_t n);
+
+/**
+ * Free @p n blocks. All or none: every pointer is checked first, and if any
+ * is not a block of this pool (NULL entries are skipped) nothing is freed.
+ * @return 0, LFP_EINVAL (NULL pool, or NULL array with n > 0) or LFP_EFOREIGN.
+ */
+int lfp_free_bulk(lfp_pool *pool, void *const *blocks, size_t n);
+
+/**
+ * @return 1 if @p p is the start of one of the pool's carved blocks (free or
+ *   in use), else 0. Never dereferences @p p. Thread-safe, O(1).
+ */
+int lfp_owns(const lfp_pool *pool, const void *p);
+
+/**
+ * Fill @p out with a snapshot of the pool. Exact when no thread is inside the
+ * library, approximate otherwise. Costs O(threads that used the library).
+ * @return 0, or LFP_EINVAL for a NULL argument.
+ */
+int lfp_pool_stats(const lfp_pool *pool, struct lfp_stats *out);
+
+/**
+ * Check the pool's free lists and counters: every free block is a carved
+ * block of the pool, none is listed twice, and free (depot and magazines) +
+ * in use = carved. For tests and debugging; no thread may use the pool.
+ * Costs O(carved blocks) time and one bit per block of temporary memory.
+ * @return 0 if consistent, LFP_EINVAL for a NULL pool, LFP_ENOMEM, or
+ *   LFP_EFOREIGN / LFP_EDOUBLE naming the first inconsistency found.
+ */
+int lfp_pool_verify(lfp_pool *pool);
+
+/**
+ * Give memory back to the OS. Fixed pools never release memory.
+ * @return bytes released (0 for fixed pools).
+ */
+size_t lfp_pool_trim(lfp_pool *pool);
+
+/**
+ * Hand the calling thread's cached blocks of every pool back to their depots.
+ * Threads do this by themselves when they exit. Lock-free.
+ */
+void lfp_thread_flush(void);
+
+/**
+ * @return a static, human-readable description of an lfp_error code (or of
+ *   an unknown one). Thread-safe.
+ */
+const char *lfp_strerror(int err);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* LFPOOL_H */

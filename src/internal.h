@@ -1,0 +1,151 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * lfpool internals shared by the layers: the free-block record, the pool,
+ * the per-thread cache slots, and the calls between pool.c and magazine.c.
+ */
+#ifndef LFP_INTERNAL_H
+#define LFP_INTERNAL_H
+
+#include <stdalign.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "lfpool.h"
+#include "compiler.h"
+#include "stack.h"
+
+/* Pool ids below this get a fast-path entry in every thread. */
+#define LFP_SLOTS_INLINE 64u
+
+#define LFP_VALID_FLAGS (LFP_GROWABLE | LFP_ZERO | LFP_CHECKED | LFP_NO_CACHE)
+
+/*
+ * A free block as the pool sees it: two words at the block's start, or, for
+ * pools with a constructor, at link_off bytes past it (after the caller's
+ * bytes). The depot is a stack of batches; a batch is a chain of free blocks.
+ *   next   in a batch's first block: the next batch (the stack's link);
+ *          in its second block: the batch's length (a batch of one has no
+ *          second block, so a NULL chain means length 1);
+ *   chain  the next block of the same batch, or of the same magazine.
+ */
+struct lfp_free {
+    struct lfp_free *next;
+    struct lfp_free *chain;
+};
+
+_Static_assert(offsetof(struct lfp_free, next) == offsetof(struct lfp_node, next),
+               "a batch's first block is the depot stack's node");
+_Static_assert(sizeof(struct lfp_free) == LFP_LINK_BYTES, "links fit LFP_LINK_BYTES");
+
+struct lfp_pool {
+    /* Read on every call, written only by lfp_pool_create. */
+    uint32_t id;          /* index in the pool table and in threads' caches */
+    uint32_t tls_idx;     /* id if it has a fast-path entry, else LFP_SLOTS_INLINE */
+    uint32_t flags;
+    uint32_t mag_size;    /* blocks per magazine; 0 = no cache */
+    uintptr_t base;       /* the first block */
+    /* stride = odd << div_shift, and div_inv * odd = 1 (mod 2^64): see
+     * lfp_block_index. */
+    uint64_t div_inv;
+    unsigned div_shift;
+    uint32_t link_off;    /* where a free block's links live */
+    size_t span;          /* capacity * stride */
+    size_t stride;
+    size_t capacity;
+    size_t block_size;
+    size_t align;
+    void (*init)(void *block, void *arg);
+    void (*fini)(void *block, void *arg);
+    void *arg;
+    char *name;
+    void *map;            /* our own mapping, or NULL for caller memory */
+    size_t map_size;
+
+    /* The shared free list; on its own cache line, it is the contended one. */
+    alignas(LFP_CACHELINE) struct lfp_stack depot;
+
+    alignas(LFP_CACHELINE) _Atomic size_t carved; /* blocks carved so far */
+    /* In-use balance of threads that no longer keep their own: exited,
+     * revoked, or with no cache slot. */
+    _Atomic intptr_t retired;
+};
+
+/*
+ * A thread's cache for one pool: two magazines (arrays of free blocks,
+ * "rounds") and the thread's share of the pool's in-use count. Only the
+ * owning thread writes it, except that lfp_pool_destroy claims `pool` with a
+ * CAS and then zeroes the counts and cap of a slot it takes away. Fields
+ * other threads read (stats) are relaxed atomics: on the owner's side they
+ * compile to plain loads and stores.
+ */
+struct lfp_slot {
+    _Atomic(struct lfp_pool *) pool; /* bound pool, NULL, or LFP_SLOT_BUSY */
+    void **loaded;                   /* rounds; the next alloc takes the last */
+    void **prev;
+    _Atomic uint32_t nloaded;
+    _Atomic uint32_t nprev;
+    /* The pool's magazine size while bound; 0 when unbound or revoked, which
+     * sends both alloc (nloaded 0) and free (nloaded >= cap) to the slow
+     * path, so the fast path needs no check that the slot is bound. */
+    _Atomic uint32_t cap;
+    uint32_t buf_rounds;             /* buf holds 2 * buf_rounds pointers */
+    /* Blocks this thread took from the depot (or carved) minus blocks it put
+     * back: its share of "in use" is taken - nloaded - nprev. */
+    _Atomic intptr_t taken;
+    void **buf;
+};
+
+_Static_assert(sizeof(struct lfp_slot) <= LFP_CACHELINE, "a slot fits a cache line");
+
+/* A slot being flushed by its owner; lfp_pool_destroy waits for it. */
+#define LFP_SLOT_BUSY ((struct lfp_pool *)(uintptr_t)1)
+
+static inline struct lfp_free *lfp_link_of(void *block, uint32_t link_off)
+{
+    return (struct lfp_free *)((char *)block + link_off);
+}
+
+static inline void *lfp_block_of(struct lfp_free *link, uint32_t link_off)
+{
+    return (char *)link - link_off;
+}
+
+/*
+ * Index of the block that starts at p, or SIZE_MAX when p is not the start of
+ * a carved block of pool. Never dereferences p. A subtract, a multiply, a
+ * rotate and one compare: with stride = odd << k and inv the inverse of odd
+ * modulo 2^64, rotating (p - base) * inv right by k yields the exact quotient
+ * when stride divides p - base, and otherwise a value above 2^64 / stride,
+ * which no carved index reaches. An address below base wraps around to a
+ * huge offset and fails the same compare.
+ */
+static inline size_t lfp_block_index(const struct lfp_pool *pool, const void *p)
+{
+    uint64_t x = (uint64_t)((uintptr_t)p - pool->base) * pool->div_inv;
+    unsigned k = pool->div_shift;
+    uint64_t q = (x >> k) | (x << ((64 - k) & 63));
+    size_t carved = atomic_load_explicit(&((struct lfp_pool *)pool)->carved,
+                                         memory_order_relaxed);
+    return q < carved ? (size_t)q : SIZE_MAX;
+}
+
+/* pool.c: the depot and carving. */
+void lfp_depot_push(struct lfp_pool *pool, struct lfp_free *first, struct lfp_free *last);
+struct lfp_free *lfp_depot_pop(struct lfp_pool *pool, uint32_t *len);
+uint32_t lfp_carve(struct lfp_pool *pool, uint32_t want, struct lfp_free **first);
+void lfp_batch_seal(struct lfp_free *first, uint32_t len);
+
+/* magazine.c: per-thread caches, as seen by pool creation and teardown. */
+int lfp_pool_id_acquire(struct lfp_pool *pool);
+void lfp_pool_id_release(struct lfp_pool *pool);
+/* Take every thread's slot of the pool away; returns their in-use balance. */
+intptr_t lfp_slots_revoke(struct lfp_pool *pool);
+/* Sum the threads' slots of the pool: cached blocks and in-use balance. */
+void lfp_slots_sum(const struct lfp_pool *pool, size_t *cached, intptr_t *balance);
+/* Call fn on every free block cached in a thread's magazine of the pool;
+ * stops at the first non-zero return. Only when no thread uses the pool. */
+int lfp_slots_walk(struct lfp_pool *pool, int (*fn)(void *ctx, void *block), void *ctx);
+
+#endif

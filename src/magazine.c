@@ -1,0 +1,607 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Per-thread magazines (Bonwick & Adams, 2001) in front of the depot.
+ *
+ * Each thread owns a cache (struct lfp_tcache) with one slot per pool id.
+ * A slot holds two magazines, "loaded" and "previous": chains of free blocks
+ * linked through the blocks themselves, so a magazine costs no memory of its
+ * own. alloc pops loaded; free pushes loaded. Only when loaded is empty
+ * (alloc) or full (free) does the thread swap with previous or trade one
+ * whole magazine with the depot, one CAS for cap blocks.
+ *
+ * Thread caches are registered in a global push-only list and recycled when
+ * their thread exits, so other threads may always walk them (statistics,
+ * destroy) without their memory going away.
+ */
+#include <errno.h>
+#include <pthread.h>
+#include <sched.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "internal.h"
+
+#define LFP_SLOTS_CHUNK 64u
+#define LFP_DIR_SIZE ((LFP_MAX_POOLS - LFP_SLOTS_INLINE) / LFP_SLOTS_CHUNK)
+/* Blocks a cache-less pool carves at once; the spare ones go to the depot. */
+#define LFP_NOCACHE_CARVE 32u
+
+_Static_assert((LFP_MAX_POOLS - LFP_SLOTS_INLINE) % LFP_SLOTS_CHUNK == 0,
+               "the directory covers every pool id");
+
+struct lfp_tcache {
+    struct lfp_slot slots[LFP_SLOTS_INLINE];
+    /* Slots of the higher pool ids, a chunk at a time, made by the owner
+     * on first use and kept with the cache for its next owner. */
+    _Atomic(struct lfp_slot *) dir[LFP_DIR_SIZE];
+    struct lfp_tcache *next_all; /* registry link; fixed once published */
+    _Atomic int live;            /* 1 while a thread owns this cache */
+};
+
+static _Atomic(struct lfp_pool *) lfp_pool_table[LFP_MAX_POOLS];
+static _Atomic(struct lfp_tcache *) lfp_registry;
+
+/* Stands in for every slot a thread has not bound: cap 0 and no rounds send
+ * both alloc and free to the slow path. Never written. */
+static struct lfp_slot lfp_slot_none;
+
+#define LFP_R4(x) x, x, x, x
+#define LFP_R16(x) LFP_R4(x), LFP_R4(x), LFP_R4(x), LFP_R4(x)
+#define LFP_R64(x) LFP_R16(x), LFP_R16(x), LFP_R16(x), LFP_R16(x)
+_Static_assert(LFP_SLOTS_INLINE == 64, "the initialiser below has 64 + 1 entries");
+
+/* The fast path's view of this thread's cache: the slot of each pool id
+ * below LFP_SLOTS_INLINE, and one last entry that is always lfp_slot_none,
+ * for pools with higher ids. One load finds a slot. */
+static __thread struct lfp_slot *lfp_tls_slots[LFP_SLOTS_INLINE + 1]
+    __attribute__((tls_model("initial-exec"))) = {
+        LFP_R64(&lfp_slot_none), &lfp_slot_none
+};
+static __thread struct lfp_tcache *lfp_tc __attribute__((tls_model("initial-exec")));
+/* Set once this thread's cache was handed back at exit: later calls from
+ * other exit handlers go straight to the depot. */
+static __thread bool lfp_tc_gone __attribute__((tls_model("initial-exec")));
+
+static pthread_key_t lfp_tc_key;
+static pthread_once_t lfp_tc_once = PTHREAD_ONCE_INIT;
+static bool lfp_tc_key_ok;
+
+/* ---- relaxed counters: plain loads and stores on the owner's side ---- */
+
+static inline uint32_t lfp_get32(_Atomic uint32_t *p)
+{
+    return atomic_load_explicit(p, memory_order_relaxed);
+}
+
+static inline void lfp_set32(_Atomic uint32_t *p, uint32_t v)
+{
+    atomic_store_explicit(p, v, memory_order_relaxed);
+}
+
+/* Add to this thread's in-use balance of the pool; to the pool's shared
+ * balance when the thread has no slot. */
+static inline void lfp_take(struct lfp_pool *pool, struct lfp_slot *s, intptr_t n)
+{
+    if (s != NULL)
+        atomic_store_explicit(&s->taken,
+                              atomic_load_explicit(&s->taken, memory_order_relaxed) + n,
+                              memory_order_relaxed);
+    else
+        atomic_fetch_add_explicit(&pool->retired, n, memory_order_relaxed);
+}
+
+/* ---- pool ids ---- */
+
+int lfp_pool_id_acquire(struct lfp_pool *pool)
+{
+    /* Lowest free id first, so the common few pools get fast-path entries. */
+    for (uint32_t i = 0; i < LFP_MAX_POOLS; i++) {
+        struct lfp_pool *expect = NULL;
+        if (atomic_load_explicit(&lfp_pool_table[i], memory_order_relaxed) == NULL &&
+            atomic_compare_exchange_strong(&lfp_pool_table[i], &expect, pool)) {
+            pool->id = i;
+            /* LFP_ZERO pools keep their alloc off the fast path, which then
+             * needs no flag test: they pay a memset per alloc anyway. */
+            pool->tls_idx = i < LFP_SLOTS_INLINE && !(pool->flags & LFP_ZERO)
+                                ? i : LFP_SLOTS_INLINE;
+            return LFP_OK;
+        }
+    }
+    return LFP_ENOMEM;
+}
+
+void lfp_pool_id_release(struct lfp_pool *pool)
+{
+    atomic_store_explicit(&lfp_pool_table[pool->id], NULL, memory_order_release);
+}
+
+/* ---- thread caches ---- */
+
+static struct lfp_slot *lfp_slot_at(struct lfp_tcache *tc, uint32_t id, bool create)
+{
+    if (id < LFP_SLOTS_INLINE)
+        return &tc->slots[id];
+    uint32_t k = (id - LFP_SLOTS_INLINE) / LFP_SLOTS_CHUNK;
+    struct lfp_slot *chunk = atomic_load_explicit(&tc->dir[k], memory_order_acquire);
+    if (chunk == NULL) {
+        if (!create)
+            return NULL;
+        chunk = aligned_alloc(LFP_CACHELINE, LFP_SLOTS_CHUNK * sizeof(*chunk));
+        if (chunk == NULL)
+            return NULL;
+        memset(chunk, 0, LFP_SLOTS_CHUNK * sizeof(*chunk));
+        atomic_store_explicit(&tc->dir[k], chunk, memory_order_release);
+    }
+    return &chunk[(id - LFP_SLOTS_INLINE) % LFP_SLOTS_CHUNK];
+}
+
+/* Every slot of a cache that exists, in id order. */
+#define LFP_FOR_EACH_SLOT(tc, s, id)                                           \
+    for (uint32_t id = 0; id < LFP_MAX_POOLS; id++)                            \
+        for (struct lfp_slot *s = lfp_slot_at((tc), id, false); s != NULL; s = NULL)
+
+#define LFP_FOR_EACH_TCACHE(tc)                                                \
+    for (struct lfp_tcache *tc = atomic_load_explicit(&lfp_registry, memory_order_acquire); \
+         tc != NULL; tc = tc->next_all)
+
+static void lfp_flush_slot(struct lfp_slot *s, bool unbind);
+
+static void lfp_tcache_exit(void *arg)
+{
+    struct lfp_tcache *tc = arg;
+    LFP_FOR_EACH_SLOT(tc, s, id)
+        lfp_flush_slot(s, true);
+    /* The cache goes to the next thread; this one must not reach it again. */
+    for (uint32_t i = 0; i < LFP_SLOTS_INLINE; i++)
+        lfp_tls_slots[i] = &lfp_slot_none;
+    lfp_tc = NULL;
+    lfp_tc_gone = true;
+    atomic_store_explicit(&tc->live, 0, memory_order_release);
+}
+
+static void lfp_tc_key_init(void)
+{
+    lfp_tc_key_ok = pthread_key_create(&lfp_tc_key, lfp_tcache_exit) == 0;
+}
+
+/* This thread's cache, made (or recycled) on first use; NULL when none can
+ * be had: the thread then works directly on the depot. */
+static struct lfp_tcache *lfp_tcache_get(void)
+{
+    if (lfp_tc != NULL)
+        return lfp_tc;
+    if (lfp_tc_gone)
+        return NULL;
+    pthread_once(&lfp_tc_once, lfp_tc_key_init);
+    if (!lfp_tc_key_ok)
+        return NULL;
+
+    struct lfp_tcache *tc = NULL;
+    LFP_FOR_EACH_TCACHE(t) {
+        int idle = 0;
+        if (atomic_load_explicit(&t->live, memory_order_relaxed) == 0 &&
+            atomic_compare_exchange_strong(&t->live, &idle, 1)) {
+            tc = t;
+            break;
+        }
+    }
+    if (tc == NULL) {
+        tc = aligned_alloc(LFP_CACHELINE, LFP__ROUND(sizeof(*tc), LFP_CACHELINE));
+        if (tc == NULL)
+            return NULL;
+        memset(tc, 0, sizeof(*tc));
+        atomic_init(&tc->live, 1);
+        struct lfp_tcache *head = atomic_load_explicit(&lfp_registry, memory_order_relaxed);
+        do {
+            tc->next_all = head;
+        } while (!atomic_compare_exchange_weak_explicit(&lfp_registry, &head, tc,
+                                                        memory_order_release,
+                                                        memory_order_relaxed));
+    }
+    if (pthread_setspecific(lfp_tc_key, tc) != 0) {
+        atomic_store_explicit(&tc->live, 0, memory_order_release);
+        return NULL;
+    }
+    lfp_tc = tc;
+    return tc;
+}
+
+/* The calling thread's slot for pool, bound on first use; NULL when the
+ * thread has no cache (or no memory for its magazines). */
+static struct lfp_slot *lfp_slot_get(struct lfp_pool *pool)
+{
+    struct lfp_tcache *tc = lfp_tcache_get();
+    if (tc == NULL)
+        return NULL;
+    struct lfp_slot *s = lfp_slot_at(tc, pool->id, true);
+    if (s == NULL)
+        return NULL;
+    if (atomic_load_explicit(&s->pool, memory_order_relaxed) == pool)
+        return s;
+
+    /* Unbound, or revoked by the destroy of an earlier pool with this id:
+     * whatever the rounds held died with that pool. */
+    uint32_t m = pool->mag_size;
+    if (s->buf_rounds < m) {
+        void **buf = malloc(2 * (size_t)m * sizeof(void *));
+        if (buf == NULL)
+            return NULL;
+        free(s->buf);
+        s->buf = buf;
+        s->buf_rounds = m;
+    }
+    s->loaded = s->buf;
+    s->prev = s->buf + s->buf_rounds;
+    lfp_set32(&s->nloaded, 0);
+    lfp_set32(&s->nprev, 0);
+    lfp_set32(&s->cap, m);
+    atomic_store_explicit(&s->taken, 0, memory_order_relaxed);
+    atomic_store_explicit(&s->pool, pool, memory_order_release);
+    if (pool->tls_idx < LFP_SLOTS_INLINE)
+        lfp_tls_slots[pool->tls_idx] = s;
+    return s;
+}
+
+/* ---- magazines ---- */
+
+/* Link n rounds into a batch for the depot; returns its first block's links. */
+static struct lfp_free *lfp_rounds_chain(void **rounds, uint32_t n, uint32_t link_off)
+{
+    struct lfp_free *head = NULL;
+    for (uint32_t i = 0; i < n; i++) {
+        struct lfp_free *l = lfp_link_of(rounds[i], link_off);
+        l->chain = head;
+        head = l;
+    }
+    lfp_batch_seal(head, n);
+    return head;
+}
+
+/* loaded is empty: fill it from previous, the depot, or fresh blocks.
+ * Returns false when the pool has no free block to give this thread. */
+static bool lfp_mag_refill(struct lfp_pool *pool, struct lfp_slot *s)
+{
+    uint32_t n = lfp_get32(&s->nprev);
+    if (n != 0) {
+        void **t = s->loaded;
+        s->loaded = s->prev;
+        s->prev = t;
+        lfp_set32(&s->nloaded, n);
+        lfp_set32(&s->nprev, 0);
+        return true;
+    }
+    struct lfp_free *b = lfp_depot_pop(pool, &n);
+    if (b == NULL && (n = lfp_carve(pool, lfp_get32(&s->cap), &b)) == 0)
+        return false;
+    /* Batches of a cached pool hold at most its magazine size. The walk is
+     * the one pointer chase of the design: one load per block, once per
+     * magazine. */
+    for (uint32_t i = 0; i < n; i++, b = b->chain)
+        s->loaded[i] = lfp_block_of(b, pool->link_off);
+    lfp_set32(&s->nloaded, n);
+    lfp_take(pool, s, n);
+    return true;
+}
+
+/* loaded is full: it becomes previous; a full previous goes to the depot. */
+static void lfp_mag_spill(struct lfp_pool *pool, struct lfp_slot *s)
+{
+    uint32_t np = lfp_get32(&s->nprev);
+    if (np != 0) {
+        struct lfp_free *b = lfp_rounds_chain(s->prev, np, pool->link_off);
+        lfp_depot_push(pool, b, b);
+        lfp_take(pool, s, -(intptr_t)np);
+    }
+    void **t = s->prev;
+    s->prev = s->loaded;
+    s->loaded = t;
+    lfp_set32(&s->nprev, lfp_get32(&s->nloaded));
+    lfp_set32(&s->nloaded, 0);
+}
+
+/* Hand a slot's magazines to the depot (one CAS for both). With unbind the
+ * slot also gives up its binding and its balance (thread exit). The slot is
+ * claimed first, so a concurrent lfp_pool_destroy either revoked it before
+ * (nothing to do) or waits until this is done. */
+static void lfp_flush_slot(struct lfp_slot *s, bool unbind)
+{
+    struct lfp_pool *pool = atomic_load_explicit(&s->pool, memory_order_acquire);
+    if (pool == NULL || pool == LFP_SLOT_BUSY ||
+        !atomic_compare_exchange_strong(&s->pool, &pool, LFP_SLOT_BUSY))
+        return;
+
+    uint32_t nl = lfp_get32(&s->nloaded), np = lfp_get32(&s->nprev);
+    struct lfp_free *first = NULL, *last = NULL;
+    if (nl != 0)
+        first = last = lfp_rounds_chain(s->loaded, nl, pool->link_off);
+    if (np != 0) {
+        struct lfp_free *b = lfp_rounds_chain(s->prev, np, pool->link_off);
+        if (first != NULL)
+            first->next = b;
+        else
+            first = b;
+        last = b;
+    }
+    if (first != NULL)
+        lfp_depot_push(pool, first, last);
+    lfp_set32(&s->nloaded, 0);
+    lfp_set32(&s->nprev, 0);
+    intptr_t taken = atomic_load_explicit(&s->taken, memory_order_relaxed) - nl - np;
+    if (unbind) {
+        atomic_fetch_add_explicit(&pool->retired, taken, memory_order_relaxed);
+        atomic_store_explicit(&s->taken, 0, memory_order_relaxed);
+        lfp_set32(&s->cap, 0);
+        atomic_store_explicit(&s->pool, NULL, memory_order_release);
+    } else {
+        atomic_store_explicit(&s->taken, taken, memory_order_relaxed);
+        atomic_store_explicit(&s->pool, pool, memory_order_release);
+    }
+}
+
+/* ---- the path without a magazine (LFP_NO_CACHE, or no thread cache) ---- */
+
+/* Push a chain of blocks (linked through chain) as batches of one: each
+ * block stands alone in the depot, for pools whose threads take one at a
+ * time. One CAS for the whole chain. */
+static void lfp_depot_push_singles(struct lfp_pool *pool, struct lfp_free *first)
+{
+    struct lfp_free *l = first;
+    while (l->chain != NULL) {
+        l->next = l->chain;
+        l->chain = NULL;
+        l = l->next;
+    }
+    lfp_depot_push(pool, first, l);
+}
+
+static struct lfp_free *lfp_take_one(struct lfp_pool *pool, struct lfp_slot *s)
+{
+    uint32_t n;
+    struct lfp_free *b = lfp_depot_pop(pool, &n);
+    if (b == NULL && (n = lfp_carve(pool, LFP_NOCACHE_CARVE, &b)) == 0)
+        return NULL;
+    if (n > 1) {
+        /* A cached thread's batch, or a fresh carve: the rest goes back. */
+        lfp_depot_push_singles(pool, b->chain);
+        b->chain = NULL;
+    }
+    lfp_take(pool, s, 1);
+    return b;
+}
+
+static void lfp_give_one(struct lfp_pool *pool, struct lfp_slot *s, struct lfp_free *l)
+{
+    l->chain = NULL;
+    lfp_depot_push(pool, l, l);
+    lfp_take(pool, s, -1);
+}
+
+/* ---- the API ---- */
+
+static inline void *lfp_alloc_done(const struct lfp_pool *pool, void *block)
+{
+    if (LFP_UNLIKELY(pool->flags & LFP_ZERO))
+        memset(block, 0, pool->block_size);
+    return block;
+}
+
+static LFP_NOINLINE void *lfp_alloc_slow(struct lfp_pool *pool)
+{
+    struct lfp_slot *s = lfp_slot_get(pool);
+    void *block;
+    if (s != NULL && lfp_get32(&s->cap) != 0) {
+        if (!lfp_mag_refill(pool, s))
+            goto exhausted;
+        uint32_t n = lfp_get32(&s->nloaded) - 1;
+        block = s->loaded[n];
+        lfp_set32(&s->nloaded, n);
+    } else {
+        struct lfp_free *l = lfp_take_one(pool, s);
+        if (l == NULL)
+            goto exhausted;
+        block = lfp_block_of(l, pool->link_off);
+    }
+    return lfp_alloc_done(pool, block);
+exhausted:
+    errno = ENOBUFS;
+    return NULL;
+}
+
+/* Fast path: 11 instructions on x86-64, no atomic read-modify-write, no
+ * store outside the calling thread's slot, no access to the block itself. */
+LFP_API void *lfp_alloc(lfp_pool *pool)
+{
+    if (LFP_UNLIKELY(pool == NULL)) {
+        errno = EINVAL;
+        return NULL;
+    }
+    struct lfp_slot *s = lfp_tls_slots[pool->tls_idx];
+    uint32_t n = lfp_get32(&s->nloaded);
+    if (LFP_LIKELY(n != 0)) {
+        void *block = s->loaded[n - 1];
+        lfp_set32(&s->nloaded, n - 1);
+        return block;
+    }
+    return lfp_alloc_slow(pool);
+}
+
+static void lfp_free_one(struct lfp_pool *pool, struct lfp_slot *s, void *block)
+{
+    if (s != NULL && lfp_get32(&s->cap) != 0) {
+        if (lfp_get32(&s->nloaded) >= lfp_get32(&s->cap))
+            lfp_mag_spill(pool, s);
+        uint32_t n = lfp_get32(&s->nloaded);
+        s->loaded[n] = block;
+        lfp_set32(&s->nloaded, n + 1);
+    } else {
+        lfp_give_one(pool, s, lfp_link_of(block, pool->link_off));
+    }
+}
+
+static LFP_NOINLINE int lfp_free_slow(struct lfp_pool *pool, void *block)
+{
+    lfp_free_one(pool, lfp_slot_get(pool), block);
+    return LFP_OK;
+}
+
+/* Fast path: the ownership check (a multiply and a compare, no division)
+ * and a store into this thread's magazine; 20 instructions on x86-64, no
+ * atomic read-modify-write, no access to the block itself. */
+LFP_API int lfp_free(lfp_pool *pool, void *block)
+{
+    if (LFP_UNLIKELY(pool == NULL))
+        return LFP_EINVAL;
+    /* NULL fails the ownership check too (it lies below any pool), so it is
+     * told apart only on that rare path. */
+    if (LFP_UNLIKELY(lfp_block_index(pool, block) == SIZE_MAX))
+        return block == NULL ? LFP_OK : LFP_EFOREIGN;
+    struct lfp_slot *s = lfp_tls_slots[pool->tls_idx];
+    uint32_t n = lfp_get32(&s->nloaded);
+    if (LFP_LIKELY(n < lfp_get32(&s->cap))) {
+        s->loaded[n] = block;
+        lfp_set32(&s->nloaded, n + 1);
+        return LFP_OK;
+    }
+    return lfp_free_slow(pool, block);
+}
+
+LFP_API size_t lfp_alloc_bulk(lfp_pool *pool, void **blocks, size_t n)
+{
+    if (pool == NULL || (blocks == NULL && n != 0)) {
+        errno = EINVAL;
+        return 0;
+    }
+    struct lfp_slot *s = lfp_slot_get(pool);
+    size_t i = 0;
+    if (s != NULL && lfp_get32(&s->cap) != 0) {
+        while (i < n) {
+            uint32_t have = lfp_get32(&s->nloaded);
+            if (have == 0) {
+                if (!lfp_mag_refill(pool, s))
+                    break;
+                continue;
+            }
+            uint32_t k = n - i < have ? (uint32_t)(n - i) : have;
+            for (uint32_t j = 0; j < k; j++)
+                blocks[i++] = lfp_alloc_done(pool, s->loaded[--have]);
+            lfp_set32(&s->nloaded, have);
+        }
+    } else {
+        for (; i < n; i++) {
+            struct lfp_free *l = lfp_take_one(pool, s);
+            if (l == NULL)
+                break;
+            blocks[i] = lfp_alloc_done(pool, lfp_block_of(l, pool->link_off));
+        }
+    }
+    if (i < n)
+        errno = ENOBUFS;
+    return i;
+}
+
+LFP_API int lfp_free_bulk(lfp_pool *pool, void *const *blocks, size_t n)
+{
+    if (pool == NULL || (blocks == NULL && n != 0))
+        return LFP_EINVAL;
+    /* All or none: check every pointer before the first is freed. */
+    for (size_t i = 0; i < n; i++)
+        if (blocks[i] != NULL && lfp_block_index(pool, blocks[i]) == SIZE_MAX)
+            return LFP_EFOREIGN;
+
+    struct lfp_slot *s = lfp_slot_get(pool);
+    if (s != NULL && lfp_get32(&s->cap) != 0) {
+        for (size_t i = 0; i < n; i++)
+            if (blocks[i] != NULL)
+                lfp_free_one(pool, s, blocks[i]);
+        return LFP_OK;
+    }
+    /* No magazine: chain them and push the chain with one CAS. */
+    struct lfp_free *first = NULL;
+    intptr_t count = 0;
+    for (size_t i = n; i-- > 0;) {
+        if (blocks[i] == NULL)
+            continue;
+        struct lfp_free *l = lfp_link_of(blocks[i], pool->link_off);
+        l->chain = first;
+        first = l;
+        count++;
+    }
+    if (first != NULL) {
+        lfp_depot_push_singles(pool, first);
+        lfp_take(pool, s, -count);
+    }
+    return LFP_OK;
+}
+
+LFP_API void lfp_thread_flush(void)
+{
+    struct lfp_tcache *tc = lfp_tc;
+    if (tc == NULL)
+        return;
+    LFP_FOR_EACH_SLOT(tc, s, id)
+        lfp_flush_slot(s, false);
+}
+
+/* ---- views of every thread's slots, for the pool layer ---- */
+
+intptr_t lfp_slots_revoke(struct lfp_pool *pool)
+{
+    intptr_t balance = 0;
+    LFP_FOR_EACH_TCACHE(tc) {
+        struct lfp_slot *s = lfp_slot_at(tc, pool->id, false);
+        if (s == NULL)
+            continue;
+        for (;;) {
+            struct lfp_pool *p = atomic_load_explicit(&s->pool, memory_order_acquire);
+            if (p == LFP_SLOT_BUSY) {
+                sched_yield(); /* a flush into this pool is finishing */
+                continue;
+            }
+            if (p != pool)
+                break;
+            if (atomic_compare_exchange_strong(&s->pool, &p, NULL)) {
+                balance += atomic_load_explicit(&s->taken, memory_order_relaxed) -
+                           (intptr_t)lfp_get32(&s->nloaded) - (intptr_t)lfp_get32(&s->nprev);
+                /* The owner's next call on this id then takes the slow path
+                 * and binds the slot afresh. */
+                lfp_set32(&s->cap, 0);
+                lfp_set32(&s->nloaded, 0);
+                lfp_set32(&s->nprev, 0);
+                break;
+            }
+        }
+    }
+    return balance;
+}
+
+void lfp_slots_sum(const struct lfp_pool *pool, size_t *cached, intptr_t *balance)
+{
+    size_t c = 0;
+    intptr_t b = 0;
+    LFP_FOR_EACH_TCACHE(tc) {
+        struct lfp_slot *s = lfp_slot_at(tc, pool->id, false);
+        if (s == NULL || atomic_load_explicit(&s->pool, memory_order_acquire) != pool)
+            continue;
+        uint32_t n = lfp_get32(&s->nloaded) + lfp_get32(&s->nprev);
+        c += n;
+        b += atomic_load_explicit(&s->taken, memory_order_relaxed) - (intptr_t)n;
+    }
+    *cached = c;
+    *balance = b;
+}
+
+int lfp_slots_walk(struct lfp_pool *pool, int (*fn)(void *ctx, void *block), void *ctx)
+{
+    LFP_FOR_EACH_TCACHE(tc) {
+        struct lfp_slot *s = lfp_slot_at(tc, pool->id, false);
+        if (s == NULL || atomic_load_explicit(&s->pool, memory_order_acquire) != pool)
+            continue;
+        uint32_t nl = lfp_get32(&s->nloaded), np = lfp_get32(&s->nprev);
+        for (uint32_t i = 0; i < nl + np; i++) {
+            int err = fn(ctx, i < nl ? s->loaded[i] : s->prev[i - nl]);
+            if (err != LFP_OK)
+                return err;
+        }
+    }
+    return LFP_OK;
+}

@@ -1,0 +1,363 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The fixed-block pool: layout, creation and teardown, lazy carving, the
+ * depot (a tagged Treiber stack of batches), ownership checks, statistics
+ * and the consistency check.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include "internal.h"
+
+/* A pool's memory layout, derived from its configuration. */
+struct lfp_layout {
+    size_t align;
+    size_t stride;
+    size_t span;
+    uint32_t link_off;
+};
+
+static size_t lfp_page_size(void)
+{
+    static _Atomic size_t cached;
+    size_t ps = atomic_load_explicit(&cached, memory_order_relaxed);
+    if (ps == 0) {
+        long v = sysconf(_SC_PAGESIZE);
+        ps = v > 0 ? (size_t)v : 4096;
+        atomic_store_explicit(&cached, ps, memory_order_relaxed);
+    }
+    return ps;
+}
+
+static bool lfp_add_overflows(size_t a, size_t b, size_t *sum)
+{
+    return __builtin_add_overflow(a, b, sum);
+}
+
+/* Validate cfg and compute its layout. Checks everything lfp_pool_create
+ * checks except the caller memory's size and alignment. */
+static int lfp_layout_of(const struct lfp_config *cfg, struct lfp_layout *lay)
+{
+    if (cfg == NULL || cfg->block_size == 0 || (cfg->flags & ~(unsigned)LFP_VALID_FLAGS))
+        return LFP_EINVAL;
+    if (cfg->flags & LFP_GROWABLE)
+        return LFP_EINVAL; /* growable pools are not available yet */
+    if ((cfg->flags & LFP_ZERO) && cfg->init != NULL)
+        return LFP_EINVAL; /* zeroing would destroy the constructed state */
+    if (cfg->capacity == 0 || cfg->cache_size > LFP_CACHE_MAX)
+        return LFP_EINVAL;
+
+    size_t align = LFP__ALIGN(cfg->align);
+    if ((align & (align - 1)) != 0 || align > lfp_page_size())
+        return LFP_EINVAL;
+
+    /* With a constructor the links go after the caller's bytes, so a free
+     * block keeps every byte the constructor wrote. */
+    size_t need, link_off = 0;
+    if (cfg->init != NULL) {
+        if (lfp_add_overflows(cfg->block_size, sizeof(void *) - 1, &link_off))
+            return LFP_EINVAL;
+        link_off &= ~(sizeof(void *) - 1);
+        if (link_off > UINT32_MAX || lfp_add_overflows(link_off, LFP_LINK_BYTES, &need))
+            return LFP_EINVAL;
+    } else {
+        need = cfg->block_size < LFP_LINK_BYTES ? LFP_LINK_BYTES : cfg->block_size;
+    }
+    size_t stride;
+    if (lfp_add_overflows(need, align - 1, &stride))
+        return LFP_EINVAL;
+    stride &= ~(align - 1);
+
+    size_t span;
+    if (__builtin_mul_overflow(cfg->capacity, stride, &span) ||
+        span > (SIZE_MAX >> 2)) /* keep room for rounding to pages */
+        return LFP_EINVAL;
+
+    lay->align = align;
+    lay->stride = stride;
+    lay->span = span;
+    lay->link_off = (uint32_t)link_off;
+    return LFP_OK;
+}
+
+LFP_API size_t lfp_pool_bytes(const struct lfp_config *cfg)
+{
+    struct lfp_layout lay;
+    return lfp_layout_of(cfg, &lay) == LFP_OK ? lay.span : 0;
+}
+
+/* Blocks per magazine. A thread caches at most two magazines per pool, so
+ * capping a magazine at capacity/16 lets one idle thread strand at most an
+ * eighth of a small pool. */
+static uint32_t lfp_mag_size(const struct lfp_config *cfg)
+{
+    if (cfg->flags & LFP_NO_CACHE)
+        return 0;
+    size_t m = cfg->cache_size ? cfg->cache_size : LFP_CACHE_DEFAULT;
+    size_t bound = cfg->capacity / 16;
+    return (uint32_t)(m < bound ? m : bound);
+}
+
+/* Set up the divisibility test of lfp_block_index for this stride. */
+static void lfp_divisor_init(struct lfp_pool *pool, size_t stride)
+{
+    unsigned shift = (unsigned)__builtin_ctzll((unsigned long long)stride);
+    uint64_t odd = (uint64_t)stride >> shift;
+    uint64_t inv = odd; /* Newton's iteration doubles the correct low bits */
+    for (int i = 0; i < 5; i++)
+        inv *= 2 - odd * inv;
+    pool->div_shift = shift;
+    pool->div_inv = inv;
+}
+
+LFP_API int lfp_pool_create(const struct lfp_config *cfg, lfp_pool **out)
+{
+    if (out == NULL)
+        return LFP_EINVAL;
+    *out = NULL;
+
+    struct lfp_layout lay;
+    int err = lfp_layout_of(cfg, &lay);
+    if (err != LFP_OK)
+        return err;
+    if (cfg->mem != NULL) {
+        if (cfg->mem_size < lay.span)
+            return LFP_EINVAL;
+        if ((uintptr_t)cfg->mem & (lay.align - 1))
+            return LFP_EALIGN;
+    } else if (cfg->mem_size != 0) {
+        return LFP_EINVAL;
+    }
+
+    struct lfp_pool *pool = aligned_alloc(LFP_CACHELINE,
+                                          LFP__ROUND(sizeof(*pool), LFP_CACHELINE));
+    if (pool == NULL)
+        return LFP_ENOMEM;
+    memset(pool, 0, sizeof(*pool));
+    pool->flags = cfg->flags;
+    pool->mag_size = lfp_mag_size(cfg);
+    pool->link_off = lay.link_off;
+    pool->span = lay.span;
+    pool->stride = lay.stride;
+    pool->capacity = cfg->capacity;
+    pool->block_size = cfg->block_size;
+    pool->align = lay.align;
+    pool->init = cfg->init;
+    pool->fini = cfg->fini;
+    pool->arg = cfg->arg;
+    lfp_divisor_init(pool, lay.stride);
+    lfp_stack_init(&pool->depot);
+    atomic_init(&pool->carved, 0);
+    atomic_init(&pool->retired, 0);
+
+    err = LFP_ENOMEM;
+    if (cfg->name != NULL && (pool->name = strdup(cfg->name)) == NULL)
+        goto fail;
+    if (cfg->mem != NULL) {
+        pool->base = (uintptr_t)cfg->mem;
+    } else {
+        /* Address space only: pages become resident as blocks are carved. */
+        size_t ps = lfp_page_size();
+        pool->map_size = (lay.span + ps - 1) & ~(ps - 1);
+        void *m = mmap(NULL, pool->map_size, PROT_READ | PROT_WRITE,
+                       MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+        if (m == MAP_FAILED)
+            goto fail;
+        pool->map = m;
+        pool->base = (uintptr_t)m;
+    }
+    err = lfp_pool_id_acquire(pool);
+    if (err != LFP_OK)
+        goto fail;
+    *out = pool;
+    return LFP_OK;
+
+fail:
+    if (pool->map != NULL)
+        munmap(pool->map, pool->map_size);
+    free(pool->name);
+    free(pool);
+    return err;
+}
+
+LFP_API size_t lfp_pool_destroy(lfp_pool *pool)
+{
+    if (pool == NULL)
+        return 0;
+    /* Revoke first: once no thread's slot names the pool, nothing can push
+     * into it any more, and the balances below are final. */
+    intptr_t in_use = lfp_slots_revoke(pool);
+    in_use += atomic_load_explicit(&pool->retired, memory_order_acquire);
+
+    if (pool->fini != NULL) {
+        size_t carved = atomic_load_explicit(&pool->carved, memory_order_acquire);
+        for (size_t i = 0; i < carved; i++)
+            pool->fini((void *)(pool->base + i * pool->stride), pool->arg);
+    }
+    if (pool->map != NULL)
+        munmap(pool->map, pool->map_size);
+    lfp_pool_id_release(pool);
+    free(pool->name);
+    free(pool);
+    return in_use > 0 ? (size_t)in_use : 0;
+}
+
+void lfp_batch_seal(struct lfp_free *first, uint32_t len)
+{
+    if (len > 1)
+        first->chain->next = (struct lfp_free *)(uintptr_t)len;
+}
+
+void lfp_depot_push(struct lfp_pool *pool, struct lfp_free *first, struct lfp_free *last)
+{
+    lfp_stack_push(&pool->depot, (struct lfp_node *)first, (struct lfp_node *)last);
+}
+
+struct lfp_free *lfp_depot_pop(struct lfp_pool *pool, uint32_t *len)
+{
+    struct lfp_free *b = (struct lfp_free *)lfp_stack_pop(&pool->depot);
+    if (b != NULL)
+        *len = b->chain ? (uint32_t)(uintptr_t)b->chain->next : 1;
+    return b;
+}
+
+uint32_t lfp_carve(struct lfp_pool *pool, uint32_t want, struct lfp_free **first)
+{
+    size_t cur = atomic_load_explicit(&pool->carved, memory_order_relaxed);
+    size_t n;
+
+    do {
+        if (cur >= pool->capacity)
+            return 0;
+        n = pool->capacity - cur < want ? pool->capacity - cur : want;
+    } while (!atomic_compare_exchange_weak_explicit(&pool->carved, &cur, cur + n,
+                                                    memory_order_relaxed,
+                                                    memory_order_relaxed));
+    /* Blocks cur .. cur+n-1 are this thread's alone from here on. */
+    struct lfp_free *head = NULL;
+    for (size_t i = n; i-- > 0;) {
+        void *block = (void *)(pool->base + (cur + i) * pool->stride);
+        if (pool->init != NULL)
+            pool->init(block, pool->arg);
+        struct lfp_free *l = lfp_link_of(block, pool->link_off);
+        l->chain = head;
+        head = l;
+    }
+    *first = head;
+    return (uint32_t)n;
+}
+
+LFP_API int lfp_owns(const lfp_pool *pool, const void *p)
+{
+    return pool != NULL && lfp_block_index(pool, p) != SIZE_MAX;
+}
+
+LFP_API int lfp_pool_stats(const lfp_pool *pool, struct lfp_stats *out)
+{
+    if (pool == NULL || out == NULL)
+        return LFP_EINVAL;
+    size_t cached;
+    intptr_t balance;
+    lfp_slots_sum(pool, &cached, &balance);
+    intptr_t in_use = balance +
+        atomic_load_explicit(&((struct lfp_pool *)pool)->retired, memory_order_acquire);
+    size_t carved = atomic_load_explicit(&((struct lfp_pool *)pool)->carved,
+                                         memory_order_acquire);
+
+    memset(out, 0, sizeof(*out));
+    out->name = pool->name;
+    out->block_size = pool->block_size;
+    out->stride = pool->stride;
+    out->align = pool->align;
+    out->blocks_total = pool->capacity;
+    out->blocks_in_use = in_use > 0 ? (size_t)in_use : 0;
+    /* Blocks are carved only when the depot is empty, so the carved count is
+     * the most blocks ever out of the depot at once. */
+    out->blocks_in_use_max = carved;
+    out->blocks_cached = cached;
+    out->blocks_carved = carved;
+    out->bytes_reserved = pool->map != NULL ? pool->map_size : pool->span;
+    out->cache_size = pool->mag_size;
+    return LFP_OK;
+}
+
+LFP_API size_t lfp_pool_trim(lfp_pool *pool)
+{
+    (void)pool; /* fixed pools keep their memory until destroyed */
+    return 0;
+}
+
+/* State of lfp_pool_verify: a bit per carved block, and a free count. */
+struct lfp_verify {
+    struct lfp_pool *pool;
+    unsigned char *seen;
+    size_t free;
+};
+
+static int lfp_verify_block(void *ctx, void *block)
+{
+    struct lfp_verify *v = ctx;
+    size_t idx = lfp_block_index(v->pool, block);
+    if (idx == SIZE_MAX)
+        return LFP_EFOREIGN;
+    if (v->seen[idx / 8] & (1u << (idx % 8)))
+        return LFP_EDOUBLE;
+    v->seen[idx / 8] |= (unsigned char)(1u << (idx % 8));
+    v->free++;
+    return LFP_OK;
+}
+
+/* Check one depot batch: its length, that its chain ends there, and each
+ * block. */
+static int lfp_verify_batch(struct lfp_verify *v, struct lfp_free *b, size_t carved)
+{
+    int err = lfp_verify_block(v, lfp_block_of(b, v->pool->link_off));
+    if (err != LFP_OK)
+        return err;
+    size_t len = 1;
+    if (b->chain != NULL) {
+        len = (size_t)(uintptr_t)b->chain->next;
+        if (len < 2 || len > carved)
+            return LFP_EFOREIGN;
+    }
+    struct lfp_free *l = b->chain;
+    for (size_t i = 1; i < len; i++, l = l->chain) {
+        if (l == NULL)
+            return LFP_EFOREIGN; /* shorter than its length */
+        if ((err = lfp_verify_block(v, lfp_block_of(l, v->pool->link_off))) != LFP_OK)
+            return err;
+    }
+    return l == NULL ? LFP_OK : LFP_EFOREIGN; /* or longer */
+}
+
+LFP_API int lfp_pool_verify(lfp_pool *pool)
+{
+    if (pool == NULL)
+        return LFP_EINVAL;
+    struct lfp_verify v = { .pool = pool };
+    size_t carved = atomic_load_explicit(&pool->carved, memory_order_acquire);
+    v.seen = calloc(carved / 8 + 1, 1);
+    if (v.seen == NULL)
+        return LFP_ENOMEM;
+
+    /* Every block is checked before its links are followed, and a block seen
+     * twice stops the walk, so a corrupt list cannot send it astray. */
+    int err = LFP_OK;
+    for (struct lfp_free *b = pool->depot.head.ptr; b != NULL && err == LFP_OK; b = b->next)
+        err = lfp_verify_batch(&v, b, carved);
+    if (err == LFP_OK)
+        err = lfp_slots_walk(pool, lfp_verify_block, &v);
+    if (err == LFP_OK) {
+        size_t cached;
+        intptr_t balance;
+        lfp_slots_sum(pool, &cached, &balance);
+        intptr_t in_use = balance + atomic_load_explicit(&pool->retired, memory_order_acquire);
+        if (in_use < 0 || v.free + (size_t)in_use != carved)
+            err = LFP_EINVAL; /* counters disagree with the free lists */
+    }
+    free(v.seen);
+    return err;
+}

@@ -1,0 +1,60 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * A Treiber stack with an ABA tag: lock-free, multi-producer multi-consumer.
+ *
+ * The head is a {top, tag} pair. Every successful push or pop writes a tag
+ * the head never had before (tag + 1), so a pop that read {top, tag} and
+ * then top->next fails its CAS if anything changed the head in between,
+ * including a pop, reuse and push back of the same top (ABA).
+ *
+ * What the tag does not do: make reading top->next safe when top's memory
+ * can be released. The caller must keep nodes' memory mapped while a pop may
+ * read them (fixed pools never unmap; growable pools pop under RCU).
+ *
+ * | operation          | may run concurrently with                    |
+ * |--------------------|----------------------------------------------|
+ * | push, pop, pop_all | push, pop, pop_all on the same stack         |
+ * | init               | nothing on the same stack                    |
+ *
+ * Each push or pop costs one 16-byte CAS when uncontended.
+ */
+#ifndef LFP_STACK_H
+#define LFP_STACK_H
+
+#include <stddef.h>
+
+#include "lfp_arch.h"
+
+struct lfp_node {
+    struct lfp_node *next;
+};
+
+struct lfp_stack {
+    lfp_pair head; /* {struct lfp_node *top, tag} */
+};
+
+void lfp_stack_init(struct lfp_stack *s);
+
+/* Push the chain first -> ... -> last (linked through next; last->next is
+ * overwritten) with one CAS. */
+void lfp_stack_push(struct lfp_stack *s, struct lfp_node *first, struct lfp_node *last);
+
+/* Pop the top node, or NULL if the stack is empty. */
+struct lfp_node *lfp_stack_pop(struct lfp_stack *s);
+
+/* Detach the whole stack; returns its former top (a NULL-terminated chain). */
+struct lfp_node *lfp_stack_pop_all(struct lfp_stack *s);
+
+/* The top node at some instant, for a racy emptiness check. */
+static inline struct lfp_node *lfp_stack_peek(const struct lfp_stack *s)
+{
+    return __atomic_load_n((struct lfp_node *const *)&s->head.ptr, __ATOMIC_RELAXED);
+}
+
+#ifdef LFP_TEST_HOOKS
+/* Test builds only: called by pop between reading top->next and its CAS, to
+ * widen the window in which another thread can change the stack. */
+extern void (*lfp_test_pop_hook)(void);
+#endif
+
+#endif

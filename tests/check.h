@@ -1,0 +1,71 @@
+/* SPDX-License-Identifier: MIT */
+/* The tests' assertions: each failed CHECK prints where and what, counts a
+ * failure and the program carries on, so one run shows every broken
+ * expectation; check_done() turns the count into the exit status. */
+#ifndef LFP_TESTS_CHECK_H
+#define LFP_TESTS_CHECK_H
+
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+static atomic_int check_failures;
+static atomic_long check_count;
+
+#define CHECK(cond)                                                        \
+    do {                                                                   \
+        atomic_fetch_add(&check_count, 1);                                 \
+        if (!(cond)) {                                                     \
+            atomic_fetch_add(&check_failures, 1);                          \
+            fprintf(stderr, "%s:%d: CHECK failed: %s\n", __FILE__,         \
+                    __LINE__, #cond);                                      \
+        }                                                                  \
+    } while (0)
+
+/* Compare two integers and print both values on mismatch. */
+#define CHECK_EQ(a, b)                                                     \
+    do {                                                                   \
+        long long check_a_ = (long long)(a), check_b_ = (long long)(b);    \
+        atomic_fetch_add(&check_count, 1);                                 \
+        if (check_a_ != check_b_) {                                        \
+            atomic_fetch_add(&check_failures, 1);                          \
+            fprintf(stderr, "%s:%d: CHECK_EQ failed: %s == %s (%lld vs %lld)\n", \
+                    __FILE__, __LINE__, #a, #b, check_a_, check_b_);       \
+        }                                                                  \
+    } while (0)
+
+/* A fatal check: stop now, later steps would only crash. */
+#define REQUIRE(cond)                                                      \
+    do {                                                                   \
+        if (!(cond)) {                                                     \
+            fprintf(stderr, "%s:%d: REQUIRE failed: %s\n", __FILE__,       \
+                    __LINE__, #cond);                                      \
+            exit(1);                                                       \
+        }                                                                  \
+    } while (0)
+
+/* Run one named test function and report it. */
+#define RUN(fn)                                                            \
+    do {                                                                   \
+        int check_before_ = atomic_load(&check_failures);                  \
+        fn();                                                              \
+        printf("%-4s %s\n",                                                \
+               atomic_load(&check_failures) == check_before_ ? "ok" : "FAIL", #fn); \
+        fflush(stdout);                                                    \
+    } while (0)
+
+static inline int check_done(void)
+{
+    int f = atomic_load(&check_failures);
+    printf("%ld checks, %d failed\n", atomic_load(&check_count), f);
+    return f ? 1 : 0;
+}
+
+/* An environment knob with a default, for thread and operation counts. */
+static inline long check_env(const char *name, long dflt)
+{
+    const char *v = getenv(name);
+    return v && *v ? strtol(v, NULL, 0) : dflt;
+}
+
+#endif
