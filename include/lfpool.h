@@ -48,8 +48,9 @@ typedef struct lfp_pool lfp_pool;
 /** Pool flags for lfp_config::flags. */
 enum {
     /** Grow in slabs on demand up to lfp_config::max_blocks, and give fully
-     *  free slabs back to the OS with lfp_pool_trim(). Not implemented yet:
-     *  lfp_pool_create() refuses it with LFP_EINVAL. */
+     *  free slabs back to the OS with lfp_pool_trim() (or automatically, see
+     *  lfp_config::trim_threshold). Depot exchanges of growable pools run in
+     *  an RCU read-side section (liburcu-bp); fixed pools never use RCU. */
     LFP_GROWABLE = 1u << 0,
     /** lfp_alloc() returns blocks filled with zero bytes (a memset per
      *  alloc). Cannot be combined with an init constructor. */
@@ -78,8 +79,10 @@ struct lfp_config {
     size_t block_size;   /**< bytes per block; required, > 0 */
     size_t align;        /**< block alignment, a power of two no larger than
                               the page size; 0 = alignof(max_align_t) */
-    size_t capacity;     /**< fixed pool: number of blocks (required, > 0) */
-    size_t max_blocks;   /**< growable pools only: upper bound, 0 = none */
+    size_t capacity;     /**< fixed pool: number of blocks (required, > 0);
+                              growable: blocks made up front (may be 0) */
+    size_t max_blocks;   /**< growable pools only: upper bound, 0 = none;
+                              else at least capacity */
     unsigned flags;      /**< LFP_* flags */
     void *mem;           /**< optional caller memory for a fixed pool, aligned
                               to the block alignment, of ... */
@@ -96,6 +99,15 @@ struct lfp_config {
      *  whether free or still in use, before the memory is released. */
     void (*fini)(void *block, void *arg);
     void *arg;           /**< passed to init and fini */
+    /** Growable pools only: bytes per slab, a power of two of at least
+     *  64 KiB and one block; 0 = the library's choice: 256 KiB, doubled
+     *  until it holds at least 16 blocks. */
+    size_t slab_size;
+    /** Growable pools only: when more than this many bytes of free blocks
+     *  sit in the shared depot, the thread whose free crosses the line trims
+     *  the pool (O(free blocks), slabs unmapped by liburcu's call_rcu thread
+     *  after a grace period). 0 = trim only on lfp_pool_trim(). */
+    size_t trim_threshold;
 };
 
 /** A snapshot of a pool. Exact when no thread is inside the library. */
@@ -104,7 +116,8 @@ struct lfp_stats {
     size_t block_size;        /**< as configured */
     size_t stride;            /**< bytes from one block to the next */
     size_t align;             /**< effective alignment */
-    size_t blocks_total;      /**< blocks the pool holds now (its capacity) */
+    size_t blocks_total;      /**< blocks the pool holds now: its capacity,
+                                   or the blocks in a growable pool's slabs */
     size_t blocks_in_use;     /**< allocated and not yet freed */
     size_t blocks_in_use_max; /**< high-water mark of blocks taken out of the
                                    shared free list (in use, or cached in some
@@ -156,8 +169,9 @@ size_t lfp_pool_bytes(const struct lfp_config *cfg);
  * @param out  receives the pool; set to NULL on failure.
  * @return 0, or LFP_EINVAL (NULL argument, block_size 0, bad align, capacity 0
  *   for a fixed pool, sizes that overflow, caller memory too small, LFP_ZERO
- *   with init, cache_size above LFP_CACHE_MAX, LFP_GROWABLE), LFP_EALIGN
- *   (caller memory misaligned) or LFP_ENOMEM.
+ *   with init, cache_size above LFP_CACHE_MAX, unknown flags, LFP_GROWABLE
+ *   with caller memory, max_blocks below capacity or a bad slab_size),
+ *   LFP_EALIGN (caller memory misaligned) or LFP_ENOMEM.
  * Thread-safe. Reserves address space for all blocks; pages become resident
  * only as blocks are first used.
  */
@@ -225,15 +239,22 @@ int lfp_pool_stats(const lfp_pool *pool, struct lfp_stats *out);
  * Check the pool's free lists and counters: every free block is a carved
  * block of the pool, none is listed twice, and free (depot and magazines) +
  * in use = carved. For tests and debugging; no thread may use the pool.
- * Costs O(carved blocks) time and one bit per block of temporary memory.
+ * Costs O(f log f) time for f free blocks, and a pointer per free block of
+ * temporary memory.
  * @return 0 if consistent, LFP_EINVAL for a NULL pool, LFP_ENOMEM, or
  *   LFP_EFOREIGN / LFP_EDOUBLE naming the first inconsistency found.
  */
 int lfp_pool_verify(lfp_pool *pool);
 
 /**
- * Give memory back to the OS. Fixed pools never release memory.
- * @return bytes released (0 for fixed pools).
+ * Give memory back to the OS: hand the calling thread's cached blocks of the
+ * pool back, find the slabs all of whose blocks are free in the depot, and
+ * unmap them after an RCU grace period (this call waits for it, about 70 us).
+ * Blocks cached by other threads keep their slabs. Fixed pools never release
+ * memory. May run concurrently with every call but lfp_pool_destroy; while
+ * it holds the depot (O(free blocks)), other threads that need blocks grow
+ * the pool instead. One trim at a time per pool: a concurrent one returns 0.
+ * @return bytes released (0 for fixed pools and NULL).
  */
 size_t lfp_pool_trim(lfp_pool *pool);
 

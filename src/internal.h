@@ -66,11 +66,30 @@ struct lfp_pool {
     /* The shared free list; on its own cache line, it is the contended one. */
     alignas(LFP_CACHELINE) struct lfp_stack depot;
 
-    alignas(LFP_CACHELINE) _Atomic size_t carved; /* blocks carved so far */
+    /* Fixed pools: blocks carved so far, the bound of lfp_block_index.
+     * Growable pools leave it 0, so that check sends them to the slabs. */
+    alignas(LFP_CACHELINE) _Atomic size_t carved;
     /* In-use balance of threads that no longer keep their own: exited,
      * revoked, or with no cache slot. */
     _Atomic intptr_t retired;
+
+    /* Growable pools only. */
+    alignas(LFP_CACHELINE) _Atomic size_t total; /* blocks in live slabs */
+    _Atomic size_t total_max;    /* high-water mark of total */
+    _Atomic size_t depot_blocks; /* blocks in the depot, for the trim policy */
+    _Atomic size_t trim_next;    /* depot_blocks that triggers the next auto trim */
+    struct lfp_stack slabs;      /* the pool's slab descriptors */
+    atomic_flag trimming;        /* one trim at a time */
+    size_t max_blocks;           /* 0 = no bound */
+    size_t slab_bytes;
+    size_t slab_blocks;
+    size_t trim_above;           /* auto trim threshold in blocks, 0 = off */
 };
+
+static inline bool lfp_growable(const struct lfp_pool *pool)
+{
+    return (pool->flags & LFP_GROWABLE) != 0;
+}
 
 /*
  * A thread's cache for one pool: two magazines (arrays of free blocks,
@@ -121,23 +140,48 @@ static inline void *lfp_block_of(struct lfp_free *link, uint32_t link_off)
  * which no carved index reaches. An address below base wraps around to a
  * huge offset and fails the same compare.
  */
+static inline uint64_t lfp_stride_index(const struct lfp_pool *pool, uint64_t off)
+{
+    uint64_t x = off * pool->div_inv;
+    unsigned k = pool->div_shift;
+    return (x >> k) | (x << ((64 - k) & 63));
+}
+
 static inline size_t lfp_block_index(const struct lfp_pool *pool, const void *p)
 {
-    uint64_t x = (uint64_t)((uintptr_t)p - pool->base) * pool->div_inv;
-    unsigned k = pool->div_shift;
-    uint64_t q = (x >> k) | (x << ((64 - k) & 63));
+    uint64_t q = lfp_stride_index(pool, (uint64_t)((uintptr_t)p - pool->base));
     size_t carved = atomic_load_explicit(&((struct lfp_pool *)pool)->carved,
                                          memory_order_relaxed);
     return q < carved ? (size_t)q : SIZE_MAX;
 }
 
 /* pool.c: the depot and carving. */
-void lfp_depot_push(struct lfp_pool *pool, struct lfp_free *first, struct lfp_free *last);
+/* Push the batches first .. last (linked through next), nblocks in all. */
+void lfp_depot_push(struct lfp_pool *pool, struct lfp_free *first, struct lfp_free *last,
+                    size_t nblocks);
 struct lfp_free *lfp_depot_pop(struct lfp_pool *pool, uint32_t *len);
+/* New blocks, at most want, chained through chain; 0 with errno ENOBUFS
+ * (no more may be made) or ENOMEM. */
 uint32_t lfp_carve(struct lfp_pool *pool, uint32_t want, struct lfp_free **first);
 void lfp_batch_seal(struct lfp_free *first, uint32_t len);
+/* Is p the start of one of pool's blocks? Fixed and growable pools alike. */
+bool lfp_pool_owns(const struct lfp_pool *pool, const void *p);
+/* Memory from the OS; every request goes through here (a test seam). */
+void *lfp_os_map(size_t size);
+void lfp_os_unmap(void *p, size_t size);
+
+/* slab.c: growable pools. */
+int lfp_slab_setup(struct lfp_pool *pool, const struct lfp_config *cfg);
+uint32_t lfp_slab_grow(struct lfp_pool *pool, uint32_t want, struct lfp_free **first);
+bool lfp_slab_owns(const struct lfp_pool *pool, const void *p);
+size_t lfp_slab_trim(struct lfp_pool *pool, bool wait);
+void lfp_slab_destroy_all(struct lfp_pool *pool);
+void lfp_depot_read_lock(const struct lfp_pool *pool);
+void lfp_depot_read_unlock(const struct lfp_pool *pool);
 
 /* magazine.c: per-thread caches, as seen by pool creation and teardown. */
+/* Hand the calling thread's cached blocks of pool back to the depot. */
+void lfp_flush_own(struct lfp_pool *pool);
 int lfp_pool_id_acquire(struct lfp_pool *pool);
 void lfp_pool_id_release(struct lfp_pool *pool);
 /* Take every thread's slot of the pool away; returns their in-use balance. */

@@ -289,8 +289,8 @@ static void lfp_mag_spill(struct lfp_pool *pool, struct lfp_slot *s)
     uint32_t np = lfp_get32(&s->nprev);
     if (np != 0) {
         struct lfp_free *b = lfp_rounds_chain(s->prev, np, pool->link_off);
-        lfp_depot_push(pool, b, b);
         lfp_take(pool, s, -(intptr_t)np);
+        lfp_depot_push(pool, b, b, np);
     }
     void **t = s->prev;
     s->prev = s->loaded;
@@ -323,7 +323,7 @@ static void lfp_flush_slot(struct lfp_slot *s, bool unbind)
         last = b;
     }
     if (first != NULL)
-        lfp_depot_push(pool, first, last);
+        lfp_depot_push(pool, first, last, (size_t)nl + np);
     lfp_set32(&s->nloaded, 0);
     lfp_set32(&s->nprev, 0);
     intptr_t taken = atomic_load_explicit(&s->taken, memory_order_relaxed) - nl - np;
@@ -346,12 +346,13 @@ static void lfp_flush_slot(struct lfp_slot *s, bool unbind)
 static void lfp_depot_push_singles(struct lfp_pool *pool, struct lfp_free *first)
 {
     struct lfp_free *l = first;
-    while (l->chain != NULL) {
+    size_t n = 1;
+    for (; l->chain != NULL; n++) {
         l->next = l->chain;
         l->chain = NULL;
         l = l->next;
     }
-    lfp_depot_push(pool, first, l);
+    lfp_depot_push(pool, first, l, n);
 }
 
 static struct lfp_free *lfp_take_one(struct lfp_pool *pool, struct lfp_slot *s)
@@ -360,20 +361,20 @@ static struct lfp_free *lfp_take_one(struct lfp_pool *pool, struct lfp_slot *s)
     struct lfp_free *b = lfp_depot_pop(pool, &n);
     if (b == NULL && (n = lfp_carve(pool, LFP_NOCACHE_CARVE, &b)) == 0)
         return NULL;
+    lfp_take(pool, s, 1);
     if (n > 1) {
         /* A cached thread's batch, or a fresh carve: the rest goes back. */
         lfp_depot_push_singles(pool, b->chain);
         b->chain = NULL;
     }
-    lfp_take(pool, s, 1);
     return b;
 }
 
 static void lfp_give_one(struct lfp_pool *pool, struct lfp_slot *s, struct lfp_free *l)
 {
     l->chain = NULL;
-    lfp_depot_push(pool, l, l);
     lfp_take(pool, s, -1);
+    lfp_depot_push(pool, l, l, 1);
 }
 
 /* ---- the API ---- */
@@ -390,21 +391,20 @@ static LFP_NOINLINE void *lfp_alloc_slow(struct lfp_pool *pool)
     struct lfp_slot *s = lfp_slot_get(pool);
     void *block;
     if (s != NULL && lfp_get32(&s->cap) != 0) {
-        if (!lfp_mag_refill(pool, s))
-            goto exhausted;
+        /* Pools off the fast path (LFP_ZERO, high ids) come here with
+         * rounds still loaded. */
+        if (lfp_get32(&s->nloaded) == 0 && !lfp_mag_refill(pool, s))
+            return NULL; /* errno set by the carve */
         uint32_t n = lfp_get32(&s->nloaded) - 1;
         block = s->loaded[n];
         lfp_set32(&s->nloaded, n);
     } else {
         struct lfp_free *l = lfp_take_one(pool, s);
         if (l == NULL)
-            goto exhausted;
+            return NULL;
         block = lfp_block_of(l, pool->link_off);
     }
     return lfp_alloc_done(pool, block);
-exhausted:
-    errno = ENOBUFS;
-    return NULL;
 }
 
 /* Fast path: 11 instructions on x86-64, no atomic read-modify-write, no
@@ -453,8 +453,13 @@ LFP_API int lfp_free(lfp_pool *pool, void *block)
         return LFP_EINVAL;
     /* NULL fails the ownership check too (it lies below any pool), so it is
      * told apart only on that rare path. */
-    if (LFP_UNLIKELY(lfp_block_index(pool, block) == SIZE_MAX))
-        return block == NULL ? LFP_OK : LFP_EFOREIGN;
+    if (LFP_UNLIKELY(lfp_block_index(pool, block) == SIZE_MAX)) {
+        if (block == NULL)
+            return LFP_OK;
+        /* Growable pools always come here: their blocks are in slabs. */
+        if (!lfp_growable(pool) || !lfp_slab_owns(pool, block))
+            return LFP_EFOREIGN;
+    }
     struct lfp_slot *s = lfp_tls_slots[pool->tls_idx];
     uint32_t n = lfp_get32(&s->nloaded);
     if (LFP_LIKELY(n < lfp_get32(&s->cap))) {
@@ -494,9 +499,7 @@ LFP_API size_t lfp_alloc_bulk(lfp_pool *pool, void **blocks, size_t n)
             blocks[i] = lfp_alloc_done(pool, lfp_block_of(l, pool->link_off));
         }
     }
-    if (i < n)
-        errno = ENOBUFS;
-    return i;
+    return i; /* when short, errno was set by the carve */
 }
 
 LFP_API int lfp_free_bulk(lfp_pool *pool, void *const *blocks, size_t n)
@@ -505,7 +508,7 @@ LFP_API int lfp_free_bulk(lfp_pool *pool, void *const *blocks, size_t n)
         return LFP_EINVAL;
     /* All or none: check every pointer before the first is freed. */
     for (size_t i = 0; i < n; i++)
-        if (blocks[i] != NULL && lfp_block_index(pool, blocks[i]) == SIZE_MAX)
+        if (blocks[i] != NULL && !lfp_pool_owns(pool, blocks[i]))
             return LFP_EFOREIGN;
 
     struct lfp_slot *s = lfp_slot_get(pool);
@@ -527,10 +530,18 @@ LFP_API int lfp_free_bulk(lfp_pool *pool, void *const *blocks, size_t n)
         count++;
     }
     if (first != NULL) {
-        lfp_depot_push_singles(pool, first);
         lfp_take(pool, s, -count);
+        lfp_depot_push_singles(pool, first);
     }
     return LFP_OK;
+}
+
+void lfp_flush_own(struct lfp_pool *pool)
+{
+    struct lfp_tcache *tc = lfp_tc;
+    struct lfp_slot *s = tc ? lfp_slot_at(tc, pool->id, false) : NULL;
+    if (s != NULL && atomic_load_explicit(&s->pool, memory_order_relaxed) == pool)
+        lfp_flush_slot(s, false);
 }
 
 LFP_API void lfp_thread_flush(void)

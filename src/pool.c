@@ -43,12 +43,13 @@ static int lfp_layout_of(const struct lfp_config *cfg, struct lfp_layout *lay)
 {
     if (cfg == NULL || cfg->block_size == 0 || (cfg->flags & ~(unsigned)LFP_VALID_FLAGS))
         return LFP_EINVAL;
-    if (cfg->flags & LFP_GROWABLE)
-        return LFP_EINVAL; /* growable pools are not available yet */
+    bool growable = (cfg->flags & LFP_GROWABLE) != 0;
     if ((cfg->flags & LFP_ZERO) && cfg->init != NULL)
         return LFP_EINVAL; /* zeroing would destroy the constructed state */
-    if (cfg->capacity == 0 || cfg->cache_size > LFP_CACHE_MAX)
+    if ((cfg->capacity == 0 && !growable) || cfg->cache_size > LFP_CACHE_MAX)
         return LFP_EINVAL;
+    if (growable && (cfg->mem != NULL || cfg->mem_size != 0))
+        return LFP_EINVAL; /* slabs come from the OS */
 
     size_t align = LFP__ALIGN(cfg->align);
     if ((align & (align - 1)) != 0 || align > lfp_page_size())
@@ -90,14 +91,17 @@ LFP_API size_t lfp_pool_bytes(const struct lfp_config *cfg)
 }
 
 /* Blocks per magazine. A thread caches at most two magazines per pool, so
- * capping a magazine at capacity/16 lets one idle thread strand at most an
- * eighth of a small pool. */
+ * capping a magazine at a sixteenth of the most blocks the pool may hold
+ * lets one idle thread strand at most an eighth of a small pool. */
 static uint32_t lfp_mag_size(const struct lfp_config *cfg)
 {
     if (cfg->flags & LFP_NO_CACHE)
         return 0;
     size_t m = cfg->cache_size ? cfg->cache_size : LFP_CACHE_DEFAULT;
-    size_t bound = cfg->capacity / 16;
+    size_t most = cfg->capacity;
+    if (cfg->flags & LFP_GROWABLE)
+        most = cfg->max_blocks ? cfg->max_blocks : SIZE_MAX;
+    size_t bound = most / 16;
     return (uint32_t)(m < bound ? m : bound);
 }
 
@@ -156,15 +160,20 @@ LFP_API int lfp_pool_create(const struct lfp_config *cfg, lfp_pool **out)
     err = LFP_ENOMEM;
     if (cfg->name != NULL && (pool->name = strdup(cfg->name)) == NULL)
         goto fail;
-    if (cfg->mem != NULL) {
+    if (lfp_growable(pool)) {
+        /* No region: blocks live in slabs, and the fixed-range check of
+         * lfp_block_index fails for every pointer (carved stays 0). */
+        pool->span = 0;
+        if ((err = lfp_slab_setup(pool, cfg)) != LFP_OK)
+            goto fail;
+    } else if (cfg->mem != NULL) {
         pool->base = (uintptr_t)cfg->mem;
     } else {
         /* Address space only: pages become resident as blocks are carved. */
         size_t ps = lfp_page_size();
         pool->map_size = (lay.span + ps - 1) & ~(ps - 1);
-        void *m = mmap(NULL, pool->map_size, PROT_READ | PROT_WRITE,
-                       MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-        if (m == MAP_FAILED)
+        void *m = lfp_os_map(pool->map_size);
+        if (m == NULL)
             goto fail;
         pool->map = m;
         pool->base = (uintptr_t)m;
@@ -176,8 +185,10 @@ LFP_API int lfp_pool_create(const struct lfp_config *cfg, lfp_pool **out)
     return LFP_OK;
 
 fail:
+    if (lfp_growable(pool))
+        lfp_slab_destroy_all(pool);
     if (pool->map != NULL)
-        munmap(pool->map, pool->map_size);
+        lfp_os_unmap(pool->map, pool->map_size);
     free(pool->name);
     free(pool);
     return err;
@@ -192,13 +203,15 @@ LFP_API size_t lfp_pool_destroy(lfp_pool *pool)
     intptr_t in_use = lfp_slots_revoke(pool);
     in_use += atomic_load_explicit(&pool->retired, memory_order_acquire);
 
-    if (pool->fini != NULL) {
+    if (lfp_growable(pool)) {
+        lfp_slab_destroy_all(pool);
+    } else if (pool->fini != NULL) {
         size_t carved = atomic_load_explicit(&pool->carved, memory_order_acquire);
         for (size_t i = 0; i < carved; i++)
             pool->fini((void *)(pool->base + i * pool->stride), pool->arg);
     }
     if (pool->map != NULL)
-        munmap(pool->map, pool->map_size);
+        lfp_os_unmap(pool->map, pool->map_size);
     lfp_pool_id_release(pool);
     free(pool->name);
     free(pool);
@@ -211,27 +224,47 @@ void lfp_batch_seal(struct lfp_free *first, uint32_t len)
         first->chain->next = (struct lfp_free *)(uintptr_t)len;
 }
 
-void lfp_depot_push(struct lfp_pool *pool, struct lfp_free *first, struct lfp_free *last)
+void lfp_depot_push(struct lfp_pool *pool, struct lfp_free *first, struct lfp_free *last,
+                    size_t nblocks)
 {
     lfp_stack_push(&pool->depot, (struct lfp_node *)first, (struct lfp_node *)last);
+    if (lfp_growable(pool)) {
+        /* The automatic trim policy: an O(1) check per magazine pushed. */
+        size_t n = atomic_fetch_add_explicit(&pool->depot_blocks, nblocks,
+                                             memory_order_relaxed) + nblocks;
+        if (pool->trim_above != 0 &&
+            n > atomic_load_explicit(&pool->trim_next, memory_order_relaxed))
+            lfp_slab_trim(pool, false);
+    }
 }
 
 struct lfp_free *lfp_depot_pop(struct lfp_pool *pool, uint32_t *len)
 {
+    /* A growable pool's pop may read a block whose slab a trim is releasing:
+     * the read-side section keeps the slab mapped until the pop is done. */
+    lfp_depot_read_lock(pool);
     struct lfp_free *b = (struct lfp_free *)lfp_stack_pop(&pool->depot);
-    if (b != NULL)
+    lfp_depot_read_unlock(pool);
+    if (b != NULL) {
         *len = b->chain ? (uint32_t)(uintptr_t)b->chain->next : 1;
+        if (lfp_growable(pool))
+            atomic_fetch_sub_explicit(&pool->depot_blocks, *len, memory_order_relaxed);
+    }
     return b;
 }
 
 uint32_t lfp_carve(struct lfp_pool *pool, uint32_t want, struct lfp_free **first)
 {
+    if (lfp_growable(pool))
+        return lfp_slab_grow(pool, want, first);
+
     size_t cur = atomic_load_explicit(&pool->carved, memory_order_relaxed);
     size_t n;
-
     do {
-        if (cur >= pool->capacity)
+        if (cur >= pool->capacity) {
+            errno = ENOBUFS;
             return 0;
+        }
         n = pool->capacity - cur < want ? pool->capacity - cur : want;
     } while (!atomic_compare_exchange_weak_explicit(&pool->carved, &cur, cur + n,
                                                     memory_order_relaxed,
@@ -250,9 +283,23 @@ uint32_t lfp_carve(struct lfp_pool *pool, uint32_t want, struct lfp_free **first
     return (uint32_t)n;
 }
 
+bool lfp_pool_owns(const struct lfp_pool *pool, const void *p)
+{
+    return lfp_block_index(pool, p) != SIZE_MAX ||
+           (lfp_growable(pool) && lfp_slab_owns(pool, p));
+}
+
 LFP_API int lfp_owns(const lfp_pool *pool, const void *p)
 {
-    return pool != NULL && lfp_block_index(pool, p) != SIZE_MAX;
+    return pool != NULL && lfp_pool_owns(pool, p);
+}
+
+/* Blocks the pool holds now: carved so far, or in a growable pool's slabs. */
+static size_t lfp_pool_total(const struct lfp_pool *pool)
+{
+    return atomic_load_explicit(lfp_growable(pool) ? &((struct lfp_pool *)pool)->total
+                                                   : &((struct lfp_pool *)pool)->carved,
+                                memory_order_acquire);
 }
 
 LFP_API int lfp_pool_stats(const lfp_pool *pool, struct lfp_stats *out)
@@ -264,55 +311,90 @@ LFP_API int lfp_pool_stats(const lfp_pool *pool, struct lfp_stats *out)
     lfp_slots_sum(pool, &cached, &balance);
     intptr_t in_use = balance +
         atomic_load_explicit(&((struct lfp_pool *)pool)->retired, memory_order_acquire);
-    size_t carved = atomic_load_explicit(&((struct lfp_pool *)pool)->carved,
-                                         memory_order_acquire);
+    size_t carved = lfp_pool_total(pool);
+    bool growable = lfp_growable(pool);
 
     memset(out, 0, sizeof(*out));
     out->name = pool->name;
     out->block_size = pool->block_size;
     out->stride = pool->stride;
     out->align = pool->align;
-    out->blocks_total = pool->capacity;
+    out->blocks_total = growable ? carved : pool->capacity;
     out->blocks_in_use = in_use > 0 ? (size_t)in_use : 0;
-    /* Blocks are carved only when the depot is empty, so the carved count is
-     * the most blocks ever out of the depot at once. */
-    out->blocks_in_use_max = carved;
+    /* Blocks are carved (slabs grown) only when the depot is empty, so that
+     * count is the most blocks ever out of the depot at once. */
+    out->blocks_in_use_max =
+        growable ? atomic_load_explicit(&((struct lfp_pool *)pool)->total_max,
+                                        memory_order_relaxed)
+                 : carved;
     out->blocks_cached = cached;
     out->blocks_carved = carved;
-    out->bytes_reserved = pool->map != NULL ? pool->map_size : pool->span;
+    if (growable)
+        out->bytes_reserved = (carved + pool->slab_blocks - 1) / pool->slab_blocks *
+                              pool->slab_bytes;
+    else
+        out->bytes_reserved = pool->map != NULL ? pool->map_size : pool->span;
     out->cache_size = pool->mag_size;
     return LFP_OK;
 }
 
 LFP_API size_t lfp_pool_trim(lfp_pool *pool)
 {
-    (void)pool; /* fixed pools keep their memory until destroyed */
-    return 0;
+    if (pool == NULL || !lfp_growable(pool))
+        return 0; /* fixed pools keep their memory until destroyed */
+    lfp_flush_own(pool);
+    return lfp_slab_trim(pool, true);
 }
 
-/* State of lfp_pool_verify: a bit per carved block, and a free count. */
+#ifdef LFP_TEST_HOOKS
+/* Test builds only: the n-th request for memory from now on fails (0 = no
+ * failure), to show every caller copes. */
+_Atomic long lfp_test_map_fail_at;
+#endif
+
+void *lfp_os_map(size_t size)
+{
+#ifdef LFP_TEST_HOOKS
+    if (atomic_load(&lfp_test_map_fail_at) > 0 && atomic_fetch_sub(&lfp_test_map_fail_at, 1) == 1)
+        return NULL;
+#endif
+    void *m = mmap(NULL, size, PROT_READ | PROT_WRITE,
+                   MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    return m == MAP_FAILED ? NULL : m;
+}
+
+void lfp_os_unmap(void *p, size_t size)
+{
+    munmap(p, size);
+}
+
+static int lfp_cmp_ptr(const void *a, const void *b)
+{
+    uintptr_t x = (uintptr_t)*(void *const *)a, y = (uintptr_t)*(void *const *)b;
+    return x < y ? -1 : x > y;
+}
+
+/* State of lfp_pool_verify: every free block found, checked as it is found
+ * so that a corrupt list cannot send the walk astray. */
 struct lfp_verify {
     struct lfp_pool *pool;
-    unsigned char *seen;
-    size_t free;
+    void **free;
+    size_t nfree, max;
 };
 
 static int lfp_verify_block(void *ctx, void *block)
 {
     struct lfp_verify *v = ctx;
-    size_t idx = lfp_block_index(v->pool, block);
-    if (idx == SIZE_MAX)
+    if (!lfp_pool_owns(v->pool, block))
         return LFP_EFOREIGN;
-    if (v->seen[idx / 8] & (1u << (idx % 8)))
-        return LFP_EDOUBLE;
-    v->seen[idx / 8] |= (unsigned char)(1u << (idx % 8));
-    v->free++;
+    if (v->nfree == v->max)
+        return LFP_EDOUBLE; /* more free blocks than blocks: one is listed twice */
+    v->free[v->nfree++] = block;
     return LFP_OK;
 }
 
-/* Check one depot batch: its length, that its chain ends there, and each
- * block. */
-static int lfp_verify_batch(struct lfp_verify *v, struct lfp_free *b, size_t carved)
+/* One depot batch: each block, its length, and that its chain ends there. */
+static int lfp_verify_batch(struct lfp_verify *v, struct lfp_free *b)
 {
     int err = lfp_verify_block(v, lfp_block_of(b, v->pool->link_off));
     if (err != LFP_OK)
@@ -320,7 +402,7 @@ static int lfp_verify_batch(struct lfp_verify *v, struct lfp_free *b, size_t car
     size_t len = 1;
     if (b->chain != NULL) {
         len = (size_t)(uintptr_t)b->chain->next;
-        if (len < 2 || len > carved)
+        if (len < 2 || len > v->max)
             return LFP_EFOREIGN;
     }
     struct lfp_free *l = b->chain;
@@ -337,27 +419,31 @@ LFP_API int lfp_pool_verify(lfp_pool *pool)
 {
     if (pool == NULL)
         return LFP_EINVAL;
-    struct lfp_verify v = { .pool = pool };
-    size_t carved = atomic_load_explicit(&pool->carved, memory_order_acquire);
-    v.seen = calloc(carved / 8 + 1, 1);
-    if (v.seen == NULL)
+    size_t total = lfp_pool_total(pool);
+    struct lfp_verify v = { .pool = pool, .max = total };
+    v.free = malloc((total + 1) * sizeof(void *));
+    if (v.free == NULL)
         return LFP_ENOMEM;
 
-    /* Every block is checked before its links are followed, and a block seen
-     * twice stops the walk, so a corrupt list cannot send it astray. */
     int err = LFP_OK;
     for (struct lfp_free *b = pool->depot.head.ptr; b != NULL && err == LFP_OK; b = b->next)
-        err = lfp_verify_batch(&v, b, carved);
+        err = lfp_verify_batch(&v, b);
     if (err == LFP_OK)
         err = lfp_slots_walk(pool, lfp_verify_block, &v);
+    if (err == LFP_OK) {
+        qsort(v.free, v.nfree, sizeof(void *), lfp_cmp_ptr);
+        for (size_t i = 1; i < v.nfree && err == LFP_OK; i++)
+            if (v.free[i] == v.free[i - 1])
+                err = LFP_EDOUBLE;
+    }
     if (err == LFP_OK) {
         size_t cached;
         intptr_t balance;
         lfp_slots_sum(pool, &cached, &balance);
         intptr_t in_use = balance + atomic_load_explicit(&pool->retired, memory_order_acquire);
-        if (in_use < 0 || v.free + (size_t)in_use != carved)
+        if (in_use < 0 || v.nfree + (size_t)in_use != total)
             err = LFP_EINVAL; /* counters disagree with the free lists */
     }
-    free(v.seen);
+    free(v.free);
     return err;
 }
