@@ -121,8 +121,9 @@ struct lfp_stats {
     size_t blocks_in_use;     /**< allocated and not yet freed */
     size_t blocks_in_use_max; /**< high-water mark of blocks taken out of the
                                    shared free list (in use, or cached in some
-                                   thread's magazine); equal to the peak of
-                                   blocks_in_use for pools without a cache */
+                                   thread's magazine); for a fixed pool without
+                                   a cache, the peak of blocks_in_use; for a
+                                   growable pool, of blocks in its slabs */
     size_t blocks_cached;     /**< free blocks sitting in threads' magazines */
     size_t blocks_carved;     /**< blocks made ready so far (carving is lazy) */
     size_t bytes_reserved;    /**< memory the pool holds (address space) */

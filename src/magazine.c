@@ -23,8 +23,6 @@
 
 #define LFP_SLOTS_CHUNK 64u
 #define LFP_DIR_SIZE ((LFP_MAX_POOLS - LFP_SLOTS_INLINE) / LFP_SLOTS_CHUNK)
-/* Blocks a cache-less pool carves at once; the spare ones go to the depot. */
-#define LFP_NOCACHE_CARVE 32u
 
 _Static_assert((LFP_MAX_POOLS - LFP_SLOTS_INLINE) % LFP_SLOTS_CHUNK == 0,
                "the directory covers every pool id");
@@ -359,11 +357,13 @@ static struct lfp_free *lfp_take_one(struct lfp_pool *pool, struct lfp_slot *s)
 {
     uint32_t n;
     struct lfp_free *b = lfp_depot_pop(pool, &n);
-    if (b == NULL && (n = lfp_carve(pool, LFP_NOCACHE_CARVE, &b)) == 0)
+    /* One block at a time: carving only when the depot is empty keeps the
+     * carved count equal to the peak of blocks in use. */
+    if (b == NULL && (n = lfp_carve(pool, 1, &b)) == 0)
         return NULL;
     lfp_take(pool, s, 1);
     if (n > 1) {
-        /* A cached thread's batch, or a fresh carve: the rest goes back. */
+        /* A cached thread's batch (or a new slab's): the rest goes back. */
         lfp_depot_push_singles(pool, b->chain);
         b->chain = NULL;
     }

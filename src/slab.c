@@ -146,10 +146,12 @@ static void lfp_slab_release(struct lfp_slab *d)
     lfp_stack_push(&lfp_slab_spare, &d->free_link, &d->free_link);
 }
 
+#ifndef LFP_TEST_NO_GRACE
 static void lfp_slab_release_rcu(struct rcu_head *h)
 {
     lfp_slab_release(LFP_CONTAINER(h, struct lfp_slab, rcu));
 }
+#endif
 
 /* Take a slab out of its pool: destructors, registry, counters. Its blocks
  * must all be free and in the caller's hands. */
