@@ -48,7 +48,7 @@ struct lfp_node *lfp_stack_pop_all(struct lfp_stack *s);
 /* The top node at some instant, for a racy emptiness check. */
 static inline struct lfp_node *lfp_stack_peek(const struct lfp_stack *s)
 {
-    return __atomic_load_n((struct lfp_node *const *)&s->head.ptr, __ATOMIC_RELAXED);
+    return __atomic_load_n(&s->head.ptr, __ATOMIC_RELAXED);
 }
 
 #ifdef LFP_TEST_HOOKS

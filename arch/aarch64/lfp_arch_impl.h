@@ -12,12 +12,15 @@
 static inline bool lfp_arch_cas2(lfp_pair *p, lfp_pair *expected, lfp_pair desired)
 {
     /* CASP needs even/odd consecutive register pairs; pinning x0-x3 gives
-     * them under every compiler. */
-    register uint64_t o0 __asm__("x0") = (uint64_t)expected->ptr;
-    register uint64_t o1 __asm__("x1") = expected->tag;
-    register uint64_t n0 __asm__("x2") = (uint64_t)desired.ptr;
-    register uint64_t n1 __asm__("x3") = desired.tag;
-    const uint64_t e0 = o0, e1 = o1;
+     * them under every compiler. Everything is loaded into plain locals
+     * first: a call between setting a pinned register and the asm (such as
+     * sanitizer instrumentation of those loads) could clobber it. */
+    const uint64_t e0 = (uint64_t)expected->ptr, e1 = expected->tag;
+    const uint64_t d0 = (uint64_t)desired.ptr, d1 = desired.tag;
+    register uint64_t o0 __asm__("x0") = e0;
+    register uint64_t o1 __asm__("x1") = e1;
+    register uint64_t n0 __asm__("x2") = d0;
+    register uint64_t n1 __asm__("x3") = d1;
 
     __asm__ __volatile__("caspal %[o0], %[o1], %[n0], %[n1], %[mem]"
                          : [o0] "+r"(o0), [o1] "+r"(o1), [mem] "+Q"(*p)
