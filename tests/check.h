@@ -7,7 +7,9 @@
 
 #include <stdatomic.h>
 #include <stdio.h>
+#include <stdint.h>
 #include <stdlib.h>
+#include <string.h>
 
 static atomic_int check_failures;
 static atomic_long check_count;
@@ -67,5 +69,46 @@ static inline long check_env(const char *name, long dflt)
     const char *v = getenv(name);
     return v && *v ? strtol(v, NULL, 0) : dflt;
 }
+
+/* LFP_STRESS_SCALE: a factor for iteration counts (below 1 for slow
+ * configurations: sanitizers, qemu). */
+static inline double stress_scale(void)
+{
+    const char *v = getenv("LFP_STRESS_SCALE");
+    double s = v && *v ? strtod(v, NULL) : 1.0;
+    return s > 0 ? s : 1.0;
+}
+
+/* n scaled by LFP_STRESS_SCALE, but never below floor. */
+static inline long scaled(long n, long floor)
+{
+    double v = (double)n * stress_scale();
+    return v < (double)floor ? floor : (long)v;
+}
+
+/* LFP_STRESS_THREADS, between 2 and 256 (default 4). */
+static inline int stress_threads(void)
+{
+    long n = check_env("LFP_STRESS_THREADS", 4);
+    return n < 2 ? 2 : n > 256 ? 256 : (int)n;
+}
+
+/* qsort order of pointers by address. */
+static inline int cmp_addr(const void *a, const void *b)
+{
+    uintptr_t x = (uintptr_t)*(void *const *)a, y = (uintptr_t)*(void *const *)b;
+    return x < y ? -1 : x > y;
+}
+
+#ifdef LFPOOL_H
+/* A pool's statistics, which must be available. */
+static inline struct lfp_stats stats_of(const lfp_pool *pool)
+{
+    struct lfp_stats s;
+    memset(&s, 0, sizeof s);
+    REQUIRE(lfp_pool_stats(pool, &s) == LFP_OK);
+    return s;
+}
+#endif
 
 #endif

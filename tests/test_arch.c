@@ -25,25 +25,6 @@
 #define T2 ((uintptr_t)0xfedcba9876543211u)
 #define T3 ((uintptr_t)0x7edcba9876543210u)
 
-static double stress_scale(void)
-{
-    const char *v = getenv("LFP_STRESS_SCALE");
-    double s = v && *v ? strtod(v, NULL) : 1.0;
-    return s > 0 ? s : 1.0;
-}
-
-static long scaled(long n, long floor)
-{
-    double v = (double)n * stress_scale();
-    return v < (double)floor ? floor : (long)v;
-}
-
-static int stress_threads(void)
-{
-    long n = check_env("LFP_STRESS_THREADS", 4);
-    return n < 2 ? 2 : n > 256 ? 256 : (int)n;
-}
-
 static lfp_pair pair(void *ptr, uintptr_t tag)
 {
     lfp_pair p;

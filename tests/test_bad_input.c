@@ -72,14 +72,6 @@ static const char *errno_name(int e)
     }
 }
 
-static struct lfp_stats stats_of(const lfp_pool *pool)
-{
-    struct lfp_stats s;
-    memset(&s, 0, sizeof s);
-    REQUIRE(lfp_pool_stats(pool, &s) == LFP_OK);
-    return s;
-}
-
 static void fixture_setup(void)
 {
     struct lfp_config cfg = {0};

@@ -55,20 +55,6 @@ static lfp_pool *make_pool(size_t block_size, size_t capacity, unsigned cache_si
     return pool;
 }
 
-static struct lfp_stats stats_of(const lfp_pool *pool)
-{
-    struct lfp_stats s;
-    memset(&s, 0, sizeof s);
-    REQUIRE(lfp_pool_stats(pool, &s) == LFP_OK);
-    return s;
-}
-
-static int cmp_addr(const void *a, const void *b)
-{
-    uintptr_t x = (uintptr_t)*(void *const *)a, y = (uintptr_t)*(void *const *)b;
-    return x < y ? -1 : x > y;
-}
-
 /* Number of duplicates among v[0..n) (sorts v). */
 static size_t duplicates(void **v, size_t n)
 {

@@ -58,20 +58,6 @@ static lfp_pool *make_pool(size_t block_size, size_t align, size_t capacity, uns
     return pool;
 }
 
-static struct lfp_stats stats_of(const lfp_pool *pool)
-{
-    struct lfp_stats s;
-    memset(&s, 0, sizeof s);
-    REQUIRE(lfp_pool_stats(pool, &s) == LFP_OK);
-    return s;
-}
-
-static int cmp_addr(const void *a, const void *b)
-{
-    uintptr_t x = (uintptr_t)*(void *const *)a, y = (uintptr_t)*(void *const *)b;
-    return x < y ? -1 : x > y;
-}
-
 /* 1 if the n ranges [v[i], v[i] + len) are pairwise disjoint (so also
  * distinct), 0 otherwise. Sorts a copy. */
 static int ranges_disjoint(void *const *v, size_t n, size_t len)

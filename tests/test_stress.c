@@ -375,12 +375,6 @@ static double now_s(void)
     return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
 }
 
-static int cmp_addr(const void *a, const void *b)
-{
-    uintptr_t x = (uintptr_t)*(void *const *)a, y = (uintptr_t)*(void *const *)b;
-    return x < y ? -1 : x > y;
-}
-
 static void add_counters(struct counters *t, const struct counters *c)
 {
     t->ops += c->ops;
@@ -404,9 +398,7 @@ static void add_counters(struct counters *t, const struct counters *c)
 static void stress(unsigned flags)
 {
     int nthreads = (int)check_env("LFP_STRESS_THREADS", 4);
-    const char *sc = getenv("LFP_STRESS_SCALE");
-    double scale = sc && *sc ? strtod(sc, NULL) : 1.0;
-    long ops = (long)((double)check_env("LFP_STRESS_OPS", 200000) * scale);
+    long ops = scaled(check_env("LFP_STRESS_OPS", 200000), 1000);
     if (nthreads < 1)
         nthreads = 1;
     if (nthreads > EXCHANGE)

@@ -131,23 +131,10 @@ struct worker {
     pthread_t thread;
 };
 
-static double stress_scale(void)
+static int torture_threads(void)
 {
-    const char *v = getenv("LFP_STRESS_SCALE");
-    double s = v && *v ? strtod(v, NULL) : 1.0;
-    return s > 0 ? s : 1.0;
-}
-
-static long scaled(long n, long floor)
-{
-    double v = (double)n * stress_scale();
-    return v < (double)floor ? floor : (long)v;
-}
-
-static int stress_threads(void)
-{
-    long n = check_env("LFP_STRESS_THREADS", 4);
-    return n < 2 ? 2 : n > 64 ? 64 : (int)n;
+    int n = stress_threads();
+    return n > 64 ? 64 : n;
 }
 
 static double now(void)
@@ -443,7 +430,7 @@ static void torture(size_t cap)
 {
     static struct torture t; /* one run at a time; its pool may be leaked */
     static struct worker ws[64];
-    int nthreads = stress_threads();
+    int nthreads = torture_threads();
     double scale = stress_scale();
     /* Production builds: a fixed amount of work, with a generous time limit
      * as a safety net. The notag build: until damage or the time limit. */
