@@ -232,8 +232,11 @@ void lfp_depot_push(struct lfp_pool *pool, struct lfp_free *first, struct lfp_fr
         /* The automatic trim policy: an O(1) check per magazine pushed. */
         size_t n = atomic_fetch_add_explicit(&pool->depot_blocks, nblocks,
                                              memory_order_relaxed) + nblocks;
+        /* Signed: a pop may subtract before the push it raced adds, so the
+         * count can dip below zero for a moment. */
         if (pool->trim_above != 0 &&
-            n > atomic_load_explicit(&pool->trim_next, memory_order_relaxed))
+            (intptr_t)n > (intptr_t)atomic_load_explicit(&pool->trim_next,
+                                                         memory_order_relaxed))
             lfp_slab_trim(pool, false);
     }
 }

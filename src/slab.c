@@ -43,9 +43,13 @@
 struct lfp_slab {
     struct lfp_node free_link; /* the list of recycled descriptors */
     struct lfp_node pool_link; /* its pool's slab list */
+    /* A lookup may hold a descriptor that trim retires and a new slab then
+     * reuses: pool, base and nblocks are read as a seqlock's data, gen odd
+     * while lfp_slab_new rewrites them. */
+    _Atomic uint64_t gen;
     _Atomic(const struct lfp_pool *) pool;
-    uintptr_t base;            /* the first block */
-    size_t nblocks;
+    _Atomic uintptr_t base;    /* the first block */
+    _Atomic size_t nblocks;
     void *map;
     size_t map_size;
     size_t scratch;            /* trim: free blocks counted */
@@ -97,9 +101,28 @@ static int lfp_reg_set(uintptr_t base, size_t size, struct lfp_slab *d)
 bool lfp_slab_owns(const struct lfp_pool *pool, const void *p)
 {
     struct lfp_slab *d = lfp_reg_find((uintptr_t)p);
-    if (d == NULL || atomic_load_explicit(&d->pool, memory_order_acquire) != pool)
+    if (d == NULL)
         return false;
-    return lfp_stride_index(pool, (uintptr_t)p - d->base) < d->nblocks;
+    uint64_t gen = atomic_load_explicit(&d->gen, memory_order_acquire);
+    const struct lfp_pool *owner = atomic_load_explicit(&d->pool, memory_order_relaxed);
+    uintptr_t base = atomic_load_explicit(&d->base, memory_order_relaxed);
+    size_t nblocks = atomic_load_explicit(&d->nblocks, memory_order_relaxed);
+    atomic_thread_fence(memory_order_acquire);
+    if ((gen & 1) || atomic_load_explicit(&d->gen, memory_order_relaxed) != gen ||
+        owner != pool)
+        return false; /* being rewritten, rewritten since, or not the pool's */
+    return lfp_stride_index(pool, (uintptr_t)p - base) < nblocks;
+}
+
+/* The slab's fields, for the threads that own it (grow, trim, destroy). */
+static inline uintptr_t lfp_slab_base(const struct lfp_slab *d)
+{
+    return atomic_load_explicit(&d->base, memory_order_relaxed);
+}
+
+static inline size_t lfp_slab_blocks(const struct lfp_slab *d)
+{
+    return atomic_load_explicit(&d->nblocks, memory_order_relaxed);
 }
 
 /* ---- slabs ---- */
@@ -123,10 +146,14 @@ static struct lfp_slab *lfp_slab_new(struct lfp_pool *pool, size_t nblocks)
         lfp_os_unmap((void *)(base + size), (uintptr_t)m + LFP_UNIT - base);
     d->map = (void *)base;
     d->map_size = size;
-    d->base = base;
-    d->nblocks = nblocks;
     d->scratch = 0;
+    uint64_t gen = atomic_load_explicit(&d->gen, memory_order_relaxed);
+    atomic_store_explicit(&d->gen, gen + 1, memory_order_relaxed);
+    atomic_thread_fence(memory_order_release);
+    atomic_store_explicit(&d->base, base, memory_order_relaxed);
+    atomic_store_explicit(&d->nblocks, nblocks, memory_order_relaxed);
     atomic_store_explicit(&d->pool, pool, memory_order_relaxed);
+    atomic_store_explicit(&d->gen, gen + 2, memory_order_release);
     if (lfp_reg_set(base, size, d) != LFP_OK) {
         lfp_reg_set(base, size, NULL);
         lfp_os_unmap(d->map, size);
@@ -147,9 +174,23 @@ static void lfp_slab_release(struct lfp_slab *d)
 }
 
 #ifndef LFP_TEST_NO_GRACE
+#ifdef LFP_TSAN
+/* liburcu is not instrumented: tell TSan that call_rcu orders what the
+ * trimming thread did to a descriptor before its callback runs. */
+void __tsan_acquire(void *addr);
+void __tsan_release(void *addr);
+#define LFP_TSAN_RELEASE(p) __tsan_release(p)
+#define LFP_TSAN_ACQUIRE(p) __tsan_acquire(p)
+#else
+#define LFP_TSAN_RELEASE(p) ((void)(p))
+#define LFP_TSAN_ACQUIRE(p) ((void)(p))
+#endif
+
 static void lfp_slab_release_rcu(struct rcu_head *h)
 {
-    lfp_slab_release(LFP_CONTAINER(h, struct lfp_slab, rcu));
+    struct lfp_slab *d = LFP_CONTAINER(h, struct lfp_slab, rcu);
+    LFP_TSAN_ACQUIRE(d);
+    lfp_slab_release(d);
 }
 #endif
 
@@ -157,12 +198,13 @@ static void lfp_slab_release_rcu(struct rcu_head *h)
  * must all be free and in the caller's hands. */
 static void lfp_slab_retire(struct lfp_pool *pool, struct lfp_slab *d)
 {
+    size_t n = lfp_slab_blocks(d);
     if (pool->fini != NULL)
-        for (size_t i = 0; i < d->nblocks; i++)
-            pool->fini((void *)(d->base + i * pool->stride), pool->arg);
-    lfp_reg_set(d->base, d->map_size, NULL);
+        for (size_t i = 0; i < n; i++)
+            pool->fini((void *)(lfp_slab_base(d) + i * pool->stride), pool->arg);
+    lfp_reg_set(lfp_slab_base(d), d->map_size, NULL);
     atomic_store_explicit(&d->pool, NULL, memory_order_release);
-    atomic_fetch_sub_explicit(&pool->total, d->nblocks, memory_order_relaxed);
+    atomic_fetch_sub_explicit(&pool->total, n, memory_order_relaxed);
 }
 
 /* Link blocks into depot batches of the pool's size (one block each for
@@ -206,9 +248,10 @@ static void lfp_batcher_push(struct lfp_pool *pool, struct lfp_batcher *b)
 
 uint32_t lfp_slab_grow(struct lfp_pool *pool, uint32_t want, struct lfp_free **first)
 {
-    size_t n = pool->slab_blocks;
+    size_t n;
     size_t cur = atomic_load_explicit(&pool->total, memory_order_relaxed);
     do {
+        n = pool->slab_blocks;
         if (pool->max_blocks != 0 && cur + n > pool->max_blocks) {
             n = cur < pool->max_blocks ? pool->max_blocks - cur : 0;
             if (n == 0) {
@@ -239,7 +282,7 @@ uint32_t lfp_slab_grow(struct lfp_pool *pool, uint32_t want, struct lfp_free **f
     struct lfp_free *own = NULL;
     struct lfp_batcher rest = { .size = pool->mag_size ? pool->mag_size : 1 };
     for (size_t i = n; i-- > 0;) {
-        void *block = (void *)(d->base + i * pool->stride);
+        void *block = (void *)(lfp_slab_base(d) + i * pool->stride);
         if (pool->init != NULL)
             pool->init(block, pool->arg);
         struct lfp_free *l = lfp_link_of(block, pool->link_off);
@@ -275,17 +318,25 @@ int lfp_slab_setup(struct lfp_pool *pool, const struct lfp_config *cfg)
     pool->slab_bytes = bytes;
     pool->slab_blocks = bytes / pool->stride;
     pool->max_blocks = cfg->max_blocks;
-    pool->trim_above = cfg->trim_threshold / pool->stride;
-    atomic_init(&pool->trim_next, pool->trim_above);
     lfp_stack_init(&pool->slabs);
     atomic_flag_clear(&pool->trimming);
 
     /* The blocks reserved up front go straight to the depot. */
-    while (atomic_load_explicit(&pool->total, memory_order_relaxed) < cfg->capacity) {
+    for (;;) {
+        size_t have = atomic_load_explicit(&pool->total, memory_order_relaxed);
+        if (have >= cfg->capacity)
+            break;
         struct lfp_free *none;
-        if (lfp_slab_grow(pool, 0, &none) == 0)
+        lfp_slab_grow(pool, 0, &none); /* returns 0 here even when it grew */
+        if (atomic_load_explicit(&pool->total, memory_order_relaxed) == have)
             return LFP_ENOMEM;
     }
+    /* The trim policy starts once the reservation is made; before, it would
+     * trim each reserved slab away as soon as it was made. */
+    pool->trim_above = cfg->trim_threshold / pool->stride;
+    atomic_init(&pool->trim_next,
+                atomic_load_explicit(&pool->depot_blocks, memory_order_relaxed) +
+                    pool->trim_above);
     return LFP_OK;
 }
 
@@ -342,14 +393,15 @@ static void lfp_trim_count(void *ctx, struct lfp_free *l)
 {
     struct lfp_trim_ctx *t = ctx;
     struct lfp_slab *d = lfp_reg_find((uintptr_t)lfp_block_of(l, t->pool->link_off));
-    d->scratch++;
+    if (d != NULL) /* always: depot blocks lie in registered slabs */
+        d->scratch++;
 }
 
 static void lfp_trim_keep(void *ctx, struct lfp_free *l)
 {
     struct lfp_trim_ctx *t = ctx;
     struct lfp_slab *d = lfp_reg_find((uintptr_t)lfp_block_of(l, t->pool->link_off));
-    if (d->scratch != d->nblocks)
+    if (d == NULL || d->scratch != lfp_slab_blocks(d))
         lfp_batcher_add(&t->keep, l);
 }
 
@@ -374,7 +426,7 @@ size_t lfp_slab_trim(struct lfp_pool *pool, bool wait)
         struct lfp_slab *d = LFP_CONTAINER(n, struct lfp_slab, pool_link);
         n = n->next;
         detached += d->scratch;
-        if (d->scratch == d->nblocks) {
+        if (d->scratch == lfp_slab_blocks(d)) {
             d->free_link.next = (struct lfp_node *)victims;
             victims = d;
         } else {
@@ -414,6 +466,7 @@ size_t lfp_slab_trim(struct lfp_pool *pool, bool wait)
         list = (struct lfp_slab *)d->free_link.next;
 #ifndef LFP_TEST_NO_GRACE
         if (!wait) {
+            LFP_TSAN_RELEASE(d);
             urcu_bp_call_rcu(&d->rcu, lfp_slab_release_rcu);
             continue;
         }

@@ -1,0 +1,1056 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Growable pools: growth in slabs on demand, the configured bounds, the OS
+ * refusing memory, trimming (explicit and automatic) that really returns
+ * memory, ownership checks against every kind of foreign pointer, block
+ * constructors and destructors over slab lifetimes, and threads churning
+ * through magazines while another thread trims.
+ *
+ * Linked with the library built with LFP_TEST_HOOKS, whose lfp_os_map() can
+ * be told to fail.
+ *
+ * Knobs: LFP_STRESS_SCALE (1.0) scales the churn and, below 1, shrinks the
+ * big trim test from 512 MiB to 128 MiB; LFP_STRESS_THREADS (4) churn
+ * threads; LFP_SKIP_BIG skips the big trim test (also skipped under ASan
+ * and TSan, whose shadow memory blurs resident-size measurements).
+ */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE
+#endif
+#include <errno.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <lfpool.h>
+
+#include "check.h"
+
+#ifndef __has_feature
+#define __has_feature(x) 0
+#endif
+#if defined(__SANITIZE_ADDRESS__) || __has_feature(address_sanitizer) || \
+    defined(__SANITIZE_THREAD__) || __has_feature(thread_sanitizer)
+#define UNDER_SANITIZER 1
+#endif
+
+/* In the library built with LFP_TEST_HOOKS: when set to n > 0, the n-th
+ * following request for OS memory fails. */
+extern _Atomic long lfp_test_map_fail_at;
+
+#define KiB ((size_t)1024)
+#define MiB (KiB * 1024)
+
+/* ---- helpers ---- */
+
+/* Create a pool; if that fails, so does the calling test, which stops
+ * there (the other tests still run). */
+#define CREATE_OR_RETURN(cfg, pool)                                        \
+    do {                                                                   \
+        int create_rc_ = lfp_pool_create((cfg), (pool));                   \
+        CHECK_EQ(create_rc_, LFP_OK);                                      \
+        if (create_rc_ != LFP_OK)                                          \
+            return;                                                        \
+    } while (0)
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+static void sleep_ms(long ms)
+{
+    struct timespec ts = { ms / 1000, (ms % 1000) * 1000000L };
+    nanosleep(&ts, NULL);
+}
+
+/* Field 0 (address space) or 1 (resident) of /proc/self/statm, in bytes. */
+static size_t statm_bytes(int field)
+{
+    unsigned long v[2] = { 0, 0 };
+    FILE *f = fopen("/proc/self/statm", "r");
+    REQUIRE(f != NULL);
+    REQUIRE(fscanf(f, "%lu %lu", &v[0], &v[1]) == 2);
+    fclose(f);
+    return (size_t)v[field] * (size_t)sysconf(_SC_PAGESIZE);
+}
+
+static size_t resident_bytes(void)
+{
+    return statm_bytes(1);
+}
+
+static size_t mapped_bytes(void)
+{
+    return statm_bytes(0);
+}
+
+/* The start of the slab holding p, for slabs of slab_bytes: slabs are
+ * aligned to their size when that is the 64 KiB registry unit. */
+static uintptr_t slab_of(const void *p, size_t slab_bytes)
+{
+    return (uintptr_t)p & ~(uintptr_t)(slab_bytes - 1);
+}
+
+/* ---- growth ---- */
+
+static void test_growable_pool_grows_on_demand_far_beyond_one_slab(void)
+{
+    enum { N = 50000 };
+    struct lfp_config cfg = { .block_size = 64, .flags = LFP_GROWABLE };
+    lfp_pool *pool;
+    CREATE_OR_RETURN(&cfg, &pool);
+    CHECK_EQ(stats_of(pool).blocks_total, 0); /* capacity 0: nothing made yet */
+
+    void **b = malloc(N * sizeof(void *));
+    REQUIRE(b != NULL);
+    size_t got = 0;
+    for (; got < N; got++) {
+        b[got] = lfp_alloc(pool);
+        if (b[got] == NULL)
+            break;
+        memset(b[got], 0xa5, 64);
+        if (got == 0) {
+            /* The default slab: 256 KiB of 64-byte blocks. */
+            CHECK_EQ(stats_of(pool).blocks_total, 256 * KiB / 64);
+        }
+    }
+    CHECK_EQ(got, N);
+
+    struct lfp_stats st = stats_of(pool);
+    size_t slab_blocks = 256 * KiB / 64;
+    CHECK(st.blocks_total >= N);
+    CHECK_EQ(st.blocks_total % slab_blocks, 0);   /* whole slabs */
+    CHECK(st.blocks_total < N + 2 * slab_blocks); /* and no more than needed */
+    CHECK_EQ(st.blocks_in_use, got);
+    CHECK_EQ(st.bytes_reserved, st.blocks_total / slab_blocks * 256 * KiB);
+
+    /* Every block is distinct, owned, and none overlaps the next. */
+    qsort(b, got, sizeof(void *), cmp_addr);
+    size_t overlaps = 0, unowned = 0;
+    for (size_t i = 0; i < got; i++) {
+        if (i > 0 && (uintptr_t)b[i] - (uintptr_t)b[i - 1] < st.stride)
+            overlaps++;
+        if (!lfp_owns(pool, b[i]))
+            unowned++;
+    }
+    CHECK_EQ(overlaps, 0);
+    CHECK_EQ(unowned, 0);
+
+    size_t bad_free = 0;
+    for (size_t i = 0; i < got; i++)
+        if (lfp_free(pool, b[i]) != 0)
+            bad_free++;
+    CHECK_EQ(bad_free, 0);
+    CHECK_EQ(stats_of(pool).blocks_in_use, 0);
+    CHECK_EQ(lfp_pool_verify(pool), 0);
+    CHECK_EQ(lfp_pool_destroy(pool), 0);
+    free(b);
+}
+
+static void test_growable_capacity_is_made_up_front(void)
+{
+    enum { CAP = 1000 };
+    struct lfp_config cfg = { .block_size = 64, .capacity = CAP, .flags = LFP_GROWABLE,
+                              .slab_size = 64 * KiB };
+    lfp_pool *pool;
+    CREATE_OR_RETURN(&cfg, &pool);
+    struct lfp_stats st = stats_of(pool);
+    CHECK(st.blocks_total >= CAP);
+    CHECK_EQ(st.blocks_in_use, 0);
+    size_t total = st.blocks_total;
+
+    /* Those blocks need no more memory from the OS: with every request for
+     * memory failing, all CAP allocations still succeed. */
+    atomic_store(&lfp_test_map_fail_at, 1);
+    void *b[CAP];
+    size_t got = 0;
+    while (got < CAP && (b[got] = lfp_alloc(pool)) != NULL)
+        got++;
+    CHECK_EQ(atomic_load(&lfp_test_map_fail_at), 1); /* never asked */
+    atomic_store(&lfp_test_map_fail_at, 0);
+    CHECK_EQ(got, CAP);
+    CHECK_EQ(stats_of(pool).blocks_total, total);
+    for (size_t i = 0; i < got; i++)
+        CHECK_EQ(lfp_free(pool, b[i]), 0);
+    CHECK_EQ(lfp_pool_verify(pool), 0);
+    CHECK_EQ(lfp_pool_destroy(pool), 0);
+}
+
+/* A call that does not return within the limit fails the test program. */
+static const char *watchdog_what;
+
+static void watchdog_fired(int sig)
+{
+    (void)sig;
+    static const char msg[] = "watchdog: a call did not return: ";
+    if (write(STDERR_FILENO, msg, sizeof(msg) - 1) < 0 ||
+        write(STDERR_FILENO, watchdog_what, strlen(watchdog_what)) < 0 ||
+        write(STDERR_FILENO, "\n", 1) < 0)
+        _exit(2);
+    _exit(1);
+}
+
+static void watchdog_arm(const char *what, unsigned seconds)
+{
+    watchdog_what = what;
+    signal(SIGALRM, watchdog_fired);
+    alarm(seconds);
+}
+
+static void watchdog_disarm(void)
+{
+    alarm(0);
+}
+
+static void test_capacity_above_trim_threshold_is_still_made_up_front(void)
+{
+    /* The automatic trim policy must not eat the reservation as it is
+     * being made (that would fail the create, or never finish it). */
+    enum { CAP = 1000 };
+    struct lfp_config cfg = { .block_size = 64, .capacity = CAP, .flags = LFP_GROWABLE,
+                              .slab_size = 64 * KiB, .trim_threshold = 64 * 64 };
+    lfp_pool *pool;
+    watchdog_arm("lfp_pool_create with capacity above trim_threshold", 60);
+    int rc = lfp_pool_create(&cfg, &pool);
+    watchdog_disarm();
+    CHECK_EQ(rc, LFP_OK);
+    if (rc != LFP_OK)
+        return;
+    CHECK(stats_of(pool).blocks_total >= CAP);
+    void *b = lfp_alloc(pool);
+    CHECK(b != NULL);
+    CHECK_EQ(lfp_free(pool, b), 0);
+    CHECK_EQ(lfp_pool_verify(pool), 0);
+    CHECK_EQ(lfp_pool_destroy(pool), 0);
+}
+
+/* ---- bounds and configuration ---- */
+
+static void test_max_blocks_stops_growth_with_enobufs_and_leaves_pool_intact(void)
+{
+    /* 5000 is not a multiple of the 1024 blocks of a 64 KiB slab: the last
+     * slab is a partial one. */
+    enum { MAX = 5000 };
+    static const unsigned flag_sets[] = { LFP_GROWABLE, LFP_GROWABLE | LFP_NO_CACHE };
+    for (size_t f = 0; f < sizeof(flag_sets) / sizeof(flag_sets[0]); f++) {
+        struct lfp_config cfg = { .block_size = 64, .max_blocks = MAX,
+                                  .flags = flag_sets[f], .slab_size = 64 * KiB };
+        lfp_pool *pool;
+        CREATE_OR_RETURN(&cfg, &pool);
+        static void *b[MAX + 1];
+        size_t got = 0;
+        errno = 0;
+        while (got <= MAX && (b[got] = lfp_alloc(pool)) != NULL)
+            got++;
+        CHECK_EQ(got, MAX);
+        CHECK_EQ(errno, ENOBUFS);
+        struct lfp_stats st = stats_of(pool);
+        CHECK_EQ(st.blocks_total, MAX);
+        CHECK_EQ(st.blocks_in_use, MAX);
+        CHECK_EQ(lfp_pool_verify(pool), 0);
+
+        /* Still NULL on a second try; nothing changed. */
+        errno = 0;
+        CHECK(lfp_alloc(pool) == NULL);
+        CHECK_EQ(errno, ENOBUFS);
+        CHECK_EQ(stats_of(pool).blocks_total, MAX);
+
+        /* One block back: exactly one more alloc succeeds, and it is that
+         * block. */
+        void *back = b[MAX / 2];
+        CHECK_EQ(lfp_free(pool, back), 0);
+        void *again = lfp_alloc(pool);
+        CHECK(again == back);
+        errno = 0;
+        CHECK(lfp_alloc(pool) == NULL);
+        CHECK_EQ(errno, ENOBUFS);
+        CHECK_EQ(lfp_pool_verify(pool), 0);
+
+        for (size_t i = 0; i < got; i++)
+            CHECK_EQ(lfp_free(pool, b[i]), 0);
+        CHECK_EQ(lfp_pool_verify(pool), 0);
+        CHECK_EQ(lfp_pool_destroy(pool), 0);
+    }
+}
+
+/* lfp_pool_create must reject cfg with LFP_EINVAL and leave out NULL. */
+static int create_error(const struct lfp_config *cfg)
+{
+    lfp_pool *pool = (lfp_pool *)(uintptr_t)1;
+    int rc = lfp_pool_create(cfg, &pool);
+    CHECK(pool == NULL || rc == LFP_OK);
+    if (rc == LFP_OK)
+        lfp_pool_destroy(pool);
+    return rc;
+}
+
+static void test_invalid_growable_configurations_are_rejected_with_einval(void)
+{
+    static char buf[64 * 1024] __attribute__((aligned(64)));
+    struct lfp_config base = { .block_size = 64, .flags = LFP_GROWABLE };
+    struct lfp_config c;
+
+    c = base; /* max_blocks below capacity */
+    c.capacity = 100;
+    c.max_blocks = 99;
+    CHECK_EQ(create_error(&c), LFP_EINVAL);
+    c.max_blocks = 100; /* equal is fine */
+    CHECK_EQ(create_error(&c), LFP_OK);
+
+    c = base; /* slabs come from the OS, never from the caller */
+    c.mem = buf;
+    c.mem_size = sizeof(buf);
+    CHECK_EQ(create_error(&c), LFP_EINVAL);
+    c.capacity = 16;
+    CHECK_EQ(create_error(&c), LFP_EINVAL);
+
+    c = base; /* slab_size not a power of two */
+    c.slab_size = 3 * 64 * KiB;
+    CHECK_EQ(create_error(&c), LFP_EINVAL);
+    c.slab_size = 64 * KiB + 1;
+    CHECK_EQ(create_error(&c), LFP_EINVAL);
+
+    c = base; /* powers of two below 64 KiB */
+    c.slab_size = 32 * KiB;
+    CHECK_EQ(create_error(&c), LFP_EINVAL);
+    c.slab_size = 1;
+    CHECK_EQ(create_error(&c), LFP_EINVAL);
+    c.slab_size = 64 * KiB; /* the smallest valid one */
+    CHECK_EQ(create_error(&c), LFP_OK);
+
+    c = base; /* smaller than one block */
+    c.block_size = 64 * KiB + 16;
+    c.slab_size = 64 * KiB;
+    CHECK_EQ(create_error(&c), LFP_EINVAL);
+    c.slab_size = 128 * KiB;
+    CHECK_EQ(create_error(&c), LFP_OK);
+    c.block_size = 64 * KiB; /* exactly one block */
+    c.slab_size = 64 * KiB;
+    CHECK_EQ(create_error(&c), LFP_OK);
+}
+
+/* ---- the OS refusing memory ---- */
+
+static bool same_stats(const struct lfp_stats *a, const struct lfp_stats *b)
+{
+    return a->blocks_total == b->blocks_total && a->blocks_in_use == b->blocks_in_use &&
+           a->blocks_cached == b->blocks_cached && a->blocks_carved == b->blocks_carved &&
+           a->bytes_reserved == b->bytes_reserved &&
+           a->blocks_in_use_max == b->blocks_in_use_max;
+}
+
+static void test_os_refusing_a_slab_fails_alloc_with_enomem_and_leaves_pool_intact(void)
+{
+    struct lfp_config cfg = { .block_size = 64, .flags = LFP_GROWABLE, .slab_size = 64 * KiB };
+    lfp_pool *pool;
+    CREATE_OR_RETURN(&cfg, &pool);
+
+    /* Use up the first slab exactly; its size shows in blocks_total. */
+    void *first = lfp_alloc(pool);
+    REQUIRE(first != NULL);
+    size_t slab_blocks = stats_of(pool).blocks_total;
+    CHECK_EQ(slab_blocks, 64 * KiB / 64);
+    void **b = malloc((2 * slab_blocks + 1) * sizeof(void *));
+    REQUIRE(b != NULL);
+    b[0] = first;
+    size_t got = 1;
+    while (got < slab_blocks && (b[got] = lfp_alloc(pool)) != NULL)
+        got++;
+    CHECK_EQ(got, slab_blocks);
+    struct lfp_stats before = stats_of(pool);
+    CHECK_EQ(before.blocks_total, slab_blocks); /* no growth yet */
+
+    /* The pool must grow now, and the OS says no. */
+    atomic_store(&lfp_test_map_fail_at, 1);
+    errno = 0;
+    CHECK(lfp_alloc(pool) == NULL);
+    CHECK_EQ(errno, ENOMEM);
+    CHECK_EQ(atomic_load(&lfp_test_map_fail_at), 0); /* one request was made */
+    struct lfp_stats after = stats_of(pool);
+    CHECK(same_stats(&before, &after));
+    CHECK_EQ(lfp_pool_verify(pool), 0);
+
+    /* The bulk call reports the same. */
+    void *more[4];
+    atomic_store(&lfp_test_map_fail_at, 1);
+    errno = 0;
+    CHECK_EQ(lfp_alloc_bulk(pool, more, 4), 0);
+    CHECK_EQ(errno, ENOMEM);
+    atomic_store(&lfp_test_map_fail_at, 0);
+    after = stats_of(pool);
+    CHECK(same_stats(&before, &after));
+    CHECK_EQ(lfp_pool_verify(pool), 0);
+
+    /* With the OS willing again, the next alloc grows the pool. */
+    void *x = lfp_alloc(pool);
+    CHECK(x != NULL);
+    if (x != NULL) {
+        b[got++] = x;
+        CHECK(lfp_owns(pool, x));
+        memset(x, 0x5a, 64);
+    }
+    CHECK_EQ(stats_of(pool).blocks_total, 2 * slab_blocks);
+
+    for (size_t i = 0; i < got; i++)
+        CHECK_EQ(lfp_free(pool, b[i]), 0);
+    CHECK_EQ(lfp_pool_verify(pool), 0);
+    CHECK_EQ(lfp_pool_destroy(pool), 0);
+    free(b);
+}
+
+static void test_create_fails_with_enomem_when_its_reservation_is_refused_and_leaks_nothing(void)
+{
+    lfp_pool *pool;
+
+    /* The first slab of the reservation is refused. */
+    struct lfp_config cfg = { .block_size = 64, .capacity = 1000, .flags = LFP_GROWABLE,
+                              .name = "refused" };
+    atomic_store(&lfp_test_map_fail_at, 1);
+    pool = (lfp_pool *)(uintptr_t)1;
+    CHECK_EQ(lfp_pool_create(&cfg, &pool), LFP_ENOMEM);
+    CHECK(pool == NULL);
+    CHECK_EQ(atomic_load(&lfp_test_map_fail_at), 0);
+
+    /* The last of 16 slabs is refused: the 15 made before must go back to
+     * the OS (at most the registry's tables may stay, 512 KiB per 4 GiB of
+     * address space). Once made and dropped first, so that the tables for
+     * this part of the address space exist already. */
+    struct lfp_config big = { .block_size = 64 * KiB, .capacity = 16 * 16,
+                              .flags = LFP_GROWABLE, .slab_size = MiB, .name = "refused" };
+    CREATE_OR_RETURN(&big, &pool);
+    CHECK_EQ(stats_of(pool).blocks_total, 16 * 16);
+    CHECK_EQ(lfp_pool_destroy(pool), 0);
+
+    size_t vm0 = mapped_bytes();
+    atomic_store(&lfp_test_map_fail_at, 16);
+    pool = (lfp_pool *)(uintptr_t)1;
+    CHECK_EQ(lfp_pool_create(&big, &pool), LFP_ENOMEM);
+    CHECK(pool == NULL);
+    CHECK_EQ(atomic_load(&lfp_test_map_fail_at), 0);
+    size_t vm1 = mapped_bytes();
+    CHECK(vm1 < vm0 + 4 * MiB);
+    if (vm1 >= vm0 + 4 * MiB)
+        printf("  address space grew by %zu KiB over a failed create\n", (vm1 - vm0) / KiB);
+
+    /* Nothing is left armed: the same create succeeds now. */
+    CREATE_OR_RETURN(&big, &pool);
+    CHECK_EQ(lfp_pool_verify(pool), 0);
+    CHECK_EQ(lfp_pool_destroy(pool), 0);
+}
+
+/* ---- trim ---- */
+
+static void test_trim_gives_freed_memory_back_to_the_os(void)
+{
+#ifdef UNDER_SANITIZER
+    printf("  skipped: resident sizes are not meaningful under a sanitizer\n");
+    return;
+#else
+    if (getenv("LFP_SKIP_BIG") != NULL) {
+        printf("  skipped: LFP_SKIP_BIG is set\n");
+        return;
+    }
+    size_t bytes = stress_scale() < 1.0 ? 128 * MiB : 512 * MiB;
+    size_t block = 4 * KiB, n = bytes / block;
+    struct lfp_config cfg = { .block_size = block, .flags = LFP_GROWABLE };
+    lfp_pool *pool;
+    CREATE_OR_RETURN(&cfg, &pool);
+    void **b = malloc(n * sizeof(void *));
+    REQUIRE(b != NULL);
+    memset(b, 0, n * sizeof(void *)); /* resident before the baseline */
+
+    size_t rss0 = resident_bytes();
+    size_t got = 0;
+    for (; got < n; got++) {
+        b[got] = lfp_alloc(pool);
+        if (b[got] == NULL)
+            break;
+        ((volatile char *)b[got])[block / 2] = 1; /* make the page resident */
+    }
+    CHECK_EQ(got, n);
+    size_t rss1 = resident_bytes();
+    size_t grown = rss1 > rss0 ? rss1 - rss0 : 0;
+    CHECK(grown >= bytes / 10 * 9); /* the blocks really were resident */
+
+    for (size_t i = 0; i < got; i++)
+        CHECK_EQ(lfp_free(pool, b[i]), 0);
+    size_t released = lfp_pool_trim(pool);
+    size_t rss2 = resident_bytes();
+    size_t dropped = rss1 > rss2 ? rss1 - rss2 : 0;
+    printf("  %zu MiB of blocks: resident +%zu MiB, trim released %zu MiB, resident -%zu MiB\n",
+           bytes / MiB, grown / MiB, released / MiB, dropped / MiB);
+    CHECK(released >= bytes / 100 * 95);
+    CHECK(dropped >= grown / 100 * 95);
+    struct lfp_stats st = stats_of(pool);
+    CHECK(st.blocks_total * st.stride <= bytes / 20);
+    CHECK_EQ(st.blocks_in_use, 0);
+    CHECK_EQ(lfp_pool_verify(pool), 0);
+    CHECK_EQ(lfp_pool_destroy(pool), 0);
+    free(b);
+#endif
+}
+
+/* A thread that takes `want` blocks of the pool and frees them again, so
+ * they sit in its magazine, then waits until told to exit. */
+struct cacher {
+    lfp_pool *pool;
+    void *blocks[8];
+    int want;
+    atomic_int ready, go;
+};
+
+static void *cacher_main(void *arg)
+{
+    struct cacher *c = arg;
+    for (int i = 0; i < c->want; i++)
+        c->blocks[i] = lfp_alloc(c->pool);
+    for (int i = 0; i < c->want; i++)
+        if (c->blocks[i] != NULL)
+            lfp_free(c->pool, c->blocks[i]);
+    atomic_store(&c->ready, 1);
+    while (!atomic_load(&c->go))
+        sleep_ms(1);
+    return NULL; /* exiting hands the cached blocks back */
+}
+
+static void test_trim_keeps_slabs_with_a_block_in_use_or_cached(void)
+{
+    /* 4 KiB blocks in 64 KiB slabs: 16 blocks per slab, and a block's slab
+     * is its address rounded down to 64 KiB. Magazines of 4. */
+    enum { SLABS = 8, PER = 16, CACHED = 4 };
+    const size_t slab = 64 * KiB;
+    struct lfp_config cfg = { .block_size = 4 * KiB, .flags = LFP_GROWABLE,
+                              .slab_size = 64 * KiB, .cache_size = CACHED };
+    lfp_pool *pool;
+    CREATE_OR_RETURN(&cfg, &pool);
+    void *b[SLABS * PER];
+    for (int i = 0; i < SLABS * PER; i++) {
+        b[i] = lfp_alloc(pool);
+        REQUIRE(b[i] != NULL);
+    }
+    CHECK_EQ(stats_of(pool).blocks_total, SLABS * PER);
+
+    /* Nothing is free: trim has nothing to give back. */
+    CHECK_EQ(lfp_pool_trim(pool), 0);
+    CHECK_EQ(stats_of(pool).blocks_total, SLABS * PER);
+
+    /* Keep one block in use, free the others; another thread then holds
+     * CACHED of them in its magazine. */
+    void *held = b[PER + 3];
+    for (int i = 0; i < SLABS * PER; i++)
+        if (b[i] != held)
+            CHECK_EQ(lfp_free(pool, b[i]), 0);
+    static struct cacher c;
+    c.pool = pool;
+    c.want = CACHED;
+    pthread_t t;
+    REQUIRE(pthread_create(&t, NULL, cacher_main, &c) == 0);
+    while (!atomic_load(&c.ready))
+        sleep_ms(1);
+    CHECK(stats_of(pool).blocks_cached >= CACHED);
+
+    /* The slabs to keep: held's and those of the cached blocks. */
+    uintptr_t keep[1 + CACHED];
+    int nkeep = 0;
+    for (int i = -1; i < CACHED; i++) {
+        void *p = i < 0 ? held : c.blocks[i];
+        REQUIRE(p != NULL);
+        uintptr_t s = slab_of(p, slab);
+        bool seen = false;
+        for (int k = 0; k < nkeep; k++)
+            seen = seen || keep[k] == s;
+        if (!seen)
+            keep[nkeep++] = s;
+    }
+
+    size_t released = lfp_pool_trim(pool);
+    CHECK_EQ(released, (size_t)(SLABS - nkeep) * slab);
+    CHECK_EQ(stats_of(pool).blocks_total, (size_t)nkeep * PER);
+    CHECK(lfp_owns(pool, held));
+    for (int i = 0; i < CACHED; i++)
+        CHECK(lfp_owns(pool, c.blocks[i]));
+    size_t gone = 0; /* the blocks of the released slabs */
+    for (int i = 0; i < SLABS * PER; i++) {
+        bool kept = false;
+        for (int k = 0; k < nkeep; k++)
+            kept = kept || keep[k] == slab_of(b[i], slab);
+        if (!kept && !lfp_owns(pool, b[i]))
+            gone++;
+    }
+    CHECK_EQ(gone, (size_t)(SLABS - nkeep) * PER);
+    memset(held, 0x77, 4 * KiB); /* its memory is still there */
+    CHECK_EQ(lfp_pool_verify(pool), 0);
+    CHECK_EQ(lfp_free(pool, held), 0);
+
+    /* The other thread exits and hands its blocks back: all free now. */
+    atomic_store(&c.go, 1);
+    REQUIRE(pthread_join(t, NULL) == 0);
+    CHECK_EQ(lfp_pool_trim(pool), (size_t)nkeep * slab);
+    CHECK_EQ(stats_of(pool).blocks_total, 0);
+    CHECK(!lfp_owns(pool, held));
+    CHECK_EQ(lfp_pool_verify(pool), 0);
+    CHECK_EQ(lfp_pool_destroy(pool), 0);
+}
+
+static void test_trim_of_fixed_pool_or_null_releases_nothing(void)
+{
+    CHECK_EQ(lfp_pool_trim(NULL), 0);
+    struct lfp_config cfg = { .block_size = 64, .capacity = 256 };
+    lfp_pool *pool;
+    CREATE_OR_RETURN(&cfg, &pool);
+    void *b[100];
+    for (int i = 0; i < 100; i++)
+        REQUIRE((b[i] = lfp_alloc(pool)) != NULL);
+    for (int i = 1; i < 100; i++)
+        CHECK_EQ(lfp_free(pool, b[i]), 0);
+    struct lfp_stats before = stats_of(pool);
+    CHECK_EQ(lfp_pool_trim(pool), 0);
+    struct lfp_stats after = stats_of(pool);
+    CHECK(same_stats(&before, &after));
+    CHECK(lfp_owns(pool, b[50]));
+    memset(b[0], 1, 64);
+    CHECK_EQ(lfp_free(pool, b[0]), 0);
+    CHECK_EQ(lfp_pool_verify(pool), 0);
+    CHECK_EQ(lfp_pool_destroy(pool), 0);
+}
+
+/* ---- ownership ---- */
+
+/* p is not a block of pool: free says so and changes nothing. */
+static void check_foreign(lfp_pool *pool, const void *p, const char *what)
+{
+    size_t in_use = stats_of(pool).blocks_in_use;
+    int owns = lfp_owns(pool, p);
+    int rc = lfp_free(pool, (void *)(uintptr_t)p);
+    CHECK_EQ(owns, 0);
+    CHECK_EQ(rc, LFP_EFOREIGN);
+    CHECK_EQ(stats_of(pool).blocks_in_use, in_use);
+    CHECK_EQ(lfp_pool_verify(pool), 0);
+    if (owns != 0 || rc != LFP_EFOREIGN)
+        printf("  %s (%p) was taken for a block\n", what, p);
+}
+
+static void test_foreign_pointers_of_every_kind_are_rejected_without_fault(void)
+{
+    /* 48-byte blocks: 1365 per 64 KiB slab, 16 bytes left over at its end. */
+    const size_t slab = 64 * KiB;
+    struct lfp_config cfg = { .block_size = 48, .align = 16, .flags = LFP_GROWABLE,
+                              .slab_size = 64 * KiB };
+    lfp_pool *pool, *other, *gone;
+    CREATE_OR_RETURN(&cfg, &pool);
+    CREATE_OR_RETURN(&cfg, &other);
+    CREATE_OR_RETURN(&cfg, &gone);
+    void *mine[8];
+    for (int i = 0; i < 8; i++)
+        REQUIRE((mine[i] = lfp_alloc(pool)) != NULL);
+    size_t stride = stats_of(pool).stride;
+    CHECK_EQ(stride, 48);
+
+    int on_stack = 0;
+    check_foreign(pool, (void *)(uintptr_t)16, "a NULL-page address");
+    check_foreign(pool, &on_stack, "a stack address");
+    void *heap = malloc(64);
+    REQUIRE(heap != NULL);
+    check_foreign(pool, heap, "a malloc'd block");
+    free(heap);
+    void *m = mmap(NULL, slab, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    REQUIRE(m != MAP_FAILED);
+    munmap(m, slab);
+    check_foreign(pool, m, "an unmapped address");
+    check_foreign(pool, (void *)(uintptr_t)0xffff800000000000ull, "a kernel-half address");
+    check_foreign(pool, (void *)(uintptr_t)0xfffffffffffff000ull, "the top page");
+    check_foreign(pool, (void *)(uintptr_t)0x0000800000000000ull, "a non-canonical address");
+    check_foreign(pool, (void *)(uintptr_t)0x00ff000000000000ull, "a non-canonical address");
+    check_foreign(pool, (void *)(uintptr_t)(0x7fffffffffff0000ull + 8), "the top of user space");
+
+    /* Inside real blocks, and past the last block of a slab. */
+    char *blk = mine[3];
+    check_foreign(pool, blk + 1, "an interior pointer");
+    check_foreign(pool, blk + 8, "an interior pointer");
+    check_foreign(pool, blk + 16, "an interior pointer");
+    check_foreign(pool, blk + stride - 1, "an interior pointer");
+    check_foreign(pool, (void *)(slab_of(blk, slab) + (slab / stride) * stride),
+                  "the tail of a slab");
+
+    /* A block of another growable pool, and the other way round. */
+    void *theirs = lfp_alloc(other);
+    REQUIRE(theirs != NULL);
+    check_foreign(pool, theirs, "another pool's block");
+    check_foreign(other, mine[0], "another pool's block");
+    CHECK(lfp_owns(other, theirs));
+    CHECK_EQ(lfp_free(other, theirs), 0);
+
+    /* A block whose slab was trimmed away. */
+    void *old = lfp_alloc(gone);
+    REQUIRE(old != NULL);
+    CHECK(lfp_owns(gone, old));
+    CHECK_EQ(lfp_free(gone, old), 0);
+    CHECK(lfp_pool_trim(gone) > 0);
+    check_foreign(gone, old, "a block of a trimmed slab");
+    check_foreign(pool, old, "a block of a trimmed slab");
+
+    /* All or none: a bulk free with one foreign pointer frees nothing. */
+    void *mixed[3] = { mine[5], &on_stack, mine[6] };
+    size_t in_use = stats_of(pool).blocks_in_use;
+    CHECK_EQ(lfp_free_bulk(pool, mixed, 3), LFP_EFOREIGN);
+    CHECK_EQ(stats_of(pool).blocks_in_use, in_use);
+    CHECK_EQ(lfp_pool_verify(pool), 0);
+
+    /* The real blocks are still whole and free normally. */
+    for (int i = 0; i < 8; i++) {
+        CHECK(lfp_owns(pool, mine[i]));
+        CHECK_EQ(lfp_free(pool, mine[i]), 0);
+    }
+    CHECK_EQ(lfp_pool_verify(pool), 0);
+    CHECK_EQ(lfp_pool_destroy(pool), 0);
+    CHECK_EQ(lfp_pool_destroy(other), 0);
+    CHECK_EQ(lfp_pool_destroy(gone), 0);
+}
+
+/* ---- the automatic trim policy ---- */
+
+static void test_trim_threshold_trims_automatically_and_zero_never_does(void)
+{
+    /* 64 KiB blocks, 16 to a 1 MiB slab; 40 slabs, freed in order. */
+    enum { SLABS = 40, PER = 16, N = SLABS * PER };
+    const size_t block = 64 * KiB, slab = MiB;
+    static void *b[N];
+    for (int automatic = 1; automatic >= 0; automatic--) {
+        struct lfp_config cfg = { .block_size = block, .slab_size = slab,
+                                  .flags = LFP_GROWABLE | LFP_NO_CACHE,
+                                  .trim_threshold = automatic ? 4 * slab : 0 };
+        lfp_pool *pool;
+        CREATE_OR_RETURN(&cfg, &pool);
+        for (int i = 0; i < N; i++) {
+            REQUIRE((b[i] = lfp_alloc(pool)) != NULL);
+            memset(b[i], 0x3c, block); /* resident */
+        }
+        size_t peak = stats_of(pool).blocks_total;
+        CHECK_EQ(peak, N);
+        size_t rss1 = resident_bytes();
+
+        for (int i = 0; i < N; i++)
+            CHECK_EQ(lfp_free(pool, b[i]), 0);
+        struct lfp_stats st = stats_of(pool);
+        CHECK_EQ(st.blocks_in_use, 0);
+        if (!automatic) {
+            /* No threshold: nothing goes back until asked to. */
+            CHECK_EQ(st.blocks_total, peak);
+            CHECK(lfp_owns(pool, b[0]));
+            CHECK_EQ(lfp_pool_trim(pool), (size_t)SLABS * slab);
+            CHECK_EQ(stats_of(pool).blocks_total, 0);
+            CHECK_EQ(lfp_pool_verify(pool), 0);
+            CHECK_EQ(lfp_pool_destroy(pool), 0);
+            continue;
+        }
+
+        /* The slabs left the pool at once (blocks_total and ownership);
+         * their memory goes back once a grace period has passed. */
+        printf("  threshold of 4 slabs: %zu of %zu blocks left after freeing all\n",
+               st.blocks_total, peak);
+        CHECK(st.blocks_total <= peak / 4);
+        CHECK(!lfp_owns(pool, b[0]));
+        size_t expect_drop = (peak - st.blocks_total) * block / 10 * 9;
+        double t0 = now_s();
+        size_t dropped = 0;
+        while (now_s() - t0 < 20.0) {
+            size_t rss = resident_bytes();
+            dropped = rss1 > rss ? rss1 - rss : 0;
+            if (dropped >= expect_drop)
+                break;
+            sleep_ms(5);
+        }
+        printf("  resident -%zu MiB after %.3f s\n", dropped / MiB, now_s() - t0);
+        CHECK(dropped >= expect_drop);
+        CHECK_EQ(lfp_pool_verify(pool), 0);
+        CHECK_EQ(lfp_pool_destroy(pool), 0);
+    }
+}
+
+/* ---- constructors and destructors ---- */
+
+#define CONSTRUCTED 0x0b10cc0de5eedull
+
+struct lifecycle {
+    atomic_long init, fini, bad_arg, bad_fini, bad_init;
+};
+
+static void block_init(void *block, void *arg)
+{
+    struct lifecycle *lc = arg;
+    uint64_t *w = block;
+    if (w[0] == CONSTRUCTED)
+        atomic_fetch_add(&lc->bad_init, 1); /* constructed twice */
+    w[0] = CONSTRUCTED;
+    atomic_fetch_add(&lc->init, 1);
+}
+
+static void block_fini(void *block, void *arg)
+{
+    struct lifecycle *lc = arg;
+    uint64_t *w = block;
+    if (w[0] != CONSTRUCTED)
+        atomic_fetch_add(&lc->bad_fini, 1); /* never constructed, or twice */
+    w[0] = 0;
+    atomic_fetch_add(&lc->fini, 1);
+}
+
+static struct lifecycle arg_probe;
+static void check_arg_init(void *block, void *arg);
+
+static void test_init_and_fini_run_once_per_block_over_each_slab_lifetime(void)
+{
+    /* 4 KiB blocks; with a constructor their links follow them, so a
+     * 64 KiB slab holds 15 of them. */
+    static struct lifecycle lc;
+    const size_t slab = 64 * KiB;
+    struct lfp_config cfg = { .block_size = 4 * KiB, .flags = LFP_GROWABLE,
+                              .slab_size = 64 * KiB, .init = block_init,
+                              .fini = block_fini, .arg = &lc };
+    lfp_pool *pool;
+    CREATE_OR_RETURN(&cfg, &pool);
+    CHECK_EQ(atomic_load(&lc.init), 0); /* capacity 0: no slab yet */
+
+    void *b[45];
+    b[0] = lfp_alloc(pool);
+    REQUIRE(b[0] != NULL);
+    size_t per = stats_of(pool).blocks_total;
+    CHECK_EQ(per, 64 * KiB / (4 * KiB + LFP_LINK_BYTES));
+    CHECK_EQ(atomic_load(&lc.init), (long)per); /* the whole slab, at once */
+    CHECK_EQ(atomic_load(&lc.fini), 0);
+    for (size_t i = 1; i < 3 * per; i++)
+        REQUIRE((b[i] = lfp_alloc(pool)) != NULL);
+    CHECK_EQ(stats_of(pool).blocks_total, 3 * per);
+    CHECK_EQ(atomic_load(&lc.init), (long)(3 * per));
+    size_t unconstructed = 0;
+    for (size_t i = 0; i < 3 * per; i++)
+        if (*(uint64_t *)b[i] != CONSTRUCTED)
+            unconstructed++;
+    CHECK_EQ(unconstructed, 0);
+
+    /* Trim destroys the blocks of the slabs it releases, and only those. */
+    for (size_t i = 1; i < 3 * per; i++)
+        CHECK_EQ(lfp_free(pool, b[i]), 0);
+    size_t released = lfp_pool_trim(pool);
+    CHECK_EQ(released, 2 * slab); /* b[0]'s slab stays */
+    CHECK_EQ(atomic_load(&lc.fini), (long)(released / slab * per));
+    CHECK_EQ(stats_of(pool).blocks_total, per);
+    CHECK_EQ(*(uint64_t *)b[0], CONSTRUCTED);
+
+    /* Growing again constructs a new slab's blocks. */
+    for (size_t i = 1; i < 2 * per; i++)
+        REQUIRE((b[i] = lfp_alloc(pool)) != NULL);
+    CHECK_EQ(atomic_load(&lc.init), (long)(4 * per));
+    for (size_t i = 1; i < 2 * per; i++)
+        CHECK_EQ(lfp_free(pool, b[i]), 0);
+
+    /* Destroy runs fini on every block left, free or still in use. */
+    CHECK_EQ(lfp_pool_verify(pool), 0);
+    CHECK_EQ(lfp_pool_destroy(pool), 1); /* b[0] */
+    CHECK_EQ(atomic_load(&lc.fini), atomic_load(&lc.init));
+    CHECK_EQ(atomic_load(&lc.bad_fini), 0);
+    CHECK_EQ(atomic_load(&lc.bad_init), 0);
+
+    /* The constructor gets the configured argument. */
+    cfg.init = check_arg_init;
+    cfg.fini = NULL;
+    cfg.arg = &arg_probe;
+    cfg.capacity = 1;
+    CREATE_OR_RETURN(&cfg, &pool);
+    CHECK_EQ(atomic_load(&arg_probe.init), (long)per);
+    CHECK_EQ(atomic_load(&arg_probe.bad_arg), 0);
+    CHECK_EQ(lfp_pool_destroy(pool), 0);
+}
+
+static void check_arg_init(void *block, void *arg)
+{
+    (void)block;
+    if (arg != &arg_probe)
+        atomic_fetch_add(&arg_probe.bad_arg, 1);
+    atomic_fetch_add(&arg_probe.init, 1);
+}
+
+/* ---- threads ---- */
+
+enum { CHURN_HELD = 64, EXCHANGE = 64, IN_TRANSIT = 0xffff };
+
+struct churn_shared {
+    lfp_pool *pool;
+    long ops;
+    _Atomic(void *) exchange[EXCHANGE]; /* blocks on their way to another thread */
+    atomic_bool stop_trim;
+    atomic_long alloc_failed, bad_free, bad_stamp, trims, released;
+};
+
+struct churn_thread {
+    struct churn_shared *sh;
+    uint64_t id;
+    pthread_t tid;
+};
+
+static uint64_t stamp(uint64_t owner, void *p)
+{
+    return (owner << 48) ^ (uint64_t)(uintptr_t)p;
+}
+
+static uint64_t rand_next(uint64_t *s)
+{
+    uint64_t x = *s;
+    x ^= x << 13;
+    x ^= x >> 7;
+    x ^= x << 17;
+    return *s = x;
+}
+
+#define STAMP_AT(p) (*(volatile uint64_t *)((char *)(p) + 64))
+
+static void *churn_main(void *arg)
+{
+    struct churn_thread *t = arg;
+    struct churn_shared *sh = t->sh;
+    uint64_t rng = 0x9e3779b97f4a7c15ull * (t->id + 7);
+    void *held[CHURN_HELD];
+    int n = 0;
+    for (long op = 0; op < sh->ops; op++) {
+        uint64_t r = rand_next(&rng);
+        unsigned what = (unsigned)(r % 100);
+        if (what < 45 && n < CHURN_HELD) {
+            void *p = lfp_alloc(sh->pool);
+            if (p == NULL) {
+                atomic_fetch_add(&sh->alloc_failed, 1);
+                continue;
+            }
+            STAMP_AT(p) = stamp(t->id, p);
+            held[n++] = p;
+        } else if (what < 90 && n > 0) {
+            int i = (int)((r >> 8) % (uint64_t)n);
+            void *p = held[i];
+            held[i] = held[--n];
+            if (STAMP_AT(p) != stamp(t->id, p))
+                atomic_fetch_add(&sh->bad_stamp, 1);
+            if (lfp_free(sh->pool, p) != 0)
+                atomic_fetch_add(&sh->bad_free, 1);
+        } else if (what < 98 && n > 0) {
+            /* Hand a block over; free whatever another thread left there. */
+            int i = (int)((r >> 8) % (uint64_t)n);
+            void *p = held[i];
+            held[i] = held[--n];
+            if (STAMP_AT(p) != stamp(t->id, p))
+                atomic_fetch_add(&sh->bad_stamp, 1);
+            STAMP_AT(p) = stamp(IN_TRANSIT, p);
+            void *q = atomic_exchange(&sh->exchange[(r >> 20) % EXCHANGE], p);
+            if (q != NULL) {
+                if (STAMP_AT(q) != stamp(IN_TRANSIT, q))
+                    atomic_fetch_add(&sh->bad_stamp, 1);
+                if (lfp_free(sh->pool, q) != 0)
+                    atomic_fetch_add(&sh->bad_free, 1);
+            }
+        } else if (what == 98) {
+            lfp_thread_flush();
+        } else {
+            struct lfp_stats st;
+            lfp_pool_stats(sh->pool, &st);
+        }
+    }
+    for (int i = 0; i < n; i++) {
+        if (STAMP_AT(held[i]) != stamp(t->id, held[i]))
+            atomic_fetch_add(&sh->bad_stamp, 1);
+        if (lfp_free(sh->pool, held[i]) != 0)
+            atomic_fetch_add(&sh->bad_free, 1);
+    }
+    return NULL;
+}
+
+static void *trim_main(void *arg)
+{
+    struct churn_shared *sh = arg;
+    while (!atomic_load(&sh->stop_trim)) {
+        atomic_fetch_add(&sh->released, (long)lfp_pool_trim(sh->pool));
+        atomic_fetch_add(&sh->trims, 1);
+        struct timespec ts = { 0, 200 * 1000 };
+        nanosleep(&ts, NULL);
+    }
+    return NULL;
+}
+
+static void test_threads_churning_through_magazines_while_trimming_stay_consistent(void)
+{
+    int threads = stress_threads();
+    static struct churn_shared sh;
+    /* 256-byte blocks, 256 to a 64 KiB slab, magazines of 16: slabs fill
+     * and empty often enough for trim to find free ones. */
+    struct lfp_config cfg = { .block_size = 256, .flags = LFP_GROWABLE,
+                              .slab_size = 64 * KiB, .cache_size = 16 };
+    CREATE_OR_RETURN(&cfg, &sh.pool);
+    sh.ops = scaled(200000, 1000);
+
+    static struct churn_thread t[256];
+    pthread_t trimmer;
+    REQUIRE(pthread_create(&trimmer, NULL, trim_main, &sh) == 0);
+    for (int i = 0; i < threads; i++) {
+        t[i].sh = &sh;
+        t[i].id = (uint64_t)i + 1;
+        REQUIRE(pthread_create(&t[i].tid, NULL, churn_main, &t[i]) == 0);
+    }
+    for (int i = 0; i < threads; i++)
+        REQUIRE(pthread_join(t[i].tid, NULL) == 0);
+    atomic_store(&sh.stop_trim, true);
+    REQUIRE(pthread_join(trimmer, NULL) == 0);
+
+    /* Blocks still on their way to another thread. */
+    for (int i = 0; i < EXCHANGE; i++) {
+        void *q = atomic_exchange(&sh.exchange[i], NULL);
+        if (q == NULL)
+            continue;
+        if (STAMP_AT(q) != stamp(IN_TRANSIT, q))
+            atomic_fetch_add(&sh.bad_stamp, 1);
+        if (lfp_free(sh.pool, q) != 0)
+            atomic_fetch_add(&sh.bad_free, 1);
+    }
+    printf("  %d threads x %ld ops: %ld trims released %ld KiB\n", threads, sh.ops,
+           atomic_load(&sh.trims), atomic_load(&sh.released) / 1024);
+    CHECK_EQ(atomic_load(&sh.alloc_failed), 0);
+    CHECK_EQ(atomic_load(&sh.bad_free), 0);
+    CHECK_EQ(atomic_load(&sh.bad_stamp), 0);
+    CHECK_EQ(lfp_pool_verify(sh.pool), 0);
+    lfp_thread_flush(); /* the blocks this thread just freed */
+    struct lfp_stats st = stats_of(sh.pool);
+    CHECK_EQ(st.blocks_in_use, 0);
+    CHECK_EQ(st.blocks_cached, 0);
+    /* The churn threads exited and handed their caches back: every slab
+     * is free, and trim releases all of them. */
+    lfp_pool_trim(sh.pool);
+    CHECK_EQ(stats_of(sh.pool).blocks_total, 0);
+    CHECK_EQ(lfp_pool_verify(sh.pool), 0);
+    CHECK_EQ(lfp_pool_destroy(sh.pool), 0);
+}
+
+int main(void)
+{
+    RUN(test_growable_pool_grows_on_demand_far_beyond_one_slab);
+    RUN(test_growable_capacity_is_made_up_front);
+    RUN(test_capacity_above_trim_threshold_is_still_made_up_front);
+    RUN(test_max_blocks_stops_growth_with_enobufs_and_leaves_pool_intact);
+    RUN(test_invalid_growable_configurations_are_rejected_with_einval);
+    RUN(test_os_refusing_a_slab_fails_alloc_with_enomem_and_leaves_pool_intact);
+    RUN(test_create_fails_with_enomem_when_its_reservation_is_refused_and_leaks_nothing);
+    RUN(test_trim_gives_freed_memory_back_to_the_os);
+    RUN(test_trim_keeps_slabs_with_a_block_in_use_or_cached);
+    RUN(test_trim_of_fixed_pool_or_null_releases_nothing);
+    RUN(test_foreign_pointers_of_every_kind_are_rejected_without_fault);
+    RUN(test_trim_threshold_trims_automatically_and_zero_never_does);
+    RUN(test_init_and_fini_run_once_per_block_over_each_slab_lifetime);
+    RUN(test_threads_churning_through_magazines_while_trimming_stay_consistent);
+    return check_done();
+}
