@@ -1,0 +1,761 @@
+/* SPDX-License-Identifier: MIT */
+/* The rows of lfp-bench: lfpool itself, the general-purpose allocators it is
+ * compared with, a mutex-guarded free list, and a thread-local free list.
+ *
+ * Peers are loaded with dlopen(RTLD_LOCAL) and called through entry points
+ * looked up in their own library (jemalloc's malloc, mi_malloc, tc_malloc,
+ * ...). Linking them would let the first one in the search order replace
+ * malloc for the whole program, and then the "glibc" row would measure
+ * somebody else. RTLD_LOCAL keeps their malloc symbols out of the global
+ * scope. */
+#include "bench.h"
+
+#include <lfpool.h>
+
+#include <dlfcn.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#ifdef __GLIBC__
+#include <gnu/lib-names.h>
+#endif
+
+#define CACHE_LINE 64u
+
+/* A pool sized for the workload must not take the machine's memory. */
+#define POOL_BYTES_MAX ((size_t)512 << 20)
+
+/* ------------------------------------------------------------------------ */
+/* Sizing shared by the fixed pools (lfpool, mutex-list). */
+
+/* Threads' caches (two magazines each, plus partly filled ones in the
+ * depot) hold blocks that are free but not available to other threads, so a
+ * fixed pool needs slack over the blocks actually live at once. Generous
+ * slack where memory allows; with large blocks, four default magazines per
+ * thread, which still covers the caches. */
+static size_t pool_capacity(const struct bench_params *p, size_t stride)
+{
+    size_t slack = 1024;
+    size_t n = (size_t)p->threads * (p->per_thread + slack) + p->in_flight;
+    if (n > POOL_BYTES_MAX / stride) {
+        slack = 4 * LFP_CACHE_DEFAULT;
+        n = (size_t)p->threads * (p->per_thread + slack) + p->in_flight;
+    }
+    return n;
+}
+
+static size_t list_stride(size_t size)
+{
+    size_t a = _Alignof(max_align_t);
+    if (size < sizeof(void *))
+        size = sizeof(void *);
+    return (size + a - 1) & ~(a - 1);
+}
+
+static void *alloc_lines(size_t bytes)
+{
+    size_t n = (bytes + CACHE_LINE - 1) & ~(size_t)(CACHE_LINE - 1);
+    void *p = aligned_alloc(CACHE_LINE, n);
+    if (p)
+        memset(p, 0, n);
+    return p;
+}
+
+/* ------------------------------------------------------------------------ */
+/* lfpool */
+
+struct lfp_row_global {
+    lfp_pool *pool;
+};
+
+/* Own line per thread: the error counter is written on every failing free,
+ * and threads must not share it. */
+struct lfp_row_thread {
+    lfp_pool *pool;
+    unsigned long errors;
+};
+
+static void *lfp_row_create(const struct bench_alloc *a,
+                            const struct bench_params *p, char *err,
+                            size_t errlen)
+{
+    struct lfp_config cfg;
+    struct lfp_row_global *g;
+    int rc;
+
+    memset(&cfg, 0, sizeof cfg);
+    cfg.block_size = p->size;
+    cfg.capacity = pool_capacity(p, LFP__STRIDE(p->size, 0));
+    cfg.name = a->name;
+    cfg.flags = strcmp(a->name, "lfpool-nocache") == 0 ? LFP_NO_CACHE : 0;
+    if (cfg.capacity > POOL_BYTES_MAX / LFP__STRIDE(p->size, 0)) {
+        snprintf(err, errlen, "a pool of %zu blocks of %zu bytes exceeds %zu MiB",
+                 cfg.capacity, p->size, POOL_BYTES_MAX >> 20);
+        return NULL;
+    }
+    g = malloc(sizeof *g);
+    if (!g) {
+        snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
+    rc = lfp_pool_create(&cfg, &g->pool);
+    if (rc != 0) {
+        snprintf(err, errlen, "lfp_pool_create: %s", lfp_strerror(rc));
+        free(g);
+        return NULL;
+    }
+    return g;
+}
+
+static int lfp_row_destroy(void *gp, char *err, size_t errlen)
+{
+    struct lfp_row_global *g = gp;
+    size_t left = lfp_pool_destroy(g->pool);
+    free(g);
+    if (left != 0) {
+        snprintf(err, errlen, "lfp_pool_destroy: %zu blocks still in use", left);
+        return -1;
+    }
+    return 0;
+}
+
+static void *lfp_row_thread_init(void *gp, unsigned tid)
+{
+    struct lfp_row_global *g = gp;
+    struct lfp_row_thread *t = alloc_lines(sizeof *t);
+    (void)tid;
+    if (t)
+        t->pool = g->pool;
+    return t;
+}
+
+static unsigned long lfp_row_thread_fini(void *tp)
+{
+    struct lfp_row_thread *t = tp;
+    unsigned long e = t->errors;
+    free(t);
+    return e;
+}
+
+static void *lfp_row_alloc(void *tp)
+{
+    return lfp_alloc(((struct lfp_row_thread *)tp)->pool);
+}
+
+static void lfp_row_free(void *tp, void *p)
+{
+    struct lfp_row_thread *t = tp;
+    if (lfp_free(t->pool, p) != 0)
+        t->errors++;
+}
+
+/* ------------------------------------------------------------------------ */
+/* General-purpose allocators, all called through pointers looked up with
+ * dlsym so that each row pays the same indirect call. */
+
+struct peer_api {
+    void *(*malloc1)(size_t);            /* glibc, mimalloc, tcmalloc */
+    void (*free1)(void *);               /* same */
+    void (*free_sized)(void *, size_t);  /* mi_free_size, tc_free_sized */
+    void *(*mallocx)(size_t, int);       /* jemalloc */
+    void (*dallocx)(void *, int);        /* jemalloc */
+    void (*sdallocx)(void *, size_t, int);
+};
+
+struct peer_thread {
+    struct peer_api api;
+    size_t size;
+};
+
+static void *peer_create(const struct bench_alloc *a,
+                         const struct bench_params *p, char *err,
+                         size_t errlen)
+{
+    struct peer_thread *proto = malloc(sizeof *proto);
+    (void)errlen;
+    if (!proto) {
+        snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
+    memcpy(&proto->api, a->priv, sizeof proto->api);
+    proto->size = p->size;
+    return proto;
+}
+
+static int peer_destroy(void *g, char *err, size_t errlen)
+{
+    (void)err;
+    (void)errlen;
+    free(g);
+    return 0;
+}
+
+static void *peer_thread_init(void *g, unsigned tid)
+{
+    struct peer_thread *t = alloc_lines(sizeof *t);
+    (void)tid;
+    if (t)
+        memcpy(t, g, sizeof *t);
+    return t;
+}
+
+static unsigned long peer_thread_fini(void *t)
+{
+    free(t);
+    return 0;
+}
+
+static void *plain_alloc(void *tp)
+{
+    struct peer_thread *t = tp;
+    return t->api.malloc1(t->size);
+}
+
+static void plain_free(void *tp, void *p)
+{
+    ((struct peer_thread *)tp)->api.free1(p);
+}
+
+static void plain_free_sized(void *tp, void *p)
+{
+    struct peer_thread *t = tp;
+    t->api.free_sized(p, t->size);
+}
+
+static void *je_alloc(void *tp)
+{
+    struct peer_thread *t = tp;
+    return t->api.mallocx(t->size, 0);
+}
+
+static void je_free(void *tp, void *p)
+{
+    ((struct peer_thread *)tp)->api.dallocx(p, 0);
+}
+
+static void je_free_sized(void *tp, void *p)
+{
+    struct peer_thread *t = tp;
+    t->api.sdallocx(p, t->size, 0);
+}
+
+/* ------------------------------------------------------------------------ */
+/* mutex-list: the classic thread-safe pool, one lock around an intrusive
+ * free list over a preallocated array. */
+
+struct mutex_list {
+    pthread_mutex_t lock;
+    void *head;
+    size_t in_use;
+    char *mem;
+    size_t stride;
+    size_t count;
+};
+
+static void *ml_create(const struct bench_alloc *a, const struct bench_params *p,
+                       char *err, size_t errlen)
+{
+    struct mutex_list *m;
+    size_t i;
+    (void)a;
+
+    m = alloc_lines(sizeof *m);
+    if (!m) {
+        snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
+    m->stride = list_stride(p->size);
+    m->count = pool_capacity(p, m->stride);
+    if (m->count > POOL_BYTES_MAX / m->stride) {
+        snprintf(err, errlen, "a list of %zu blocks of %zu bytes exceeds %zu MiB",
+                 m->count, p->size, POOL_BYTES_MAX >> 20);
+        free(m);
+        return NULL;
+    }
+    m->mem = alloc_lines(m->count * m->stride);
+    if (!m->mem) {
+        snprintf(err, errlen, "out of memory");
+        free(m);
+        return NULL;
+    }
+    pthread_mutex_init(&m->lock, NULL);
+    /* Linked in address order, so the first blocks handed out are
+     * neighbours, as with a freshly carved pool. */
+    for (i = 0; i < m->count; i++) {
+        void *next = i + 1 < m->count ? m->mem + (i + 1) * m->stride : NULL;
+        memcpy(m->mem + i * m->stride, &next, sizeof next);
+    }
+    m->head = m->mem;
+    return m;
+}
+
+static int ml_destroy(void *gp, char *err, size_t errlen)
+{
+    struct mutex_list *m = gp;
+    size_t left = m->in_use;
+    pthread_mutex_destroy(&m->lock);
+    free(m->mem);
+    free(m);
+    if (left != 0) {
+        snprintf(err, errlen, "%zu blocks still in use", left);
+        return -1;
+    }
+    return 0;
+}
+
+static void *ml_thread_init(void *g, unsigned tid)
+{
+    (void)tid;
+    return g;
+}
+
+static unsigned long ml_thread_fini(void *t)
+{
+    (void)t;
+    return 0;
+}
+
+static void *ml_alloc(void *gp)
+{
+    struct mutex_list *m = gp;
+    void *p;
+    pthread_mutex_lock(&m->lock);
+    p = m->head;
+    if (p) {
+        memcpy(&m->head, p, sizeof m->head);
+        m->in_use++;
+    }
+    pthread_mutex_unlock(&m->lock);
+    return p;
+}
+
+static void ml_free(void *gp, void *p)
+{
+    struct mutex_list *m = gp;
+    pthread_mutex_lock(&m->lock);
+    memcpy(p, &m->head, sizeof m->head);
+    m->head = p;
+    m->in_use--;
+    pthread_mutex_unlock(&m->lock);
+}
+
+/* ------------------------------------------------------------------------ */
+/* tl-list: each thread owns its blocks and its list; no atomics, no lock,
+ * no sharing. Only valid when every block is freed by its allocating thread,
+ * which is why it is the floor for pair and batch and absent elsewhere. */
+
+struct tl_global {
+    size_t stride;
+    size_t count;
+};
+
+struct tl_thread {
+    void *head;
+    size_t in_use;
+    char *mem;
+};
+
+static void *tl_create(const struct bench_alloc *a, const struct bench_params *p,
+                       char *err, size_t errlen)
+{
+    struct tl_global *g = malloc(sizeof *g);
+    (void)a;
+    if (!g) {
+        snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
+    g->stride = list_stride(p->size);
+    g->count = p->per_thread + 64;
+    if (g->count > POOL_BYTES_MAX / g->stride) {
+        snprintf(err, errlen, "%zu blocks of %zu bytes per thread exceed %zu MiB",
+                 g->count, p->size, POOL_BYTES_MAX >> 20);
+        free(g);
+        return NULL;
+    }
+    return g;
+}
+
+static int tl_destroy(void *g, char *err, size_t errlen)
+{
+    (void)err;
+    (void)errlen;
+    free(g);
+    return 0;
+}
+
+static void *tl_thread_init(void *gp, unsigned tid)
+{
+    struct tl_global *g = gp;
+    struct tl_thread *t = alloc_lines(sizeof *t);
+    size_t i;
+    (void)tid;
+    if (!t)
+        return NULL;
+    t->mem = alloc_lines(g->count * g->stride);
+    if (!t->mem) {
+        free(t);
+        return NULL;
+    }
+    for (i = 0; i < g->count; i++) {
+        void *next = i + 1 < g->count ? t->mem + (i + 1) * g->stride : NULL;
+        memcpy(t->mem + i * g->stride, &next, sizeof next);
+    }
+    t->head = t->mem;
+    return t;
+}
+
+static unsigned long tl_thread_fini(void *tp)
+{
+    struct tl_thread *t = tp;
+    unsigned long e = t->in_use != 0;
+    free(t->mem);
+    free(t);
+    return e;
+}
+
+static void *tl_alloc(void *tp)
+{
+    struct tl_thread *t = tp;
+    void *p = t->head;
+    if (p) {
+        memcpy(&t->head, p, sizeof t->head);
+        t->in_use++;
+    }
+    return p;
+}
+
+static void tl_free(void *tp, void *p)
+{
+    struct tl_thread *t = tp;
+    memcpy(p, &t->head, sizeof t->head);
+    t->head = p;
+    t->in_use--;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Loading the peers. */
+
+/* dlsym returns an object pointer; POSIX guarantees it converts to the
+ * function's type, ISO C does not, so copy the representation. */
+#define LOAD_SYM(dst, handle, name)                                          \
+    do {                                                                      \
+        void *sym_ = dlsym((handle), (name));                                 \
+        _Static_assert(sizeof(dst) == sizeof sym_, "function pointer size");  \
+        memcpy(&(dst), &sym_, sizeof sym_);                                   \
+    } while (0)
+
+static struct peer_api glibc_api, je_api, mi_api, tc_api;
+/* jemalloc's own malloc/free were found in libjemalloc itself. */
+static int je_plain;
+static char glibc_why[256];
+/* Which library and version a row measures, for the header. */
+static char glibc_desc[128], je_desc[192], mi_desc[128], tc_desc[128];
+
+#if defined(BENCH_JEMALLOC_SONAME) || defined(BENCH_MIMALLOC_SONAME) || \
+    defined(BENCH_TCMALLOC_SONAME)
+static const char *open_peer(const char *soname, void **handle, char *why,
+                             size_t whylen)
+{
+    *handle = dlopen(soname, RTLD_NOW | RTLD_LOCAL);
+    if (!*handle) {
+        const char *e = dlerror();
+        snprintf(why, whylen, "cannot load %s: %s", soname, e ? e : "?");
+        return why;
+    }
+    return NULL;
+}
+#endif
+
+static const char *missing_sym(const char *soname, const char *name, char *why,
+                               size_t whylen)
+{
+    snprintf(why, whylen, "%s has no %s", soname, name);
+    return why;
+}
+
+#define PEER_NOT_CONFIGURED "not found when lfp-bench was configured"
+
+static const char *load_glibc(void)
+{
+#ifdef __GLIBC__
+    void *h = dlopen(LIBC_SO, RTLD_NOW | RTLD_NOLOAD);
+    if (!h) {
+        snprintf(glibc_why, sizeof glibc_why, "cannot find %s", LIBC_SO);
+        return glibc_why;
+    }
+    LOAD_SYM(glibc_api.malloc1, h, "malloc");
+    LOAD_SYM(glibc_api.free1, h, "free");
+    if (!glibc_api.malloc1 || !glibc_api.free1)
+        return missing_sym(LIBC_SO, "malloc/free", glibc_why, sizeof glibc_why);
+    snprintf(glibc_desc, sizeof glibc_desc, "malloc/free of %s (glibc %d.%d)",
+             LIBC_SO, __GLIBC__, __GLIBC_MINOR__);
+    return NULL;
+#else
+    snprintf(glibc_why, sizeof glibc_why, "not a glibc system");
+    return glibc_why;
+#endif
+}
+
+static const char *load_jemalloc(int sized_free)
+{
+#ifdef BENCH_JEMALLOC_SONAME
+    static char je_why[256];
+    void *h;
+    const char *why = open_peer(BENCH_JEMALLOC_SONAME, &h, je_why, sizeof je_why);
+    if (why)
+        return why;
+    LOAD_SYM(je_api.mallocx, h, "mallocx");
+    LOAD_SYM(je_api.dallocx, h, "dallocx");
+    LOAD_SYM(je_api.sdallocx, h, "sdallocx");
+    if (!je_api.mallocx || !je_api.dallocx || !je_api.sdallocx)
+        return missing_sym(BENCH_JEMALLOC_SONAME, "mallocx/dallocx/sdallocx",
+                           je_why, sizeof je_why);
+    /* jemalloc 5 has a fast path in malloc and free but not in mallocx and
+     * dallocx (about twice the cost here), so its exported malloc and free
+     * are what it should be measured by. dlsym on the handle finds them in
+     * libjemalloc first; dladdr confirms they live there and not in a
+     * library jemalloc depends on. */
+    LOAD_SYM(je_api.malloc1, h, "malloc");
+    LOAD_SYM(je_api.free1, h, "free");
+    {
+        Dl_info a, b, c;
+        void *sm, *sf, *sx;
+        memcpy(&sm, &je_api.malloc1, sizeof sm);
+        memcpy(&sf, &je_api.free1, sizeof sf);
+        memcpy(&sx, &je_api.mallocx, sizeof sx);
+        je_plain = sm && sf && dladdr(sm, &a) && dladdr(sf, &b) &&
+                   dladdr(sx, &c) && a.dli_fbase == c.dli_fbase &&
+                   b.dli_fbase == c.dli_fbase;
+    }
+    {
+        int (*mallctl)(const char *, void *, size_t *, void *, size_t);
+        const char *ver = NULL;
+        size_t len = sizeof ver;
+        LOAD_SYM(mallctl, h, "mallctl");
+        if (!mallctl || mallctl("version", &ver, &len, NULL, 0) != 0)
+            ver = NULL;
+        if (!ver)
+            ver = "?";
+        /* "5.3.0-0-g<commit>": the release is enough. */
+        snprintf(je_desc, sizeof je_desc, "%s/%s of %s (jemalloc %.*s)",
+                 je_plain ? "malloc" : "mallocx",
+                 sized_free ? "sdallocx" : je_plain ? "free" : "dallocx",
+                 BENCH_JEMALLOC_SONAME, (int)strcspn(ver, "-"), ver);
+    }
+    return NULL;
+#else
+    (void)sized_free;
+    return PEER_NOT_CONFIGURED;
+#endif
+}
+
+static const char *load_mimalloc(int sized_free)
+{
+#ifdef BENCH_MIMALLOC_SONAME
+    static char mi_why[256];
+    void *h;
+    const char *why = open_peer(BENCH_MIMALLOC_SONAME, &h, mi_why, sizeof mi_why);
+    if (why)
+        return why;
+    LOAD_SYM(mi_api.malloc1, h, "mi_malloc");
+    LOAD_SYM(mi_api.free1, h, "mi_free");
+    LOAD_SYM(mi_api.free_sized, h, "mi_free_size");
+    if (!mi_api.malloc1 || !mi_api.free1 || !mi_api.free_sized)
+        return missing_sym(BENCH_MIMALLOC_SONAME, "mi_malloc/mi_free/mi_free_size",
+                           mi_why, sizeof mi_why);
+    {
+        int (*version)(void);
+        int v = -1;
+        LOAD_SYM(version, h, "mi_version");
+        if (version)
+            v = version();
+        snprintf(mi_desc, sizeof mi_desc, "%s of %s (mimalloc %d.%d.%d)",
+                 sized_free ? "mi_malloc/mi_free_size" : "mi_malloc/mi_free",
+                 BENCH_MIMALLOC_SONAME, v / 100, v / 10 % 10, v % 10);
+    }
+    return NULL;
+#else
+    (void)sized_free;
+    return PEER_NOT_CONFIGURED;
+#endif
+}
+
+static const char *load_tcmalloc(int sized_free)
+{
+#ifdef BENCH_TCMALLOC_SONAME
+    static char tc_why[256];
+    void *h;
+    const char *why = open_peer(BENCH_TCMALLOC_SONAME, &h, tc_why, sizeof tc_why);
+    if (why)
+        return why;
+    LOAD_SYM(tc_api.malloc1, h, "tc_malloc");
+    LOAD_SYM(tc_api.free1, h, "tc_free");
+    LOAD_SYM(tc_api.free_sized, h, "tc_free_sized");
+    if (!tc_api.malloc1 || !tc_api.free1 || !tc_api.free_sized)
+        return missing_sym(BENCH_TCMALLOC_SONAME, "tc_malloc/tc_free/tc_free_sized",
+                           tc_why, sizeof tc_why);
+    {
+        const char *(*version)(int *, int *, const char **);
+        const char *v = NULL;
+        LOAD_SYM(version, h, "tc_version");
+        if (version)
+            v = version(NULL, NULL, NULL);
+        snprintf(tc_desc, sizeof tc_desc, "%s of %s (%s)",
+                 sized_free ? "tc_malloc/tc_free_sized" : "tc_malloc/tc_free",
+                 BENCH_TCMALLOC_SONAME, v ? v : "?");
+    }
+    return NULL;
+#else
+    (void)sized_free;
+    return PEER_NOT_CONFIGURED;
+#endif
+}
+
+/* The environment variable that marks the re-executed process, so that a
+ * failing second attempt does not loop. */
+#define REEXEC_MARK "LFP_BENCH_STATIC_TLS"
+/* Bytes of static TLS to reserve for libraries loaded later; jemalloc 5.3
+ * needs about 2.6 KiB where glibc reserves 512 bytes by default. */
+#define STATIC_TLS_BYTES "16384"
+
+void bench_peers_early(char **argv)
+{
+#ifdef BENCH_JEMALLOC_SONAME
+    const char *old, *e;
+    char *tun;
+    size_t n;
+    void *h;
+
+    if (getenv(REEXEC_MARK))
+        return;
+    h = dlopen(BENCH_JEMALLOC_SONAME, RTLD_NOW | RTLD_LOCAL);
+    if (h)
+        return; /* keep it: the table's dlopen gets the same handle */
+    e = dlerror();
+    if (!e || !strstr(e, "static TLS"))
+        return;
+    old = getenv("GLIBC_TUNABLES");
+    n = (old ? strlen(old) + 1 : 0) + sizeof "glibc.rtld.optional_static_tls="
+        + sizeof STATIC_TLS_BYTES;
+    tun = malloc(n);
+    if (!tun)
+        return;
+    snprintf(tun, n, "%s%sglibc.rtld.optional_static_tls=%s", old ? old : "",
+             old ? ":" : "", STATIC_TLS_BYTES);
+    if (setenv("GLIBC_TUNABLES", tun, 1) != 0 || setenv(REEXEC_MARK, "1", 1) != 0) {
+        free(tun);
+        return;
+    }
+    free(tun);
+    fflush(NULL);
+    execv("/proc/self/exe", argv);
+    /* Could not re-execute: jemalloc's row will say why it is missing. */
+    unsetenv(REEXEC_MARK);
+#else
+    (void)argv;
+#endif
+}
+
+void bench_check_glibc(FILE *f, int quiet)
+{
+    const char *perturb = getenv("MALLOC_PERTURB_");
+    if (perturb && atoi(perturb) != 0)
+        fprintf(f, "warning: MALLOC_PERTURB_ is set: glibc fills each block on "
+                   "malloc and free, which slows its row\n");
+#ifdef __GLIBC__
+    void *h = dlopen(LIBC_SO, RTLD_NOW | RTLD_NOLOAD);
+    void *mine = dlsym(RTLD_DEFAULT, "malloc");
+    void *libc = h ? dlsym(h, "malloc") : NULL;
+    if (mine != libc) {
+        Dl_info info;
+        const char *where = "?";
+        if (mine && dladdr(mine, &info) && info.dli_fname)
+            where = info.dli_fname;
+        fprintf(f, "warning: malloc in this process is %s's, not glibc's; "
+                   "the glibc row still calls glibc's own malloc\n", where);
+    } else if (!quiet) {
+        fprintf(f, "check: malloc in this process is still glibc's after "
+                   "loading the peers\n");
+    }
+#else
+    (void)f;
+    (void)quiet;
+#endif
+}
+
+#define NROWS 8
+
+size_t bench_alloc_table(const struct bench_alloc **out, int sized_free)
+{
+    static struct bench_alloc rows[NROWS];
+    const char *why;
+    size_t n = 0;
+
+    rows[n++] = (struct bench_alloc){
+        .name = "lfpool", .kind = BENCH_OURS, .cross_thread = 1,
+        .api = "lfp_alloc/lfp_free, default cache",
+        .create = lfp_row_create, .destroy = lfp_row_destroy,
+        .thread_init = lfp_row_thread_init, .thread_fini = lfp_row_thread_fini,
+        .alloc = lfp_row_alloc, .free = lfp_row_free};
+    rows[n++] = (struct bench_alloc){
+        .name = "lfpool-nocache", .kind = BENCH_OURS, .cross_thread = 1,
+        .api = "lfp_alloc/lfp_free, LFP_NO_CACHE",
+        .create = lfp_row_create, .destroy = lfp_row_destroy,
+        .thread_init = lfp_row_thread_init, .thread_fini = lfp_row_thread_fini,
+        .alloc = lfp_row_alloc, .free = lfp_row_free};
+
+    why = load_glibc();
+    rows[n++] = (struct bench_alloc){
+        .name = "glibc", .kind = BENCH_PEER, .cross_thread = 1,
+        .api = glibc_desc, .missing = why,
+        .create = peer_create, .destroy = peer_destroy,
+        .thread_init = peer_thread_init, .thread_fini = peer_thread_fini,
+        .alloc = plain_alloc, .free = plain_free, .priv = &glibc_api};
+
+    why = load_jemalloc(sized_free);
+    rows[n++] = (struct bench_alloc){
+        .name = "jemalloc", .kind = BENCH_PEER, .cross_thread = 1,
+        .api = je_desc,
+        .missing = why, .create = peer_create, .destroy = peer_destroy,
+        .thread_init = peer_thread_init, .thread_fini = peer_thread_fini,
+        .alloc = je_plain ? plain_alloc : je_alloc,
+        .free = sized_free ? je_free_sized : je_plain ? plain_free : je_free,
+        .priv = &je_api};
+
+    why = load_mimalloc(sized_free);
+    rows[n++] = (struct bench_alloc){
+        .name = "mimalloc", .kind = BENCH_PEER, .cross_thread = 1,
+        .api = mi_desc,
+        .missing = why, .create = peer_create, .destroy = peer_destroy,
+        .thread_init = peer_thread_init, .thread_fini = peer_thread_fini,
+        .alloc = plain_alloc, .free = sized_free ? plain_free_sized : plain_free,
+        .priv = &mi_api};
+
+    why = load_tcmalloc(sized_free);
+    rows[n++] = (struct bench_alloc){
+        .name = "tcmalloc", .kind = BENCH_PEER, .cross_thread = 1,
+        .api = tc_desc,
+        .missing = why, .create = peer_create, .destroy = peer_destroy,
+        .thread_init = peer_thread_init, .thread_fini = peer_thread_fini,
+        .alloc = plain_alloc, .free = sized_free ? plain_free_sized : plain_free,
+        .priv = &tc_api};
+
+    rows[n++] = (struct bench_alloc){
+        .name = "mutex-list", .kind = BENCH_PEER, .cross_thread = 1,
+        .api = "pthread_mutex + intrusive free list",
+        .create = ml_create, .destroy = ml_destroy,
+        .thread_init = ml_thread_init, .thread_fini = ml_thread_fini,
+        .alloc = ml_alloc, .free = ml_free};
+    rows[n++] = (struct bench_alloc){
+        .name = "tl-list", .kind = BENCH_FLOOR, .cross_thread = 0,
+        .api = "per-thread free list, no atomics (floor)",
+        .create = tl_create, .destroy = tl_destroy,
+        .thread_init = tl_thread_init, .thread_fini = tl_thread_fini,
+        .alloc = tl_alloc, .free = tl_free};
+
+    *out = rows;
+    return n;
+}

@@ -1,0 +1,573 @@
+/* SPDX-License-Identifier: MIT */
+/* The four workloads of lfp-bench and the timing around them. */
+#include "bench.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <sched.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+/* The untimed warm-up grows until it lasts this long; it then also tells how
+ * many pairs fill the requested duration. */
+#define WARMUP_MS 20.0
+#define WARMUP_START_OPS 16384u
+
+#define MAX_OPS ((uint64_t)1 << 40)
+
+/* Keeps the compiler from dropping or moving stores into a block across this
+ * point: the block must really be touched. */
+#define COMPILER_BARRIER() __asm__ volatile("" ::: "memory")
+
+#if defined(__x86_64__) || defined(__i386__)
+#define CPU_RELAX() __asm__ volatile("pause" ::: "memory")
+#elif defined(__aarch64__)
+#define CPU_RELAX() __asm__ volatile("yield" ::: "memory")
+#else
+#define CPU_RELAX() COMPILER_BARRIER()
+#endif
+
+const char *const bench_workload_names[W_COUNT] = {"pair", "batch", "xfer",
+                                                   "server"};
+
+/* Results the checksum sink keeps alive: nothing the loops compute is dead. */
+static volatile uint64_t checksum_sink;
+
+static void put64(void *p, uint64_t v)
+{
+    memcpy(p, &v, sizeof v);
+}
+
+static uint64_t get64(const void *p)
+{
+    uint64_t v;
+    memcpy(&v, p, sizeof v);
+    return v;
+}
+
+static uint64_t xorshift64(uint64_t *s)
+{
+    uint64_t x = *s;
+    x ^= x << 13;
+    x ^= x >> 7;
+    x ^= x << 17;
+    *s = x;
+    return x;
+}
+
+static double ts_ns(const struct timespec *t)
+{
+    return (double)t->tv_sec * 1e9 + (double)t->tv_nsec;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Single-producer single-consumer ring. Each index lives on its own line and
+ * each side keeps a private copy of the other's index, re-reading it only
+ * when the ring looks full (or empty): the shared lines move only when they
+ * have to, so the ring costs little next to the allocators. */
+
+struct ring {
+    _Alignas(64) _Atomic size_t head; /* written by the producer */
+    _Alignas(64) _Atomic size_t tail; /* written by the consumer */
+    _Alignas(64) void *slot[BENCH_RING_SIZE];
+};
+
+struct ring_end {
+    size_t mine;   /* own index, only this thread writes it */
+    size_t theirs; /* last seen value of the other index */
+};
+
+static void wait_a_bit(unsigned *spins)
+{
+    /* Spinning is right while the other side runs on another core; yielding
+     * matters when threads outnumber cores. */
+    if (++*spins < 128)
+        CPU_RELAX();
+    else
+        sched_yield();
+}
+
+static void ring_push(struct ring *r, struct ring_end *e, void *p)
+{
+    unsigned spins = 0;
+    while (e->mine - e->theirs == BENCH_RING_SIZE) {
+        e->theirs = atomic_load_explicit(&r->tail, memory_order_acquire);
+        if (e->mine - e->theirs == BENCH_RING_SIZE)
+            wait_a_bit(&spins);
+    }
+    r->slot[e->mine % BENCH_RING_SIZE] = p;
+    e->mine++;
+    atomic_store_explicit(&r->head, e->mine, memory_order_release);
+}
+
+static void *ring_pop(struct ring *r, struct ring_end *e)
+{
+    unsigned spins = 0;
+    void *p;
+    while (e->mine == e->theirs) {
+        e->theirs = atomic_load_explicit(&r->head, memory_order_acquire);
+        if (e->mine == e->theirs)
+            wait_a_bit(&spins);
+    }
+    p = r->slot[e->mine % BENCH_RING_SIZE];
+    e->mine++;
+    atomic_store_explicit(&r->tail, e->mine, memory_order_release);
+    return p;
+}
+
+/* ------------------------------------------------------------------------ */
+/* One measurement: threads, a start barrier, the timed loop. */
+
+struct shared {
+    const struct bench_alloc *a;
+    void *g;
+    enum bench_workload w;
+    uint64_t ops; /* pairs per lane */
+    unsigned threads;
+    unsigned lanes;
+    struct ring *rings;
+    pthread_barrier_t start;
+    atomic_int init_failed;
+    int pin;
+    const int *cpus;
+    unsigned ncpus;
+};
+
+struct worker {
+    _Alignas(64) struct shared *s;
+    unsigned tid;
+    pthread_t th;
+    struct timespec t0, t1;
+    uint64_t sum;
+    uint64_t null_allocs;  /* allocation returned NULL */
+    uint64_t bad_data;     /* a block's contents changed while it was ours */
+    uint64_t lost;         /* a consumer saw fewer blocks than were sent */
+    int alloc_errno;       /* errno of the first NULL allocation */
+    unsigned long free_errors;
+    int init_failed;
+};
+
+typedef void *(*alloc_fn)(void *);
+typedef void (*free_fn)(void *, void *);
+
+static void run_pair(struct worker *w, void *t, alloc_fn A, free_fn F, uint64_t n)
+{
+    uint64_t i, sum = 0;
+    for (i = 0; i < n; i++) {
+        void *p = A(t);
+        if (!p) {
+            w->null_allocs++;
+            w->alloc_errno = errno;
+            break;
+        }
+        put64(p, i);
+        COMPILER_BARRIER();
+        sum += get64(p);
+        F(t, p);
+    }
+    w->sum = sum;
+}
+
+static void run_batch(struct worker *w, void *t, alloc_fn A, free_fn F,
+                      uint64_t n, void **held)
+{
+    uint64_t r, rounds = n / BENCH_BATCH, sum = 0;
+    unsigned i, got;
+    for (r = 0; r < rounds; r++) {
+        uint64_t base = r * BENCH_BATCH;
+        for (got = 0; got < BENCH_BATCH; got++) {
+            void *p = A(t);
+            if (!p) {
+                w->null_allocs++;
+                w->alloc_errno = errno;
+                break;
+            }
+            put64(p, base + got);
+            held[got] = p;
+        }
+        COMPILER_BARRIER();
+        /* Freed in allocation order, and each checked: a block handed out
+         * twice in one batch shows up as a mismatch. */
+        for (i = 0; i < got; i++) {
+            uint64_t v = get64(held[i]);
+            if (v != base + i)
+                w->bad_data++;
+            sum += v;
+            F(t, held[i]);
+        }
+        if (got < BENCH_BATCH)
+            break;
+    }
+    w->sum = sum;
+}
+
+static void run_xfer_producer(struct worker *w, void *t, alloc_fn A,
+                              struct ring *r, uint64_t n)
+{
+    struct ring_end e = {0, 0};
+    uint64_t i;
+    for (i = 0; i < n; i++) {
+        void *p = A(t);
+        if (!p) {
+            w->null_allocs++;
+            w->alloc_errno = errno;
+            break;
+        }
+        put64(p, i);
+        ring_push(r, &e, p);
+    }
+    ring_push(r, &e, NULL); /* end of stream */
+}
+
+static void run_xfer_consumer(struct worker *w, void *t, free_fn F,
+                              struct ring *r, uint64_t n)
+{
+    struct ring_end e = {0, 0};
+    uint64_t expect = 0, sum = 0;
+    void *p;
+    while ((p = ring_pop(r, &e)) != NULL) {
+        uint64_t v = get64(p);
+        if (v != expect)
+            w->bad_data++;
+        expect++;
+        sum += v;
+        F(t, p);
+    }
+    if (expect != n)
+        w->lost += n - expect;
+    w->sum = sum;
+}
+
+struct live {
+    void *p;
+    uint64_t tag;
+};
+
+static uint64_t seed_for(unsigned tid)
+{
+    return 0x9E3779B97F4A7C15ull * (tid + 1u) | 1u;
+}
+
+static void run_server_producer(struct worker *w, void *t, alloc_fn A,
+                                free_fn F, struct ring *r, uint64_t n)
+{
+    struct ring_end e = {0, 0};
+    uint64_t rng = seed_for(w->tid), i, sum = 0;
+    for (i = 0; i < n; i++) {
+        void *p = A(t);
+        if (!p) {
+            w->null_allocs++;
+            w->alloc_errno = errno;
+            break;
+        }
+        put64(p, i);
+        if ((xorshift64(&rng) & 3) == 0) {
+            /* A short-lived object: used and dropped by its creator. */
+            COMPILER_BARRIER();
+            sum += get64(p);
+            F(t, p);
+        } else {
+            ring_push(r, &e, p);
+        }
+    }
+    ring_push(r, &e, NULL);
+    w->sum = sum;
+}
+
+static void run_server_consumer(struct worker *w, void *t, free_fn F,
+                                struct ring *r, struct live *win)
+{
+    struct ring_end e = {0, 0};
+    uint64_t rng = seed_for(w->tid), sum = 0;
+    unsigned k;
+    void *p;
+    memset(win, 0, BENCH_WINDOW * sizeof *win);
+    while ((p = ring_pop(r, &e)) != NULL) {
+        struct live old;
+        k = (unsigned)(xorshift64(&rng) >> 32) % BENCH_WINDOW;
+        old = win[k];
+        win[k].p = p;
+        win[k].tag = get64(p);
+        if (old.p) {
+            uint64_t v = get64(old.p);
+            if (v != old.tag)
+                w->bad_data++;
+            sum += v;
+            F(t, old.p);
+        }
+    }
+    for (k = 0; k < BENCH_WINDOW; k++) {
+        if (win[k].p) {
+            if (get64(win[k].p) != win[k].tag)
+                w->bad_data++;
+            F(t, win[k].p);
+        }
+    }
+    w->sum = sum;
+}
+
+static void pin_self(const struct shared *s, unsigned tid)
+{
+    cpu_set_t set;
+    if (!s->pin || s->ncpus == 0 || s->threads > s->ncpus)
+        return;
+    CPU_ZERO(&set);
+    CPU_SET(s->cpus[tid % s->ncpus], &set);
+    /* Best effort: an unpinned run is still a valid run. */
+    (void)pthread_setaffinity_np(pthread_self(), sizeof set, &set);
+}
+
+static void *worker_main(void *arg)
+{
+    struct worker *w = arg;
+    struct shared *s = w->s;
+    const struct bench_alloc *a = s->a;
+    alloc_fn A = a->alloc;
+    free_fn F = a->free;
+    void **held = NULL;
+    struct live *win = NULL;
+    void *t;
+    int producer = w->tid < s->lanes;
+    struct ring *r = s->rings ? &s->rings[w->tid % s->lanes] : NULL;
+
+    pin_self(s, w->tid);
+    t = a->thread_init(s->g, w->tid);
+    if (s->w == W_BATCH)
+        held = malloc(BENCH_BATCH * sizeof *held);
+    if (s->w == W_SERVER)
+        win = malloc(BENCH_WINDOW * sizeof *win);
+    if (!t || (s->w == W_BATCH && !held) || (s->w == W_SERVER && !win)) {
+        w->init_failed = 1;
+        atomic_store(&s->init_failed, 1);
+    }
+    pthread_barrier_wait(&s->start);
+    clock_gettime(CLOCK_MONOTONIC, &w->t0);
+    /* Every thread has passed init by now, so all agree whether to run: a
+     * consumer must not wait for a producer that will never start. */
+    if (!atomic_load(&s->init_failed)) {
+        switch (s->w) {
+        case W_PAIR:
+            run_pair(w, t, A, F, s->ops);
+            break;
+        case W_BATCH:
+            run_batch(w, t, A, F, s->ops, held);
+            break;
+        case W_XFER:
+            if (producer)
+                run_xfer_producer(w, t, A, r, s->ops);
+            else
+                run_xfer_consumer(w, t, F, r, s->ops);
+            break;
+        case W_SERVER:
+            if (producer)
+                run_server_producer(w, t, A, F, r, s->ops);
+            else
+                run_server_consumer(w, t, F, r, win);
+            break;
+        case W_COUNT:
+            break;
+        }
+    }
+    clock_gettime(CLOCK_MONOTONIC, &w->t1);
+    if (t)
+        w->free_errors = a->thread_fini(t);
+    free(held);
+    free(win);
+    return NULL;
+}
+
+/* Runs the workload once; returns the wall time in ns from the first thread
+ * leaving the barrier to the last one finishing, or a negative value after
+ * printing what went wrong. */
+static double run_once(struct shared *s, struct worker *ws)
+{
+    unsigned i, started = 0;
+    double first = 0, last = 0;
+    uint64_t sum = 0, nulls = 0, bad = 0, lost = 0;
+    unsigned long ferr = 0;
+    int init_failed = 0, rc, alloc_errno = 0;
+
+    atomic_store(&s->init_failed, 0);
+    if (s->rings) {
+        for (i = 0; i < s->lanes; i++) {
+            atomic_store(&s->rings[i].head, 0);
+            atomic_store(&s->rings[i].tail, 0);
+        }
+    }
+    rc = pthread_barrier_init(&s->start, NULL, s->threads);
+    if (rc != 0) {
+        fprintf(stderr, "lfp-bench: pthread_barrier_init: %s\n", strerror(rc));
+        return -1;
+    }
+    for (i = 0; i < s->threads; i++) {
+        memset(&ws[i], 0, sizeof ws[i]);
+        ws[i].s = s;
+        ws[i].tid = i;
+    }
+    for (i = 0; i < s->threads; i++) {
+        rc = pthread_create(&ws[i].th, NULL, worker_main, &ws[i]);
+        if (rc != 0) {
+            fprintf(stderr, "lfp-bench: pthread_create: %s\n", strerror(rc));
+            /* The started ones are stuck on the barrier; nothing sane is
+             * left to do. */
+            exit(2);
+        }
+        started++;
+    }
+    for (i = 0; i < started; i++)
+        pthread_join(ws[i].th, NULL);
+    pthread_barrier_destroy(&s->start);
+
+    for (i = 0; i < s->threads; i++) {
+        double a = ts_ns(&ws[i].t0), b = ts_ns(&ws[i].t1);
+        if (i == 0 || a < first)
+            first = a;
+        if (i == 0 || b > last)
+            last = b;
+        sum += ws[i].sum;
+        nulls += ws[i].null_allocs;
+        bad += ws[i].bad_data;
+        lost += ws[i].lost;
+        ferr += ws[i].free_errors;
+        init_failed |= ws[i].init_failed;
+        if (ws[i].null_allocs && !alloc_errno)
+            alloc_errno = ws[i].alloc_errno;
+    }
+    checksum_sink += sum;
+    if (init_failed) {
+        fprintf(stderr, "lfp-bench: %s: per-thread setup failed\n", s->a->name);
+        return -1;
+    }
+    if (nulls) {
+        fprintf(stderr, "lfp-bench: %s: allocation returned NULL (%s)\n",
+                s->a->name, strerror(alloc_errno));
+        return -1;
+    }
+    if (bad || lost || ferr) {
+        fprintf(stderr,
+                "lfp-bench: %s: %llu blocks changed while allocated, %llu "
+                "blocks lost, %lu failed frees\n",
+                s->a->name, (unsigned long long)bad, (unsigned long long)lost,
+                ferr);
+        return -1;
+    }
+    return last - first;
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+static uint64_t round_ops(enum bench_workload w, uint64_t ops)
+{
+    if (ops < 1)
+        ops = 1;
+    if (w == W_BATCH)
+        ops = (ops + BENCH_BATCH - 1) / BENCH_BATCH * BENCH_BATCH;
+    return ops;
+}
+
+void bench_measure(const struct bench_run_cfg *o, const struct bench_alloc *a,
+                   enum bench_workload w, unsigned threads, unsigned lanes,
+                   struct bench_result *res)
+{
+    struct bench_params p;
+    struct shared s;
+    struct worker *ws;
+    char err[256] = "";
+    double *ns, wall;
+    uint64_t ops;
+    unsigned i;
+
+    memset(&p, 0, sizeof p);
+    p.size = o->size;
+    p.threads = threads;
+    p.per_thread = w == W_BATCH ? BENCH_BATCH : w == W_SERVER ? BENCH_WINDOW : 1;
+    p.in_flight = bench_is_cross(w) ? (size_t)lanes * (BENCH_RING_SIZE + 1) : 0;
+
+    memset(&s, 0, sizeof s);
+    s.a = a;
+    s.w = w;
+    s.threads = threads;
+    s.lanes = lanes;
+    s.pin = o->pin;
+    s.cpus = o->cpus;
+    s.ncpus = o->ncpus;
+    if (bench_is_cross(w)) {
+        s.rings = aligned_alloc(64, lanes * sizeof *s.rings);
+        if (!s.rings) {
+            fprintf(stderr, "lfp-bench: out of memory\n");
+            exit(2);
+        }
+        memset(s.rings, 0, lanes * sizeof *s.rings);
+    }
+    ws = aligned_alloc(64, threads * sizeof *ws);
+    ns = malloc(o->reps * sizeof *ns);
+    if (!ws || !ns) {
+        fprintf(stderr, "lfp-bench: out of memory\n");
+        exit(2);
+    }
+
+    s.g = a->create(a, &p, err, sizeof err);
+    if (!s.g) {
+        fprintf(stderr, "lfp-bench: %s: %s\n", a->name, err);
+        exit(1);
+    }
+
+    /* Warm-up: first-touch page faults and the allocators' own start-up
+     * stay out of the timed runs; its length also calibrates --duration-ms. */
+    if (o->ops) {
+        s.ops = round_ops(w, o->ops / 10 > WARMUP_START_OPS ? o->ops / 10
+                                                             : WARMUP_START_OPS);
+        if (run_once(&s, ws) < 0)
+            exit(1);
+        ops = round_ops(w, o->ops);
+    } else {
+        s.ops = round_ops(w, WARMUP_START_OPS);
+        for (;;) {
+            wall = run_once(&s, ws);
+            if (wall < 0)
+                exit(1);
+            if (wall >= WARMUP_MS * 1e6 || s.ops >= MAX_OPS / 8)
+                break;
+            s.ops = round_ops(w, s.ops * (wall < WARMUP_MS * 1e5 ? 8 : 2));
+        }
+        wall = (double)s.ops * o->duration_ms * 1e6 / (wall > 1 ? wall : 1);
+        ops = round_ops(w, wall < (double)MAX_OPS ? (uint64_t)wall : MAX_OPS);
+    }
+
+    s.ops = ops;
+    for (i = 0; i < o->reps; i++) {
+        wall = run_once(&s, ws);
+        if (wall < 0)
+            exit(1);
+        ns[i] = wall;
+    }
+
+    if (a->destroy(s.g, err, sizeof err) != 0) {
+        fprintf(stderr, "lfp-bench: %s after %s with %u threads: %s\n", a->name,
+                bench_workload_names[w], threads, err);
+        exit(1);
+    }
+
+    qsort(ns, o->reps, sizeof *ns, cmp_double);
+    res->status = BENCH_OK;
+    res->reps = o->reps;
+    res->ops = ops;
+    /* Median of an even count: the mean of the middle two. */
+    wall = o->reps % 2 ? ns[o->reps / 2]
+                       : (ns[o->reps / 2 - 1] + ns[o->reps / 2]) / 2;
+    res->ns_med = wall / (double)ops;
+    res->ns_min = ns[0] / (double)ops;
+    res->ns_max = ns[o->reps - 1] / (double)ops;
+    res->mops = (double)ops * lanes / wall * 1e3;
+
+    free(ns);
+    free(ws);
+    free(s.rings);
+}
