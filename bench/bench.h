@@ -67,6 +67,9 @@ struct bench_alloc {
  * here. Returns the number of rows. */
 size_t bench_alloc_table(const struct bench_alloc **out, int sized_free);
 
+/* lfp_config::cache_size for the lfpool rows (--cache). */
+extern unsigned bench_lfp_cache;
+
 /* Before anything else runs: a peer that needs static TLS cannot be loaded
  * later unless the process was started with room for it; this re-executes
  * the program with that room when needed. Returns only if no re-exec was

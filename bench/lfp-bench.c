@@ -80,6 +80,8 @@ static void usage(FILE *f)
 "  --sized-free        free through the peers' sized calls (sdallocx,\n"
 "                      mi_free_size, tc_free_sized)\n"
 "  --no-pin            do not pin thread i to the i-th allowed CPU\n"
+"  --cache N           blocks per magazine for the lfpool rows (default 0:\n"
+"                      the library's choice)\n"
 "  --json FILE         write every measurement as JSON\n"
 "  --csv FILE          write every measurement as CSV\n"
 "  --plot FILE         bar chart: PNG through gnuplot when it is on PATH,\n"
@@ -148,7 +150,7 @@ static int add_thread(const char *item, void *ctx)
     return 0;
 }
 
-static const char *const row_names[] = {"lfpool", "lfpool-nocache", "glibc",
+static const char *const row_names[] = {"lfpool", "lfpool-nocache", "lfpool-growable", "glibc",
                                         "jemalloc", "mimalloc", "tcmalloc",
                                         "mutex-list", "tl-list"};
 #define NROW_NAMES (sizeof row_names / sizeof row_names[0])
@@ -193,7 +195,7 @@ static int add_workload(const char *item, void *ctx)
 static int parse_options(int argc, char **argv, struct options *o)
 {
     enum { O_THREADS = 256, O_SIZE, O_OPS, O_DUR, O_REPS, O_ALLOC, O_WORK,
-           O_JSON, O_CSV, O_PLOT, O_QUIET, O_NOPIN, O_SIZED, O_HELP };
+           O_JSON, O_CSV, O_PLOT, O_QUIET, O_NOPIN, O_SIZED, O_CACHE, O_HELP };
     static const struct option longopts[] = {
         {"threads", required_argument, NULL, O_THREADS},
         {"size", required_argument, NULL, O_SIZE},
@@ -208,6 +210,7 @@ static int parse_options(int argc, char **argv, struct options *o)
         {"quiet", no_argument, NULL, O_QUIET},
         {"no-pin", no_argument, NULL, O_NOPIN},
         {"sized-free", no_argument, NULL, O_SIZED},
+        {"cache", required_argument, NULL, O_CACHE},
         {"help", no_argument, NULL, O_HELP},
         {NULL, 0, NULL, 0},
     };
@@ -282,6 +285,16 @@ static int parse_options(int argc, char **argv, struct options *o)
         case O_SIZED:
             o->sized_free = 1;
             break;
+        case O_CACHE: {
+            char *end;
+            unsigned long v = strtoul(optarg, &end, 10);
+            if (*end != '\0' || v > LFP_CACHE_MAX) {
+                fprintf(stderr, "lfp-bench: --cache takes 0..%u\n", LFP_CACHE_MAX);
+                return -1;
+            }
+            bench_lfp_cache = (unsigned)v;
+            break;
+        }
         case O_HELP:
             usage(stdout);
             exit(0);

@@ -67,6 +67,8 @@ static void *alloc_lines(size_t bytes)
 /* ------------------------------------------------------------------------ */
 /* lfpool */
 
+unsigned bench_lfp_cache;
+
 struct lfp_row_global {
     lfp_pool *pool;
 };
@@ -90,7 +92,11 @@ static void *lfp_row_create(const struct bench_alloc *a,
     cfg.block_size = p->size;
     cfg.capacity = pool_capacity(p, LFP__STRIDE(p->size, 0));
     cfg.name = a->name;
-    cfg.flags = strcmp(a->name, "lfpool-nocache") == 0 ? LFP_NO_CACHE : 0;
+    cfg.cache_size = bench_lfp_cache;
+    if (strcmp(a->name, "lfpool-nocache") == 0)
+        cfg.flags = LFP_NO_CACHE;
+    else if (strcmp(a->name, "lfpool-growable") == 0)
+        cfg.flags = LFP_GROWABLE; /* the same blocks, reserved up front */
     if (cfg.capacity > POOL_BYTES_MAX / LFP__STRIDE(p->size, 0)) {
         snprintf(err, errlen, "a pool of %zu blocks of %zu bytes exceeds %zu MiB",
                  cfg.capacity, p->size, POOL_BYTES_MAX >> 20);
@@ -686,7 +692,7 @@ void bench_check_glibc(FILE *f, int quiet)
 #endif
 }
 
-#define NROWS 8
+#define NROWS 9
 
 size_t bench_alloc_table(const struct bench_alloc **out, int sized_free)
 {
@@ -703,6 +709,12 @@ size_t bench_alloc_table(const struct bench_alloc **out, int sized_free)
     rows[n++] = (struct bench_alloc){
         .name = "lfpool-nocache", .kind = BENCH_OURS, .cross_thread = 1,
         .api = "lfp_alloc/lfp_free, LFP_NO_CACHE",
+        .create = lfp_row_create, .destroy = lfp_row_destroy,
+        .thread_init = lfp_row_thread_init, .thread_fini = lfp_row_thread_fini,
+        .alloc = lfp_row_alloc, .free = lfp_row_free};
+    rows[n++] = (struct bench_alloc){
+        .name = "lfpool-growable", .kind = BENCH_OURS, .cross_thread = 1,
+        .api = "lfp_alloc/lfp_free, LFP_GROWABLE (slabs, RCU), default cache",
         .create = lfp_row_create, .destroy = lfp_row_destroy,
         .thread_init = lfp_row_thread_init, .thread_fini = lfp_row_thread_fini,
         .alloc = lfp_row_alloc, .free = lfp_row_free};

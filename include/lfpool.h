@@ -131,7 +131,7 @@ struct lfp_stats {
 };
 
 /** Default blocks per magazine (see README, "Choosing cache_size"). */
-#define LFP_CACHE_DEFAULT 64u
+#define LFP_CACHE_DEFAULT 256u
 /** Largest accepted lfp_config::cache_size. */
 #define LFP_CACHE_MAX 4096u
 /** Most pools that may exist at once in a process. */
