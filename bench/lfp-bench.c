@@ -58,8 +58,9 @@ static void usage(FILE *f)
 "  thread count T, so T=1 runs as 2 threads, and T=1 and T=2 are the same\n"
 "  measurement (done once).\n"
 "\n"
-"Allocators (--alloc): lfpool, lfpool-nocache, glibc, jemalloc, mimalloc,\n"
-"  tcmalloc, mutex-list, tl-list. Peers (glibc, jemalloc, mimalloc,\n"
+"Allocators (--alloc): lfpool, lfpool-nocache, lfpool-growable,\n"
+"  lfpool-checked (LFP_CHECKED: the cost of checked mode), glibc, jemalloc,\n"
+"  mimalloc, tcmalloc, mutex-list, tl-list. Peers (glibc, jemalloc, mimalloc,\n"
 "  tcmalloc, mutex-list) set \"vs best peer\"; tl-list is a per-thread list\n"
 "  without atomics, the floor no thread-safe pool can beat, and cannot run\n"
 "  xfer or server. jemalloc, mimalloc and tcmalloc are loaded at run time\n"
@@ -150,9 +151,9 @@ static int add_thread(const char *item, void *ctx)
     return 0;
 }
 
-static const char *const row_names[] = {"lfpool", "lfpool-nocache", "lfpool-growable", "glibc",
-                                        "jemalloc", "mimalloc", "tcmalloc",
-                                        "mutex-list", "tl-list"};
+static const char *const row_names[] = {"lfpool", "lfpool-nocache", "lfpool-growable",
+                                        "lfpool-checked", "glibc", "jemalloc", "mimalloc",
+                                        "tcmalloc", "mutex-list", "tl-list"};
 #define NROW_NAMES (sizeof row_names / sizeof row_names[0])
 
 static size_t row_index(const char *name)

@@ -97,6 +97,8 @@ static void *lfp_row_create(const struct bench_alloc *a,
         cfg.flags = LFP_NO_CACHE;
     else if (strcmp(a->name, "lfpool-growable") == 0)
         cfg.flags = LFP_GROWABLE; /* the same blocks, reserved up front */
+    else if (strcmp(a->name, "lfpool-checked") == 0)
+        cfg.flags = LFP_CHECKED; /* what the checks cost when they are on */
     if (cfg.capacity > POOL_BYTES_MAX / LFP__STRIDE(p->size, 0)) {
         snprintf(err, errlen, "a pool of %zu blocks of %zu bytes exceeds %zu MiB",
                  cfg.capacity, p->size, POOL_BYTES_MAX >> 20);
@@ -692,7 +694,7 @@ void bench_check_glibc(FILE *f, int quiet)
 #endif
 }
 
-#define NROWS 9
+#define NROWS 10
 
 size_t bench_alloc_table(const struct bench_alloc **out, int sized_free)
 {
@@ -715,6 +717,12 @@ size_t bench_alloc_table(const struct bench_alloc **out, int sized_free)
     rows[n++] = (struct bench_alloc){
         .name = "lfpool-growable", .kind = BENCH_OURS, .cross_thread = 1,
         .api = "lfp_alloc/lfp_free, LFP_GROWABLE (slabs, RCU), default cache",
+        .create = lfp_row_create, .destroy = lfp_row_destroy,
+        .thread_init = lfp_row_thread_init, .thread_fini = lfp_row_thread_fini,
+        .alloc = lfp_row_alloc, .free = lfp_row_free};
+    rows[n++] = (struct bench_alloc){
+        .name = "lfpool-checked", .kind = BENCH_OURS, .cross_thread = 1,
+        .api = "lfp_alloc/lfp_free, LFP_CHECKED (double free, write after free), default cache",
         .create = lfp_row_create, .destroy = lfp_row_destroy,
         .thread_init = lfp_row_thread_init, .thread_fini = lfp_row_thread_fini,
         .alloc = lfp_row_alloc, .free = lfp_row_free};

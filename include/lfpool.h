@@ -29,6 +29,23 @@
  *
  * Fork: the child keeps the pools; blocks that other (now absent) threads of
  * the parent had cached stay counted as cached and are not reused.
+ *
+ * Debugging. Checked mode (LFP_CHECKED, or LFP_CHECKED=1 in the
+ * environment) finds double frees, writes after free and leaks, and reports
+ * them through lfp_set_error_handler(). Memory checkers see pool blocks as
+ * they see malloc'd ones:
+ * - built with AddressSanitizer, the library poisons free blocks, so a use
+ *   after free of a pool block is an ASan "use-after-poison" report. A block
+ *   freed into a thread's cache is poisoned whole; once it moved on to the
+ *   shared depot, its first LFP_LINK_BYTES (at the end, with an init
+ *   constructor) stay open for the depot's links. Pools whose blocks do not
+ *   start on 8-byte boundaries (caller memory or align below 8) are not
+ *   poisoned: ASan's granules are 8 bytes;
+ * - built with -Dvalgrind=enabled, blocks are announced to Valgrind's
+ *   memcheck as heap blocks (client requests), which then reports uses
+ *   after free, double frees outside checked mode, and blocks never freed
+ *   as leaks. Off by default: it costs a few instructions on every call.
+ * Neither costs anything in a build without it.
  */
 #ifndef LFPOOL_H
 #define LFPOOL_H
@@ -55,8 +72,26 @@ enum {
     /** lfp_alloc() returns blocks filled with zero bytes (a memset per
      *  alloc). Cannot be combined with an init constructor. */
     LFP_ZERO = 1u << 1,
-    /** Checked mode: detect double free and write-after-free. Not
-     *  implemented yet: accepted and treated as a plain pool. */
+    /** Checked mode, for debugging; also set on every pool created while
+     *  the environment variable LFP_CHECKED is set to 1. The pool keeps one
+     *  "in use" bit per block and then:
+     *  - lfp_free() and lfp_free_bulk() of a block that is already free
+     *    return LFP_EDOUBLE and leave the pool as it was;
+     *  - lfp_free() fills the block with the byte 0xDB, all but its first
+     *    LFP_LINK_BYTES (where the free lists may keep their links), and
+     *    lfp_alloc() checks the fill: a byte changed while the block was
+     *    free (a write after free) is reported as LFP_ECORRUPT, and the
+     *    block is still handed out. Not for pools with an init constructor,
+     *    whose free blocks keep their constructed bytes;
+     *  - every error lfp_free() and lfp_free_bulk() return (LFP_EFOREIGN,
+     *    LFP_EDOUBLE), every LFP_ECORRUPT and, at lfp_pool_destroy(), each
+     *    block still in use (LFP_ELEAK) goes to the error handler (see
+     *    lfp_set_error_handler()).
+     *  Cost: every call on the pool takes the slow path, with an atomic
+     *  read-modify-write of the in-use bit and a pass over the block's bytes
+     *  (fill at free, compare at alloc); memory: a bit per block (mapped
+     *  lazily for fixed pools, per slab for growable ones). Pools without
+     *  this flag pay nothing for it: their fast paths have no test of it. */
     LFP_CHECKED = 1u << 2,
     /** No per-thread cache: every call goes to the shared lock-free stack
      *  (one compare-and-swap per alloc and per free). */
@@ -72,6 +107,10 @@ enum lfp_error {
     LFP_EALIGN,     /**< caller memory is not aligned as the pool needs */
     LFP_EFOREIGN,   /**< the pointer is not the start of one of the pool's blocks */
     LFP_EDOUBLE,    /**< the block is already free (checked mode) */
+    LFP_ECORRUPT,   /**< a free block's bytes were written (write after free;
+                         checked mode, reported to the error handler) */
+    LFP_ELEAK,      /**< a block still in use at lfp_pool_destroy() (checked
+                         mode, reported to the error handler) */
 };
 
 /** How to build a pool. Zero-initialise it and set what you need. */
@@ -182,6 +221,8 @@ int lfp_pool_create(const struct lfp_config *cfg, lfp_pool **out);
  * Destroy a pool: run fini on every carved block, release its memory and id.
  * No thread may be inside any call on this pool, and none may use it again;
  * blocks cached by other threads are taken back from them.
+ * In checked mode each block still in use is reported to the error handler
+ * as LFP_ELEAK.
  * @return the number of blocks still in use (allocated, never freed); 0 for
  *   a NULL pool.
  */
@@ -202,7 +243,8 @@ void *lfp_alloc(lfp_pool *pool);
  * @return 0 (also for a NULL block); LFP_EINVAL for a NULL pool;
  *   LFP_EFOREIGN when @p block is not the start of a block this pool handed
  *   out (another pool's, malloc's, the stack's, interior or misaligned),
- *   leaving the pool untouched. A block freed twice is not detected outside
+ *   leaving the pool untouched; in checked mode, LFP_EDOUBLE for a block
+ *   that is already free. A block freed twice is not detected outside
  *   checked mode.
  * Fast path: bounds and stride check plus a push onto this thread's magazine,
  * no atomic read-modify-write. Lock-free.
@@ -219,7 +261,10 @@ size_t lfp_alloc_bulk(lfp_pool *pool, void **blocks, size_t n);
 /**
  * Free @p n blocks. All or none: every pointer is checked first, and if any
  * is not a block of this pool (NULL entries are skipped) nothing is freed.
- * @return 0, LFP_EINVAL (NULL pool, or NULL array with n > 0) or LFP_EFOREIGN.
+ * In checked mode the same holds for a block that is already free, or that
+ * the array lists twice.
+ * @return 0, LFP_EINVAL (NULL pool, or NULL array with n > 0), LFP_EFOREIGN
+ *   or (checked mode) LFP_EDOUBLE.
  */
 int lfp_free_bulk(lfp_pool *pool, void *const *blocks, size_t n);
 
@@ -270,6 +315,33 @@ void lfp_thread_flush(void);
  *   an unknown one). Thread-safe.
  */
 const char *lfp_strerror(int err);
+
+/**
+ * Receives the errors checked mode finds (see LFP_CHECKED).
+ * @param pool  the pool the error was found in;
+ * @param ptr   the block (or pointer) concerned;
+ * @param err   LFP_EFOREIGN or LFP_EDOUBLE (from lfp_free() or
+ *              lfp_free_bulk(), which also return it), LFP_ECORRUPT (from
+ *              lfp_alloc() and lfp_alloc_bulk(), which still hand the block
+ *              out) or LFP_ELEAK (from lfp_pool_destroy(), once per block
+ *              still in use);
+ * @param what  a short phrase that reads before the address, such as
+ *              "double free of".
+ * Called on the thread whose call found the error, while that call runs: it
+ * may log, count, or abort(); it must not call into the same pool.
+ */
+typedef void (*lfp_error_handler)(lfp_pool *pool, void *ptr, int err, const char *what);
+
+/**
+ * Set the process-wide error handler for checked mode; NULL restores the
+ * default, which writes one line to stderr, e.g.
+ * `lfpool: pool "conns": double free of 0x7f3a2c001040 (LFP_EDOUBLE)`.
+ * Pools not in checked mode never call the handler.
+ * @return the previous handler, NULL when it was the default.
+ * Thread-safe (an atomic exchange); a report running at the same time may
+ * still go to the previous handler.
+ */
+lfp_error_handler lfp_set_error_handler(lfp_error_handler h);
 
 #ifdef __cplusplus
 }

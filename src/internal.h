@@ -20,6 +20,9 @@
 #define LFP_SLOTS_INLINE 64u
 
 #define LFP_VALID_FLAGS (LFP_GROWABLE | LFP_ZERO | LFP_CHECKED | LFP_NO_CACHE)
+/* Not a caller's flag: set by lfp_pool_create when the pool's blocks may be
+ * poisoned for AddressSanitizer (see sanitize.h). */
+#define LFP_F_SHADOW (1u << 31)
 
 /*
  * A free block as the pool sees it: two words at the block's start, or, for
@@ -84,11 +87,20 @@ struct lfp_pool {
     size_t slab_bytes;
     size_t slab_blocks;
     size_t trim_above;           /* auto trim threshold in blocks, 0 = off */
+
+    /* Checked fixed pools only: a bit per block, set while it is in use. */
+    _Atomic uint64_t *used;
+    size_t used_size;
 };
 
 static inline bool lfp_growable(const struct lfp_pool *pool)
 {
     return (pool->flags & LFP_GROWABLE) != 0;
+}
+
+static inline bool lfp_checked(const struct lfp_pool *pool)
+{
+    return (pool->flags & LFP_CHECKED) != 0;
 }
 
 /*
@@ -163,6 +175,9 @@ struct lfp_free *lfp_depot_pop(struct lfp_pool *pool, uint32_t *len);
 /* New blocks, at most want, chained through chain; 0 with errno ENOBUFS
  * (no more may be made) or ENOMEM. */
 uint32_t lfp_carve(struct lfp_pool *pool, uint32_t want, struct lfp_free **first);
+/* Make a newly carved block ready: construct it, fill it (checked mode),
+ * poison it; returns its links, open for writing. */
+struct lfp_free *lfp_block_fresh(struct lfp_pool *pool, void *block);
 void lfp_batch_seal(struct lfp_free *first, uint32_t len);
 /* Is p the start of one of pool's blocks? Fixed and growable pools alike. */
 bool lfp_pool_owns(const struct lfp_pool *pool, const void *p);
@@ -178,6 +193,38 @@ size_t lfp_slab_trim(struct lfp_pool *pool, bool wait);
 void lfp_slab_destroy_all(struct lfp_pool *pool);
 void lfp_depot_read_lock(const struct lfp_pool *pool);
 void lfp_depot_read_unlock(const struct lfp_pool *pool);
+/* Checked growable pools: the in-use bitmap of p's slab and p's index in it,
+ * or NULL when p is not the start of one of pool's blocks. The bitmap stays
+ * valid until the caller's lfp_depot_read_unlock. */
+_Atomic uint64_t *lfp_slab_used(const struct lfp_pool *pool, const void *p, size_t *index);
+
+/* checked.c: checked mode (LFP_CHECKED); called for checked pools only,
+ * but for teardown. */
+/* Is LFP_CHECKED=1 in the environment? */
+bool lfp_checked_by_env(void);
+int lfp_checked_setup(struct lfp_pool *pool);
+/* Report the blocks still in use among nblocks blocks from base, whose
+ * in-use bits are used. */
+void lfp_checked_leaks(struct lfp_pool *pool, uintptr_t base, size_t nblocks,
+                       _Atomic uint64_t *used);
+/* A fixed pool's leaks among its first carved blocks reported, its bitmap
+ * released; nothing for other pools. */
+void lfp_checked_teardown(struct lfp_pool *pool, size_t carved);
+/* Fill a block that has just become free (or was just carved). */
+void lfp_checked_fill(const struct lfp_pool *pool, void *block);
+/* A block leaves the pool: check its fill, mark it in use. */
+void lfp_checked_alloc(struct lfp_pool *pool, void *block);
+/* Blocks come back: all or none, LFP_EDOUBLE (reported) if one is free
+ * already or listed twice. NULL entries are skipped. */
+int lfp_checked_free(struct lfp_pool *pool, void *const *blocks, size_t n);
+/* Bytes of the in-use bitmap of nblocks blocks, in whole words. */
+static inline size_t lfp_used_bytes(size_t nblocks)
+{
+    return (nblocks + 63) / 64 * sizeof(uint64_t);
+}
+
+/* error.c: reports to the error handler (checked mode only). */
+void lfp_report(const struct lfp_pool *pool, void *ptr, int err, const char *what);
 
 /* magazine.c: per-thread caches, as seen by pool creation and teardown. */
 /* Hand the calling thread's cached blocks of pool back to the depot. */

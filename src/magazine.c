@@ -20,6 +20,7 @@
 #include <string.h>
 
 #include "internal.h"
+#include "sanitize.h"
 
 #define LFP_SLOTS_CHUNK 64u
 #define LFP_DIR_SIZE ((LFP_MAX_POOLS - LFP_SLOTS_INLINE) / LFP_SLOTS_CHUNK)
@@ -98,9 +99,10 @@ int lfp_pool_id_acquire(struct lfp_pool *pool)
         if (atomic_load_explicit(&lfp_pool_table[i], memory_order_relaxed) == NULL &&
             atomic_compare_exchange_strong(&lfp_pool_table[i], &expect, pool)) {
             pool->id = i;
-            /* LFP_ZERO pools keep their alloc off the fast path, which then
-             * needs no flag test: they pay a memset per alloc anyway. */
-            pool->tls_idx = i < LFP_SLOTS_INLINE && !(pool->flags & LFP_ZERO)
+            /* LFP_ZERO and LFP_CHECKED pools keep their alloc and free off
+             * the fast path, which then needs no flag test: they pay a
+             * memset or a check per call anyway. */
+            pool->tls_idx = i < LFP_SLOTS_INLINE && !(pool->flags & (LFP_ZERO | LFP_CHECKED))
                                 ? i : LFP_SLOTS_INLINE;
             return LFP_OK;
         }
@@ -242,12 +244,21 @@ static struct lfp_slot *lfp_slot_get(struct lfp_pool *pool)
 
 /* ---- magazines ---- */
 
+/* Take the round at the top of a magazine of n. */
+static inline void *lfp_round_take(void **rounds, uint32_t n)
+{
+    void *block = rounds[n - 1];
+    lfp_round_forget(&rounds[n - 1]);
+    return block;
+}
+
 /* Link n rounds into a batch for the depot; returns its first block's links. */
-static struct lfp_free *lfp_rounds_chain(void **rounds, uint32_t n, uint32_t link_off)
+static struct lfp_free *lfp_rounds_chain(const struct lfp_pool *pool, void **rounds, uint32_t n)
 {
     struct lfp_free *head = NULL;
     for (uint32_t i = 0; i < n; i++) {
-        struct lfp_free *l = lfp_link_of(rounds[i], link_off);
+        struct lfp_free *l = lfp_link_open(pool, rounds[i]);
+        lfp_round_forget(&rounds[i]);
         l->chain = head;
         head = l;
     }
@@ -274,8 +285,12 @@ static bool lfp_mag_refill(struct lfp_pool *pool, struct lfp_slot *s)
     /* Batches of a cached pool hold at most its magazine size. The walk is
      * the one pointer chase of the design: one load per block, once per
      * magazine. */
-    for (uint32_t i = 0; i < n; i++, b = b->chain)
+    for (uint32_t i = 0; i < n; i++) {
+        struct lfp_free *next = b->chain;
         s->loaded[i] = lfp_block_of(b, pool->link_off);
+        lfp_link_close(pool, b);
+        b = next;
+    }
     lfp_set32(&s->nloaded, n);
     lfp_take(pool, s, n);
     return true;
@@ -286,7 +301,7 @@ static void lfp_mag_spill(struct lfp_pool *pool, struct lfp_slot *s)
 {
     uint32_t np = lfp_get32(&s->nprev);
     if (np != 0) {
-        struct lfp_free *b = lfp_rounds_chain(s->prev, np, pool->link_off);
+        struct lfp_free *b = lfp_rounds_chain(pool, s->prev, np);
         lfp_take(pool, s, -(intptr_t)np);
         lfp_depot_push(pool, b, b, np);
     }
@@ -311,9 +326,9 @@ static void lfp_flush_slot(struct lfp_slot *s, bool unbind)
     uint32_t nl = lfp_get32(&s->nloaded), np = lfp_get32(&s->nprev);
     struct lfp_free *first = NULL, *last = NULL;
     if (nl != 0)
-        first = last = lfp_rounds_chain(s->loaded, nl, pool->link_off);
+        first = last = lfp_rounds_chain(pool, s->loaded, nl);
     if (np != 0) {
-        struct lfp_free *b = lfp_rounds_chain(s->prev, np, pool->link_off);
+        struct lfp_free *b = lfp_rounds_chain(pool, s->prev, np);
         if (first != NULL)
             first->next = b;
         else
@@ -370,8 +385,9 @@ static struct lfp_free *lfp_take_one(struct lfp_pool *pool, struct lfp_slot *s)
     return b;
 }
 
-static void lfp_give_one(struct lfp_pool *pool, struct lfp_slot *s, struct lfp_free *l)
+static void lfp_give_one(struct lfp_pool *pool, struct lfp_slot *s, void *block)
 {
+    struct lfp_free *l = lfp_link_open(pool, block);
     l->chain = NULL;
     lfp_take(pool, s, -1);
     lfp_depot_push(pool, l, l, 1);
@@ -379,8 +395,12 @@ static void lfp_give_one(struct lfp_pool *pool, struct lfp_slot *s, struct lfp_f
 
 /* ---- the API ---- */
 
-static inline void *lfp_alloc_done(const struct lfp_pool *pool, void *block)
+/* A block leaves the pool by a path other than the fast one. */
+static inline void *lfp_alloc_done(struct lfp_pool *pool, void *block)
 {
+    if (LFP_UNLIKELY(lfp_checked(pool)))
+        lfp_checked_alloc(pool, block);
+    lfp_mem_handout(pool, block);
     if (LFP_UNLIKELY(pool->flags & LFP_ZERO))
         memset(block, 0, pool->block_size);
     return block;
@@ -395,9 +415,9 @@ static LFP_NOINLINE void *lfp_alloc_slow(struct lfp_pool *pool)
          * rounds still loaded. */
         if (lfp_get32(&s->nloaded) == 0 && !lfp_mag_refill(pool, s))
             return NULL; /* errno set by the carve */
-        uint32_t n = lfp_get32(&s->nloaded) - 1;
-        block = s->loaded[n];
-        lfp_set32(&s->nloaded, n);
+        uint32_t n = lfp_get32(&s->nloaded);
+        block = lfp_round_take(s->loaded, n);
+        lfp_set32(&s->nloaded, n - 1);
     } else {
         struct lfp_free *l = lfp_take_one(pool, s);
         if (l == NULL)
@@ -418,8 +438,9 @@ LFP_API void *lfp_alloc(lfp_pool *pool)
     struct lfp_slot *s = lfp_tls_slots[pool->tls_idx];
     uint32_t n = lfp_get32(&s->nloaded);
     if (LFP_LIKELY(n != 0)) {
-        void *block = s->loaded[n - 1];
+        void *block = lfp_round_take(s->loaded, n);
         lfp_set32(&s->nloaded, n - 1);
+        lfp_mem_handout(pool, block); /* nothing outside sanitizer builds */
         return block;
     }
     return lfp_alloc_slow(pool);
@@ -434,14 +455,29 @@ static void lfp_free_one(struct lfp_pool *pool, struct lfp_slot *s, void *block)
         s->loaded[n] = block;
         lfp_set32(&s->nloaded, n + 1);
     } else {
-        lfp_give_one(pool, s, lfp_link_of(block, pool->link_off));
+        lfp_give_one(pool, s, block);
     }
 }
 
 static LFP_NOINLINE int lfp_free_slow(struct lfp_pool *pool, void *block)
 {
+    if (lfp_checked(pool)) {
+        int err = lfp_checked_free(pool, &block, 1);
+        if (err != LFP_OK)
+            return err;
+    }
+    lfp_mem_takeback(pool, block);
     lfp_free_one(pool, lfp_slot_get(pool), block);
     return LFP_OK;
+}
+
+/* Not one of the pool's blocks: the pool stays as it was; checked pools
+ * report it. */
+static LFP_NOINLINE int lfp_free_foreign(struct lfp_pool *pool, void *block)
+{
+    if (lfp_checked(pool))
+        lfp_report(pool, block, LFP_EFOREIGN, "free of a foreign or interior pointer");
+    return LFP_EFOREIGN;
 }
 
 /* Fast path: the ownership check (a multiply and a compare, no division)
@@ -458,11 +494,12 @@ LFP_API int lfp_free(lfp_pool *pool, void *block)
             return LFP_OK;
         /* Growable pools always come here: their blocks are in slabs. */
         if (!lfp_growable(pool) || !lfp_slab_owns(pool, block))
-            return LFP_EFOREIGN;
+            return lfp_free_foreign(pool, block);
     }
     struct lfp_slot *s = lfp_tls_slots[pool->tls_idx];
     uint32_t n = lfp_get32(&s->nloaded);
     if (LFP_LIKELY(n < lfp_get32(&s->cap))) {
+        lfp_mem_takeback(pool, block); /* nothing outside sanitizer builds */
         s->loaded[n] = block;
         lfp_set32(&s->nloaded, n + 1);
         return LFP_OK;
@@ -488,7 +525,7 @@ LFP_API size_t lfp_alloc_bulk(lfp_pool *pool, void **blocks, size_t n)
             }
             uint32_t k = n - i < have ? (uint32_t)(n - i) : have;
             for (uint32_t j = 0; j < k; j++)
-                blocks[i++] = lfp_alloc_done(pool, s->loaded[--have]);
+                blocks[i++] = lfp_alloc_done(pool, lfp_round_take(s->loaded, have--));
             lfp_set32(&s->nloaded, have);
         }
     } else {
@@ -509,7 +546,15 @@ LFP_API int lfp_free_bulk(lfp_pool *pool, void *const *blocks, size_t n)
     /* All or none: check every pointer before the first is freed. */
     for (size_t i = 0; i < n; i++)
         if (blocks[i] != NULL && !lfp_pool_owns(pool, blocks[i]))
-            return LFP_EFOREIGN;
+            return lfp_free_foreign(pool, blocks[i]);
+    if (lfp_checked(pool)) {
+        int err = lfp_checked_free(pool, blocks, n);
+        if (err != LFP_OK)
+            return err;
+    }
+    for (size_t i = 0; i < n; i++)
+        if (blocks[i] != NULL)
+            lfp_mem_takeback(pool, blocks[i]);
 
     struct lfp_slot *s = lfp_slot_get(pool);
     if (s != NULL && lfp_get32(&s->cap) != 0) {
@@ -524,7 +569,7 @@ LFP_API int lfp_free_bulk(lfp_pool *pool, void *const *blocks, size_t n)
     for (size_t i = n; i-- > 0;) {
         if (blocks[i] == NULL)
             continue;
-        struct lfp_free *l = lfp_link_of(blocks[i], pool->link_off);
+        struct lfp_free *l = lfp_link_open(pool, blocks[i]);
         l->chain = first;
         first = l;
         count++;

@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "internal.h"
+#include "sanitize.h"
 
 /* A pool's memory layout, derived from its configuration. */
 struct lfp_layout {
@@ -141,7 +142,10 @@ LFP_API int lfp_pool_create(const struct lfp_config *cfg, lfp_pool **out)
     if (pool == NULL)
         return LFP_ENOMEM;
     memset(pool, 0, sizeof(*pool));
-    pool->flags = cfg->flags;
+    pool->flags = cfg->flags | (lfp_checked_by_env() ? LFP_CHECKED : 0);
+    /* Memory the library maps is page or slab aligned. */
+    if (lfp_shadow_ok((uintptr_t)cfg->mem, lay.stride))
+        pool->flags |= LFP_F_SHADOW;
     pool->mag_size = lfp_mag_size(cfg);
     pool->link_off = lay.link_off;
     pool->span = lay.span;
@@ -178,6 +182,8 @@ LFP_API int lfp_pool_create(const struct lfp_config *cfg, lfp_pool **out)
         pool->map = m;
         pool->base = (uintptr_t)m;
     }
+    if (lfp_checked(pool) && (err = lfp_checked_setup(pool)) != LFP_OK)
+        goto fail;
     err = lfp_pool_id_acquire(pool);
     if (err != LFP_OK)
         goto fail;
@@ -187,6 +193,7 @@ LFP_API int lfp_pool_create(const struct lfp_config *cfg, lfp_pool **out)
 fail:
     if (lfp_growable(pool))
         lfp_slab_destroy_all(pool);
+    lfp_checked_teardown(pool, 0);
     if (pool->map != NULL)
         lfp_os_unmap(pool->map, pool->map_size);
     free(pool->name);
@@ -205,10 +212,14 @@ LFP_API size_t lfp_pool_destroy(lfp_pool *pool)
 
     if (lfp_growable(pool)) {
         lfp_slab_destroy_all(pool);
-    } else if (pool->fini != NULL) {
+    } else {
         size_t carved = atomic_load_explicit(&pool->carved, memory_order_acquire);
-        for (size_t i = 0; i < carved; i++)
-            pool->fini((void *)(pool->base + i * pool->stride), pool->arg);
+        lfp_checked_teardown(pool, carved);
+        /* Plain memory again, for fini and for the caller's buffer. */
+        lfp_mem_show(pool, (void *)pool->base, carved * pool->stride);
+        if (pool->fini != NULL)
+            for (size_t i = 0; i < carved; i++)
+                pool->fini((void *)(pool->base + i * pool->stride), pool->arg);
     }
     if (pool->map != NULL)
         lfp_os_unmap(pool->map, pool->map_size);
@@ -275,15 +286,23 @@ uint32_t lfp_carve(struct lfp_pool *pool, uint32_t want, struct lfp_free **first
     /* Blocks cur .. cur+n-1 are this thread's alone from here on. */
     struct lfp_free *head = NULL;
     for (size_t i = n; i-- > 0;) {
-        void *block = (void *)(pool->base + (cur + i) * pool->stride);
-        if (pool->init != NULL)
-            pool->init(block, pool->arg);
-        struct lfp_free *l = lfp_link_of(block, pool->link_off);
+        struct lfp_free *l =
+            lfp_block_fresh(pool, (void *)(pool->base + (cur + i) * pool->stride));
         l->chain = head;
         head = l;
     }
     *first = head;
     return (uint32_t)n;
+}
+
+struct lfp_free *lfp_block_fresh(struct lfp_pool *pool, void *block)
+{
+    if (pool->init != NULL)
+        pool->init(block, pool->arg);
+    if (lfp_checked(pool))
+        lfp_checked_fill(pool, block);
+    lfp_mem_hide(pool, block, pool->stride);
+    return lfp_link_open(pool, block);
 }
 
 bool lfp_pool_owns(const struct lfp_pool *pool, const void *p)

@@ -29,6 +29,7 @@
 #include <urcu/urcu-bp.h>
 
 #include "internal.h"
+#include "sanitize.h"
 
 #define LFP_UNIT_SHIFT 16u /* the registry maps 64 KiB units */
 #define LFP_UNIT ((size_t)1 << LFP_UNIT_SHIFT)
@@ -44,12 +45,13 @@ struct lfp_slab {
     struct lfp_node free_link; /* the list of recycled descriptors */
     struct lfp_node pool_link; /* its pool's slab list */
     /* A lookup may hold a descriptor that trim retires and a new slab then
-     * reuses: pool, base and nblocks are read as a seqlock's data, gen odd
-     * while lfp_slab_new rewrites them. */
+     * reuses: pool, base, nblocks and used are read as a seqlock's data,
+     * gen odd while lfp_slab_new rewrites them. */
     _Atomic uint64_t gen;
     _Atomic(const struct lfp_pool *) pool;
     _Atomic uintptr_t base;    /* the first block */
     _Atomic size_t nblocks;
+    _Atomic(_Atomic uint64_t *) used; /* checked pools: the in-use bits */
     void *map;
     size_t map_size;
     size_t scratch;            /* trim: free blocks counted */
@@ -98,7 +100,11 @@ static int lfp_reg_set(uintptr_t base, size_t size, struct lfp_slab *d)
     return LFP_OK;
 }
 
-bool lfp_slab_owns(const struct lfp_pool *pool, const void *p)
+/* Is p the start of one of pool's blocks? Then also its index in its slab
+ * and, when used is not NULL, the slab's in-use bitmap. Inlined, so that
+ * the plain ownership check does not load the bitmap. */
+static inline bool lfp_slab_find(const struct lfp_pool *pool, const void *p, size_t *index,
+                                 _Atomic uint64_t **used)
 {
     struct lfp_slab *d = lfp_reg_find((uintptr_t)p);
     if (d == NULL)
@@ -107,11 +113,26 @@ bool lfp_slab_owns(const struct lfp_pool *pool, const void *p)
     const struct lfp_pool *owner = atomic_load_explicit(&d->pool, memory_order_relaxed);
     uintptr_t base = atomic_load_explicit(&d->base, memory_order_relaxed);
     size_t nblocks = atomic_load_explicit(&d->nblocks, memory_order_relaxed);
+    if (used != NULL)
+        *used = atomic_load_explicit(&d->used, memory_order_relaxed);
     atomic_thread_fence(memory_order_acquire);
     if ((gen & 1) || atomic_load_explicit(&d->gen, memory_order_relaxed) != gen ||
         owner != pool)
         return false; /* being rewritten, rewritten since, or not the pool's */
-    return lfp_stride_index(pool, (uintptr_t)p - base) < nblocks;
+    *index = lfp_stride_index(pool, (uintptr_t)p - base);
+    return *index < nblocks;
+}
+
+bool lfp_slab_owns(const struct lfp_pool *pool, const void *p)
+{
+    size_t i;
+    return lfp_slab_find(pool, p, &i, NULL);
+}
+
+_Atomic uint64_t *lfp_slab_used(const struct lfp_pool *pool, const void *p, size_t *index)
+{
+    _Atomic uint64_t *used = NULL;
+    return lfp_slab_find(pool, p, index, &used) ? used : NULL;
 }
 
 /* The slab's fields, for the threads that own it (grow, trim, destroy). */
@@ -134,6 +155,9 @@ static struct lfp_slab *lfp_slab_new(struct lfp_pool *pool, size_t nblocks)
                            : calloc(1, sizeof(*d));
     if (d == NULL)
         return NULL;
+    _Atomic uint64_t *used = NULL;
+    if (lfp_checked(pool) && (used = calloc(1, lfp_used_bytes(nblocks))) == NULL)
+        goto fail;
     /* Over-map by one unit and cut the ends off, for unit alignment. */
     size_t size = pool->slab_bytes;
     char *m = lfp_os_map(size + LFP_UNIT);
@@ -152,6 +176,7 @@ static struct lfp_slab *lfp_slab_new(struct lfp_pool *pool, size_t nblocks)
     atomic_thread_fence(memory_order_release);
     atomic_store_explicit(&d->base, base, memory_order_relaxed);
     atomic_store_explicit(&d->nblocks, nblocks, memory_order_relaxed);
+    atomic_store_explicit(&d->used, used, memory_order_relaxed);
     atomic_store_explicit(&d->pool, pool, memory_order_relaxed);
     atomic_store_explicit(&d->gen, gen + 2, memory_order_release);
     if (lfp_reg_set(base, size, d) != LFP_OK) {
@@ -161,6 +186,9 @@ static struct lfp_slab *lfp_slab_new(struct lfp_pool *pool, size_t nblocks)
     }
     return d;
 fail:
+    /* No stale bitmap in a recycled descriptor. */
+    atomic_store_explicit(&d->used, NULL, memory_order_relaxed);
+    free(used);
     lfp_stack_push(&lfp_slab_spare, &d->free_link, &d->free_link);
     return NULL;
 }
@@ -170,6 +198,7 @@ static void lfp_slab_release(struct lfp_slab *d)
 {
     lfp_os_unmap(d->map, d->map_size);
     d->map = NULL;
+    free(atomic_exchange_explicit(&d->used, NULL, memory_order_relaxed));
     lfp_stack_push(&lfp_slab_spare, &d->free_link, &d->free_link);
 }
 
@@ -199,6 +228,8 @@ static void lfp_slab_release_rcu(struct rcu_head *h)
 static void lfp_slab_retire(struct lfp_pool *pool, struct lfp_slab *d)
 {
     size_t n = lfp_slab_blocks(d);
+    /* Plain memory again, for fini and for whatever is mapped here next. */
+    lfp_mem_show(pool, (void *)lfp_slab_base(d), n * pool->stride);
     if (pool->fini != NULL)
         for (size_t i = 0; i < n; i++)
             pool->fini((void *)(lfp_slab_base(d) + i * pool->stride), pool->arg);
@@ -282,10 +313,8 @@ uint32_t lfp_slab_grow(struct lfp_pool *pool, uint32_t want, struct lfp_free **f
     struct lfp_free *own = NULL;
     struct lfp_batcher rest = { .size = pool->mag_size ? pool->mag_size : 1 };
     for (size_t i = n; i-- > 0;) {
-        void *block = (void *)(lfp_slab_base(d) + i * pool->stride);
-        if (pool->init != NULL)
-            pool->init(block, pool->arg);
-        struct lfp_free *l = lfp_link_of(block, pool->link_off);
+        struct lfp_free *l =
+            lfp_block_fresh(pool, (void *)(lfp_slab_base(d) + i * pool->stride));
         if (i < mine) {
             l->chain = own;
             own = l;
@@ -346,6 +375,9 @@ void lfp_slab_destroy_all(struct lfp_pool *pool)
     while (n != NULL) {
         struct lfp_slab *d = LFP_CONTAINER(n, struct lfp_slab, pool_link);
         n = n->next;
+        _Atomic uint64_t *used = atomic_load_explicit(&d->used, memory_order_relaxed);
+        if (used != NULL)
+            lfp_checked_leaks(pool, lfp_slab_base(d), lfp_slab_blocks(d), used);
         lfp_slab_retire(pool, d);
         lfp_slab_release(d); /* nobody can be inside the pool any more */
     }

@@ -11,6 +11,17 @@
 #include <stdlib.h>
 #include <string.h>
 
+#ifndef __has_feature
+#define __has_feature(x) 0
+#endif
+/* The sanitizer a test is built with, for the few tests that adapt. */
+#if defined(__SANITIZE_ADDRESS__) || __has_feature(address_sanitizer)
+#define CHECK_ASAN 1
+#endif
+#if defined(__SANITIZE_THREAD__) || __has_feature(thread_sanitizer)
+#define CHECK_TSAN 1
+#endif
+
 static atomic_int check_failures;
 static atomic_long check_count;
 

@@ -7,8 +7,10 @@
 #   tsan          ThreadSanitizer on the generic C11 atomics backend
 #   aarch64-llsc  Armv8.0 cross build under qemu-user: the LDAXP/STLXP path
 #   aarch64-lse   Armv8.1 cross build under qemu-user: the CASP path
+#   valgrind      native build with -Dvalgrind=enabled: only the 'valgrind'
+#                 suite, memcheck's reports of pool blocks
 #
-# Usage: bash tests/run.sh [CONFIG...]     (default: all five)
+# Usage: bash tests/run.sh [CONFIG...]     (default: all six)
 #
 # Every selected configuration runs even when an earlier one fails. The last
 # line is "N passed, N failed" over all of them; the exit status is non-zero
@@ -24,7 +26,7 @@ set -euo pipefail
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 build_root=${LFP_BUILD_ROOT:-$root/build-ci}
-all_configs=(native asan tsan aarch64-llsc aarch64-lse)
+all_configs=(native asan tsan aarch64-llsc aarch64-lse valgrind)
 
 usage() {
     echo "usage: bash tests/run.sh [${all_configs[*]}]..." >&2
@@ -34,8 +36,8 @@ usage() {
 configs=()
 for arg in "$@"; do
     case "$arg" in
-        -h|--help) sed -n '2,24s/^# \{0,1\}//p' "${BASH_SOURCE[0]}"; exit 0 ;;
-        native|asan|tsan|aarch64-llsc|aarch64-lse) configs+=("$arg") ;;
+        -h|--help) sed -n '2,26s/^# \{0,1\}//p' "${BASH_SOURCE[0]}"; exit 0 ;;
+        native|asan|tsan|aarch64-llsc|aarch64-lse|valgrind) configs+=("$arg") ;;
         *) echo "tests/run.sh: unknown configuration '$arg'" >&2; usage ;;
     esac
 done
@@ -55,12 +57,14 @@ setup_args() {
         tsan) echo "-Dbuildtype=debugoptimized -Db_sanitize=thread -Darch=generic -Dbench=disabled" ;;
         aarch64-llsc) echo "-Dbuildtype=debugoptimized -Dbench=disabled --cross-file $root/cross/aarch64-linux-gnu.txt" ;;
         aarch64-lse) echo "-Dbuildtype=debugoptimized -Dbench=disabled --cross-file $root/cross/aarch64-linux-gnu-lse.txt" ;;
+        valgrind) echo "-Dbuildtype=debugoptimized -Dvalgrind=enabled -Dbench=disabled" ;;
     esac
 }
 test_args() {
     case "$1" in
         asan) echo "--timeout-multiplier 2" ;;
         tsan|aarch64-llsc|aarch64-lse) echo "--timeout-multiplier 4" ;;
+        valgrind) echo "--suite valgrind" ;;
     esac
 }
 test_env() {

@@ -57,6 +57,8 @@ static const char *err_name(int e)
     case LFP_EALIGN: return "LFP_EALIGN";
     case LFP_EFOREIGN: return "LFP_EFOREIGN";
     case LFP_EDOUBLE: return "LFP_EDOUBLE";
+    case LFP_ECORRUPT: return "LFP_ECORRUPT";
+    case LFP_ELEAK: return "LFP_ELEAK";
     default: return "(unknown code)";
     }
 }

@@ -34,11 +34,7 @@
 
 #include "check.h"
 
-#ifndef __has_feature
-#define __has_feature(x) 0
-#endif
-#if defined(__SANITIZE_ADDRESS__) || __has_feature(address_sanitizer) || \
-    defined(__SANITIZE_THREAD__) || __has_feature(thread_sanitizer)
+#if defined(CHECK_ASAN) || defined(CHECK_TSAN)
 #define UNDER_SANITIZER 1
 #endif
 

@@ -889,8 +889,9 @@ static void free_bulk_frees_every_block_and_skips_null_entries(void)
 
 static void strerror_describes_every_code_distinctly_and_survives_unknown_codes(void)
 {
-    static const int codes[] = {LFP_OK,       LFP_EINVAL,  LFP_ENOMEM, LFP_EEXHAUSTED,
-                                LFP_EALIGN,   LFP_EFOREIGN, LFP_EDOUBLE};
+    static const int codes[] = {LFP_OK,       LFP_EINVAL,  LFP_ENOMEM,   LFP_EEXHAUSTED,
+                                LFP_EALIGN,   LFP_EFOREIGN, LFP_EDOUBLE, LFP_ECORRUPT,
+                                LFP_ELEAK};
     enum { NC = sizeof codes / sizeof codes[0] };
     const char *s[NC];
     for (size_t i = 0; i < NC; i++) {
@@ -905,7 +906,7 @@ static void strerror_describes_every_code_distinctly_and_survives_unknown_codes(
                 fprintf(stderr, "  ... codes %d and %d both read \"%s\"\n", codes[i],
                         codes[j], s[i]);
             }
-    static const int unknown[] = {999, -1, LFP_EDOUBLE + 1, 1 << 30};
+    static const int unknown[] = {999, -1, LFP_ELEAK + 1, 1 << 30};
     for (size_t i = 0; i < sizeof unknown / sizeof unknown[0]; i++) {
         const char *u = lfp_strerror(unknown[i]);
         CHECK(u != NULL);
@@ -954,7 +955,7 @@ static void destroy_returns_the_exact_number_of_blocks_still_in_use(void)
     }
 }
 
-static void checked_flag_is_accepted_as_a_plain_pool(void)
+static void checked_pool_hands_out_every_block_once(void)
 {
     lfp_pool *pool = make_pool(64, 0, 256, LFP_CHECKED);
     void *v[256];
@@ -1044,7 +1045,7 @@ int main(void)
     RUN(strerror_describes_every_code_distinctly_and_survives_unknown_codes);
     RUN(null_pool_destroy_and_null_block_free_do_nothing);
     RUN(destroy_returns_the_exact_number_of_blocks_still_in_use);
-    RUN(checked_flag_is_accepted_as_a_plain_pool);
+    RUN(checked_pool_hands_out_every_block_once);
     RUN(growable_flag_with_caller_memory_is_refused);
     RUN(trim_of_a_fixed_pool_releases_nothing_and_keeps_it_usable);
     RUN(thread_flush_keeps_blocks_available_to_the_same_thread);

@@ -58,16 +58,6 @@
 
 #include "check.h"
 
-#ifndef __has_feature
-#define __has_feature(x) 0
-#endif
-#if defined(__SANITIZE_THREAD__) || __has_feature(thread_sanitizer)
-#define RACE_TSAN 1
-#endif
-#if defined(__SANITIZE_ADDRESS__) || __has_feature(address_sanitizer)
-#define RACE_ASAN 1
-#endif
-
 /* In the library built with LFP_TEST_HOOKS: called by every stack pop
  * between its read of top->next and its CAS. */
 extern void (*lfp_test_pop_hook)(void);
@@ -288,7 +278,7 @@ int main(void)
 #define CHILD_RUN_S 45.0
 #define PARENT_WAIT_S 60.0
 
-#ifdef RACE_ASAN
+#ifdef CHECK_ASAN
 /* ASan catches the fault itself: it prints a report, then aborts. */
 const char *__asan_default_options(void);
 const char *__asan_default_options(void)
@@ -393,7 +383,7 @@ static void test_trim_without_grace_period_crashes_a_racing_pop(void)
             crashed = 1;
             printf("  the child died of %s after %.2f s\n",
                    sig == SIGSEGV ? "SIGSEGV" : "SIGBUS", took);
-#ifdef RACE_ASAN
+#ifdef CHECK_ASAN
         } else if (sig == SIGABRT && asan_reported_fault(text)) {
             crashed = 1;
             printf("  the child faulted (ASan report, SIGABRT) after %.2f s\n", took);
@@ -402,7 +392,7 @@ static void test_trim_without_grace_period_crashes_a_racing_pop(void)
             printf("  the child died of signal %d after %.2f s\n", sig, took);
         }
     } else if (WIFEXITED(status)) {
-#ifdef RACE_ASAN
+#ifdef CHECK_ASAN
         if (WEXITSTATUS(status) != 0 && asan_reported_fault(text)) {
             crashed = 1;
             printf("  the child faulted (ASan report, exit %d) after %.2f s\n",
@@ -419,7 +409,7 @@ static void test_trim_without_grace_period_crashes_a_racing_pop(void)
 
 int main(void)
 {
-#ifdef RACE_TSAN
+#ifdef CHECK_TSAN
     (void)test_trim_without_grace_period_crashes_a_racing_pop;
     printf("skipped under TSan: the expected crash runs in a forked child, and "
            "ThreadSanitizer does not support fork with threads\n");

@@ -53,10 +53,7 @@
 #define EXPECT_ABA 0
 #endif
 
-#ifndef __has_feature
-#define __has_feature(x) 0
-#endif
-#if EXPECT_ABA && (defined(__SANITIZE_THREAD__) || __has_feature(thread_sanitizer))
+#if EXPECT_ABA && defined(CHECK_TSAN)
 /* In this build blocks are handed to two owners on purpose, and the pool's
  * own accesses to their links then race: ThreadSanitizer would stop the
  * program on the damage this test is here to detect by its own checks. Only
