@@ -480,22 +480,9 @@ static LFP_NOINLINE int lfp_free_foreign(struct lfp_pool *pool, void *block)
     return LFP_EFOREIGN;
 }
 
-/* Fast path: the ownership check (a multiply and a compare, no division)
- * and a store into this thread's magazine; 20 instructions on x86-64, no
- * atomic read-modify-write, no access to the block itself. */
-LFP_API int lfp_free(lfp_pool *pool, void *block)
+/* Push onto this thread's loaded magazine, or take the slow path. */
+static inline int lfp_free_push(struct lfp_pool *pool, void *block)
 {
-    if (LFP_UNLIKELY(pool == NULL))
-        return LFP_EINVAL;
-    /* NULL fails the ownership check too (it lies below any pool), so it is
-     * told apart only on that rare path. */
-    if (LFP_UNLIKELY(lfp_block_index(pool, block) == SIZE_MAX)) {
-        if (block == NULL)
-            return LFP_OK;
-        /* Growable pools always come here: their blocks are in slabs. */
-        if (!lfp_growable(pool) || !lfp_slab_owns(pool, block))
-            return lfp_free_foreign(pool, block);
-    }
     struct lfp_slot *s = lfp_tls_slots[pool->tls_idx];
     uint32_t n = lfp_get32(&s->nloaded);
     if (LFP_LIKELY(n < lfp_get32(&s->cap))) {
@@ -505,6 +492,32 @@ LFP_API int lfp_free(lfp_pool *pool, void *block)
         return LFP_OK;
     }
     return lfp_free_slow(pool, block);
+}
+
+/* Pointers outside a fixed pool's carved blocks: NULL, any block of a
+ * growable pool (its blocks are in slabs), or foreign ones. Out of line, so
+ * that the fixed pool's fast path needs no stack frame. */
+static LFP_NOINLINE int lfp_free_unlisted(struct lfp_pool *pool, void *block)
+{
+    if (block == NULL)
+        return LFP_OK;
+    if (lfp_growable(pool) && lfp_slab_owns(pool, block))
+        return lfp_free_push(pool, block);
+    return lfp_free_foreign(pool, block);
+}
+
+/* Fast path: the ownership check (a multiply and a compare, no division)
+ * and a store into this thread's magazine; 20 instructions on x86-64, no
+ * atomic read-modify-write, no access to the block itself. */
+LFP_API int lfp_free(lfp_pool *pool, void *block)
+{
+    if (LFP_UNLIKELY(pool == NULL))
+        return LFP_EINVAL;
+    /* NULL fails the ownership check too (it lies below any pool), so it is
+     * told apart only on that rare path. */
+    if (LFP_UNLIKELY(lfp_block_index(pool, block) == SIZE_MAX))
+        return lfp_free_unlisted(pool, block);
+    return lfp_free_push(pool, block);
 }
 
 LFP_API size_t lfp_alloc_bulk(lfp_pool *pool, void **blocks, size_t n)
