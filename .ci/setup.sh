@@ -4,7 +4,7 @@
 #
 #   sh .ci/setup.sh          build dependencies
 #   sh .ci/setup.sh bench    ... plus the peer allocators and gnuplot for lfp-bench
-#   sh .ci/setup.sh test     ... plus clang, valgrind and the AArch64 cross toolchain,
+#   sh .ci/setup.sh test     ... plus clang, valgrind, spin and the AArch64 cross toolchain,
 #                            qemu-user and arm64 liburcu (multiarch) for tests/run.sh
 #
 # Set LFP_SETUP_DRY_RUN=1 to print the commands instead of running them.
@@ -12,7 +12,7 @@ set -eu
 
 base_pkgs="meson ninja-build pkg-config gcc libc6-dev liburcu-dev"
 bench_pkgs="libjemalloc-dev libmimalloc-dev libgoogle-perftools-dev gnuplot-nox"
-test_pkgs="clang-14 libclang-rt-14-dev valgrind gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user liburcu-dev:arm64"
+test_pkgs="clang-14 libclang-rt-14-dev valgrind spin gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user liburcu-dev:arm64"
 
 die() { printf 'setup.sh: %s\n' "$*" >&2; exit 1; }
 

@@ -9,8 +9,13 @@
 #   aarch64-lse   Armv8.1 cross build under qemu-user: the CASP path
 #   valgrind      native build with -Dvalgrind=enabled: only the 'valgrind'
 #                 suite, memcheck's reports of pool blocks
+#   model         tests/model/run.sh: spin checks the Promela model of the
+#                 stack and of slab release exhaustively (and that the
+#                 variants without the tag or the grace period fail)
+#   fuzz          tests/fuzz/run.sh: the libFuzzer harness (clang-14) replays
+#                 its corpus and fuzzes the API for LFP_FUZZ_SECONDS (60)
 #
-# Usage: bash tests/run.sh [CONFIG...]     (default: all six)
+# Usage: bash tests/run.sh [CONFIG...]     (default: all eight)
 #
 # Every selected configuration runs even when an earlier one fails. The last
 # line is "N passed, N failed" over all of them; the exit status is non-zero
@@ -26,7 +31,7 @@ set -euo pipefail
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 build_root=${LFP_BUILD_ROOT:-$root/build-ci}
-all_configs=(native asan tsan aarch64-llsc aarch64-lse valgrind)
+all_configs=(native asan tsan aarch64-llsc aarch64-lse valgrind model)
 
 usage() {
     echo "usage: bash tests/run.sh [${all_configs[*]}]..." >&2
@@ -37,7 +42,7 @@ configs=()
 for arg in "$@"; do
     case "$arg" in
         -h|--help) sed -n '2,26s/^# \{0,1\}//p' "${BASH_SOURCE[0]}"; exit 0 ;;
-        native|asan|tsan|aarch64-llsc|aarch64-lse|valgrind) configs+=("$arg") ;;
+        native|asan|tsan|aarch64-llsc|aarch64-lse|valgrind|model|fuzz) configs+=("$arg") ;;
         *) echo "tests/run.sh: unknown configuration '$arg'" >&2; usage ;;
     esac
 done
@@ -135,7 +140,20 @@ for name in "${configs[@]}"; do
     failed[$name]=0
     note[$name]=""
 
-    if ! configure "$dir" "$name"; then
+    if [ "$name" = model ] || [ "$name" = fuzz ]; then
+        # A script of its own that ends with "N passed, N failed".
+        set +e
+        bash "$root/tests/$name/run.sh" 2>&1 | tee "$log"
+        rc=${PIPESTATUS[0]}
+        set -e
+        counts=$(awk '/^[0-9]+ passed, [0-9]+ failed$/ { p = $1; f = $3 } END { if (p != "") print p, f }' "$log")
+        if [ -n "$counts" ]; then
+            read -r "passed[$name]" "failed[$name]" <<< "$counts"
+        fi
+        if [ "$rc" -ne 0 ] && [ "${failed[$name]}" -eq 0 ]; then
+            failed[$name]=1; note[$name]="exited with status $rc"
+        fi
+    elif ! configure "$dir" "$name"; then
         failed[$name]=1; note[$name]="configure failed"
     elif ! meson compile -C "$dir"; then
         failed[$name]=1; note[$name]="build failed"
