@@ -191,8 +191,22 @@ uint32_t lfp_slab_grow(struct lfp_pool *pool, uint32_t want, struct lfp_free **f
 bool lfp_slab_owns(const struct lfp_pool *pool, const void *p);
 size_t lfp_slab_trim(struct lfp_pool *pool, bool wait);
 void lfp_slab_destroy_all(struct lfp_pool *pool);
-void lfp_depot_read_lock(const struct lfp_pool *pool);
-void lfp_depot_read_unlock(const struct lfp_pool *pool);
+void lfp_rcu_read_lock(void);
+void lfp_rcu_read_unlock(void);
+
+/* A read-side section around a depot pop, for growable pools only: fixed
+ * pools never unmap, and pay one flag test. */
+static inline void lfp_depot_read_lock(const struct lfp_pool *pool)
+{
+    if (lfp_growable(pool))
+        lfp_rcu_read_lock();
+}
+
+static inline void lfp_depot_read_unlock(const struct lfp_pool *pool)
+{
+    if (lfp_growable(pool))
+        lfp_rcu_read_unlock();
+}
 /* Checked growable pools: the in-use bitmap of p's slab and p's index in it,
  * or NULL when p is not the start of one of pool's blocks. The bitmap stays
  * valid until the caller's lfp_depot_read_unlock. */

@@ -208,7 +208,7 @@ static struct lfp_tcache *lfp_tcache_get(void)
 
 /* The calling thread's slot for pool, bound on first use; NULL when the
  * thread has no cache (or no memory for its magazines). */
-static struct lfp_slot *lfp_slot_get(struct lfp_pool *pool)
+static LFP_NOINLINE struct lfp_slot *lfp_slot_bind(struct lfp_pool *pool)
 {
     struct lfp_tcache *tc = lfp_tcache_get();
     if (tc == NULL)
@@ -240,6 +240,17 @@ static struct lfp_slot *lfp_slot_get(struct lfp_pool *pool)
     if (pool->tls_idx < LFP_SLOTS_INLINE)
         lfp_tls_slots[pool->tls_idx] = s;
     return s;
+}
+
+/* lfp_slot_bind's answer, found through the fast path's table when the
+ * slot is bound already: the slow paths of every pool with a fast-path
+ * entry, and every call on a pool without a cache, need nothing more. */
+static inline struct lfp_slot *lfp_slot_get(struct lfp_pool *pool)
+{
+    struct lfp_slot *s = lfp_tls_slots[pool->tls_idx];
+    if (LFP_LIKELY(atomic_load_explicit(&s->pool, memory_order_relaxed) == pool))
+        return s;
+    return lfp_slot_bind(pool);
 }
 
 /* ---- magazines ---- */

@@ -383,16 +383,14 @@ void lfp_slab_destroy_all(struct lfp_pool *pool)
     }
 }
 
-void lfp_depot_read_lock(const struct lfp_pool *pool)
+void lfp_rcu_read_lock(void)
 {
-    if (lfp_growable(pool))
-        urcu_bp_read_lock();
+    urcu_bp_read_lock();
 }
 
-void lfp_depot_read_unlock(const struct lfp_pool *pool)
+void lfp_rcu_read_unlock(void)
 {
-    if (lfp_growable(pool))
-        urcu_bp_read_unlock();
+    urcu_bp_read_unlock();
 }
 
 /* ---- trim ---- */
