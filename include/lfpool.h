@@ -117,7 +117,8 @@ enum lfp_error {
 struct lfp_config {
     size_t block_size;   /**< bytes per block; required, > 0 */
     size_t align;        /**< block alignment, a power of two no larger than
-                              the page size; 0 = alignof(max_align_t) */
+                              the page size; 0 = alignof(max_align_t); below
+                              sizeof(void *), raised to it */
     size_t capacity;     /**< fixed pool: number of blocks (required, > 0);
                               growable: blocks made up front (may be 0) */
     size_t max_blocks;   /**< growable pools only: upper bound, 0 = none;
@@ -180,8 +181,17 @@ struct lfp_stats {
 
 /** Internal: x rounded up to a multiple of the power of two a. */
 #define LFP__ROUND(x, a) (((x) + (a) - 1) & ~((size_t)(a) - 1))
-/** Internal: effective alignment of a configured one (0 = default). */
-#define LFP__ALIGN(a) ((a) ? (size_t)(a) : (size_t)_Alignof(max_align_t))
+#ifdef __cplusplus
+#define LFP__MAXALIGN alignof(max_align_t)
+#else
+#define LFP__MAXALIGN _Alignof(max_align_t)
+#endif
+/** Internal: effective alignment of a configured one: 0 means
+ *  alignof(max_align_t), and a free block's links need at least a pointer's
+ *  alignment, so smaller requests are raised to it. */
+#define LFP__ALIGN(a)                                                       \
+    ((a) ? ((size_t)(a) < sizeof(void *) ? sizeof(void *) : (size_t)(a))    \
+         : (size_t)LFP__MAXALIGN)
 /** Internal: block stride for a block size and alignment. */
 #define LFP__STRIDE(bs, a)                                                  \
     LFP__ROUND(((bs) < LFP_LINK_BYTES ? LFP_LINK_BYTES : (size_t)(bs)), LFP__ALIGN(a))

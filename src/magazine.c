@@ -231,7 +231,8 @@ static LFP_NOINLINE struct lfp_slot *lfp_slot_bind(struct lfp_pool *pool)
         s->buf_rounds = m;
     }
     s->loaded = s->buf;
-    s->prev = s->buf + s->buf_rounds;
+    /* A pool without a cache has no rounds (and maybe no buffer at all). */
+    s->prev = s->buf != NULL ? s->buf + s->buf_rounds : NULL;
     lfp_set32(&s->nloaded, 0);
     lfp_set32(&s->nprev, 0);
     lfp_set32(&s->cap, m);

@@ -52,8 +52,10 @@ static int lfp_layout_of(const struct lfp_config *cfg, struct lfp_layout *lay)
     if (growable && (cfg->mem != NULL || cfg->mem_size != 0))
         return LFP_EINVAL; /* slabs come from the OS */
 
+    if ((cfg->align & (cfg->align - 1)) != 0)
+        return LFP_EINVAL;
     size_t align = LFP__ALIGN(cfg->align);
-    if ((align & (align - 1)) != 0 || align > lfp_page_size())
+    if (align > lfp_page_size())
         return LFP_EINVAL;
 
     /* With a constructor the links go after the caller's bytes, so a free
