@@ -31,7 +31,7 @@ set -euo pipefail
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 build_root=${LFP_BUILD_ROOT:-$root/build-ci}
-all_configs=(native asan tsan aarch64-llsc aarch64-lse valgrind model)
+all_configs=(native asan tsan aarch64-llsc aarch64-lse valgrind model fuzz)
 
 usage() {
     echo "usage: bash tests/run.sh [${all_configs[*]}]..." >&2
