@@ -153,16 +153,25 @@ struct worker {
 typedef void *(*alloc_fn)(void *);
 typedef void (*free_fn)(void *, void *);
 
+/* One allocation; a failure is recorded on the worker (the run stops and
+ * the report says why). */
+static void *take(struct worker *w, alloc_fn A, void *t)
+{
+    void *p = A(t);
+    if (!p) {
+        w->null_allocs++;
+        w->alloc_errno = errno;
+    }
+    return p;
+}
+
 static void run_pair(struct worker *w, void *t, alloc_fn A, free_fn F, uint64_t n)
 {
     uint64_t i, sum = 0;
     for (i = 0; i < n; i++) {
-        void *p = A(t);
-        if (!p) {
-            w->null_allocs++;
-            w->alloc_errno = errno;
+        void *p = take(w, A, t);
+        if (!p)
             break;
-        }
         put64(p, i);
         COMPILER_BARRIER();
         sum += get64(p);
@@ -179,12 +188,9 @@ static void run_batch(struct worker *w, void *t, alloc_fn A, free_fn F,
     for (r = 0; r < rounds; r++) {
         uint64_t base = r * BENCH_BATCH;
         for (got = 0; got < BENCH_BATCH; got++) {
-            void *p = A(t);
-            if (!p) {
-                w->null_allocs++;
-                w->alloc_errno = errno;
+            void *p = take(w, A, t);
+            if (!p)
                 break;
-            }
             put64(p, base + got);
             held[got] = p;
         }
@@ -210,12 +216,9 @@ static void run_xfer_producer(struct worker *w, void *t, alloc_fn A,
     struct ring_end e = {0, 0};
     uint64_t i;
     for (i = 0; i < n; i++) {
-        void *p = A(t);
-        if (!p) {
-            w->null_allocs++;
-            w->alloc_errno = errno;
+        void *p = take(w, A, t);
+        if (!p)
             break;
-        }
         put64(p, i);
         ring_push(r, &e, p);
     }
@@ -257,12 +260,9 @@ static void run_server_producer(struct worker *w, void *t, alloc_fn A,
     struct ring_end e = {0, 0};
     uint64_t rng = seed_for(w->tid), i, sum = 0;
     for (i = 0; i < n; i++) {
-        void *p = A(t);
-        if (!p) {
-            w->null_allocs++;
-            w->alloc_errno = errno;
+        void *p = take(w, A, t);
+        if (!p)
             break;
-        }
         put64(p, i);
         if ((xorshift64(&rng) & 3) == 0) {
             /* A short-lived object: used and dropped by its creator. */
