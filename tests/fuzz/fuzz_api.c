@@ -1613,12 +1613,12 @@ static void op_ids(struct rd *r)
     memset(&c, 0, sizeof(c));
     c.block_size = 16;
     c.capacity = 1;
-    /* Taking every id costs 4096 creates, each scanning the id table from
-     * the start: kept rare. */
-    switch (b % 16 == 15 ? 2 : b % 4 == 2 ? 0 : b % 4) {
+    /* Taking every id costs LFP_MAX_POOLS creates, each scanning the id
+     * table from the start: kept rare. */
+    switch (b == 0xff ? 2 : b % 4 == 2 ? 0 : b % 4) {
     case 0:
-    case 1: /* take 1 to 80 more ids */
-        for (unsigned i = 0; i <= n % 80u && fz_npools() < LFP_MAX_POOLS; i++) {
+    case 1: /* take 1 to 80 more ids, up to 160 */
+        for (unsigned i = 0; i <= n % 80u && nfillers < 160; i++) {
             lfp_pool *p = NULL;
             FZ_EQ(lfp_pool_create(&c, &p), LFP_OK);
             fillers[nfillers++] = p;

@@ -267,15 +267,15 @@ def seeds():
                               op(OP_THREAD, 1, 16, 10, 1, 4) +
                               create(2, bs=24, cap=16, flags=NO_CACHE) +
                               op(OP_THREAD, 2, 0, 20, 4, 4) + alloc(2, 2))
-    # Pool ids (first byte modulo 16: 0, 1, 2, 4, ... take 1 to 80 more ids,
-    # 3, 7, 11 give them back, 15 takes every id): 80 fillers push the next
-    # pools past the inline slots; then every id taken (a create must fail
-    # with LFP_ENOMEM), one given back.
+    # Pool ids (first byte: 0xff takes every id; else modulo 4: 3 gives the
+    # ids back, the others take 1 to 80 more, up to 160): 80 fillers push the
+    # next pools past the inline slots; then every id taken (a create must
+    # fail with LFP_ENOMEM), one given back.
     s['pool_ids'] = (op(OP_IDS, 0, 79) + create(0, bs=64, cap=64) +
                      alloc(0, 5) + create(1, bs=16, cap=64, flags=ZERO) +
                      alloc(1, 3) + free(1, 2) + op(OP_THREAD, 0, 2, 10, 1, 4) +
-                     op(OP_IDS, 15, 0) + create(2, bs=64, cap=64) +
-                     op(OP_IDS, 15, 1) + create(2, bs=64, cap=64) + alloc(2, 2) +
+                     op(OP_IDS, 0xff, 0) + create(2, bs=64, cap=64) +
+                     op(OP_IDS, 0xff, 1) + create(2, bs=64, cap=64) + alloc(2, 2) +
                      op(OP_IDS, 3))
     # Checked mode: double free, free_bulk with a block twice or a free one
     # (LFP_EDOUBLE), a write after free (LFP_ECORRUPT at the next alloc of
