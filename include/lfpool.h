@@ -126,17 +126,22 @@ struct lfp_config {
     unsigned flags;      /**< LFP_* flags */
     void *mem;           /**< optional caller memory for a fixed pool, aligned
                               to the block alignment, of ... */
-    size_t mem_size;     /**< ... this many bytes: lfp_pool_bytes(cfg) */
+    size_t mem_size;     /**< ... at least this many bytes: lfp_pool_bytes(cfg);
+                              must be 0 when mem is NULL */
     const char *name;    /**< optional; the pool keeps its own copy */
     unsigned cache_size; /**< blocks per magazine; 0 = the library's choice
-                              (LFP_CACHE_DEFAULT, scaled down for small pools) */
+                              (LFP_CACHE_DEFAULT). Requested or default, it is
+                              capped at capacity / 16 (max_blocks / 16 for a
+                              bounded growable pool): stats.cache_size says
+                              what applies */
     /** Optional constructor, run once per block when the pool first carves
      *  it. With a constructor the pool keeps its free-list links outside the
      *  block's bytes, so a block's constructed state survives lfp_free() and a
      *  later lfp_alloc(); this costs LFP_LINK_BYTES per block. */
     void (*init)(void *block, void *arg);
-    /** Optional destructor, run by lfp_pool_destroy() on each carved block,
-     *  whether free or still in use, before the memory is released. */
+    /** Optional destructor, run on each carved block, free or in use, before
+     *  its memory is released: by lfp_pool_destroy(), and for a growable
+     *  pool also when a trim releases a slab (all of whose blocks are free). */
     void (*fini)(void *block, void *arg);
     void *arg;           /**< passed to init and fini */
     /** Growable pools only: bytes per slab, a power of two of at least
@@ -165,7 +170,9 @@ struct lfp_stats {
                                    a cache, the peak of blocks_in_use; for a
                                    growable pool, of blocks in its slabs */
     size_t blocks_cached;     /**< free blocks sitting in threads' magazines */
-    size_t blocks_carved;     /**< blocks made ready so far (carving is lazy) */
+    size_t blocks_carved;     /**< fixed pool: blocks made ready so far (carving
+                                   is lazy); growable pool: blocks in its slabs
+                                   now (falls after a trim) */
     size_t bytes_reserved;    /**< memory the pool holds (address space) */
     size_t cache_size;        /**< effective blocks per magazine, 0 = no cache */
 };
@@ -219,7 +226,8 @@ size_t lfp_pool_bytes(const struct lfp_config *cfg);
  * @param out  receives the pool; set to NULL on failure.
  * @return 0, or LFP_EINVAL (NULL argument, block_size 0, bad align, capacity 0
  *   for a fixed pool, sizes that overflow, caller memory too small, LFP_ZERO
- *   with init, cache_size above LFP_CACHE_MAX, unknown flags, LFP_GROWABLE
+ *   with init, cache_size above LFP_CACHE_MAX, unknown flags, mem_size
+ *   without mem, more than SIZE_MAX / 4 bytes of blocks, LFP_GROWABLE
  *   with caller memory, max_blocks below capacity or a bad slab_size),
  *   LFP_EALIGN (caller memory misaligned) or LFP_ENOMEM.
  * Thread-safe. Reserves address space for all blocks; pages become resident
@@ -306,8 +314,10 @@ int lfp_pool_verify(lfp_pool *pool);
  * Give memory back to the OS: hand the calling thread's cached blocks of the
  * pool back, find the slabs all of whose blocks are free in the depot, and
  * unmap them after an RCU grace period (this call waits for it, about 70 us).
+ * Slabs an automatic trim (trim_threshold) releases meanwhile are not counted
+ * in the return value.
  * Blocks cached by other threads keep their slabs. Fixed pools never release
- * memory. May run concurrently with every call but lfp_pool_destroy; while
+ * memory, and their trim does nothing at all (it flushes no cache). May run concurrently with every call but lfp_pool_destroy; while
  * it holds the depot (O(free blocks)), other threads that need blocks grow
  * the pool instead. One trim at a time per pool: a concurrent one returns 0.
  * @return bytes released (0 for fixed pools and NULL).
