@@ -111,7 +111,26 @@ static inline int cmp_addr(const void *a, const void *b)
     return x < y ? -1 : x > y;
 }
 
+/* A per-thread pseudo-random sequence (xorshift64); the seed must not be 0. */
+static inline uint64_t xorshift(uint64_t *s)
+{
+    uint64_t x = *s;
+    x ^= x << 13;
+    x ^= x >> 7;
+    x ^= x << 17;
+    return *s = x;
+}
+
 #ifdef LFPOOL_H
+/* Allocate until the pool says no or max blocks are out; returns how many. */
+static inline size_t alloc_all(lfp_pool *pool, void **out, size_t max)
+{
+    size_t n = 0;
+    while (n < max && (out[n] = lfp_alloc(pool)) != NULL)
+        n++;
+    return n;
+}
+
 /* A pool's statistics, which must be available. */
 static inline struct lfp_stats stats_of(const lfp_pool *pool)
 {

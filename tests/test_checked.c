@@ -68,14 +68,6 @@ static lfp_pool *make_pool(size_t block_size, unsigned flags)
     return pool;
 }
 
-static size_t alloc_all(lfp_pool *pool, void **out, size_t max)
-{
-    size_t n = 0;
-    while (n < max && (out[n] = lfp_alloc(pool)) != NULL)
-        n++;
-    return n;
-}
-
 static void free_all(lfp_pool *pool, void **v, size_t n)
 {
     for (size_t i = 0; i < n; i++)

@@ -65,18 +65,6 @@ static size_t duplicates(void **v, size_t n)
     return d;
 }
 
-static size_t alloc_all(lfp_pool *pool, void **out, size_t max)
-{
-    size_t n = 0;
-    while (n < max) {
-        void *p = lfp_alloc(pool);
-        if (!p)
-            break;
-        out[n++] = p;
-    }
-    return n;
-}
-
 static size_t free_all(lfp_pool *pool, void **v, size_t n)
 {
     size_t bad = 0;
@@ -404,15 +392,6 @@ struct churn_thread {
     struct churn *ch;
     uint64_t rng;
 };
-
-static uint64_t xorshift(uint64_t *s)
-{
-    uint64_t x = *s;
-    x ^= x << 13;
-    x ^= x >> 7;
-    x ^= x << 17;
-    return *s = x;
-}
 
 static void churn_stamp(void *p, size_t pool_idx)
 {

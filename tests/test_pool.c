@@ -82,19 +82,6 @@ static int contains_ptr(void *const *v, size_t n, const void *p)
     return 0;
 }
 
-/* Allocate until the pool says no; returns how many blocks it gave. */
-static size_t alloc_all(lfp_pool *pool, void **out, size_t max)
-{
-    size_t n = 0;
-    while (n < max) {
-        void *p = lfp_alloc(pool);
-        if (!p)
-            break;
-        out[n++] = p;
-    }
-    return n;
-}
-
 static void free_all(lfp_pool *pool, void **v, size_t n)
 {
     for (size_t i = 0; i < n; i++)

@@ -90,15 +90,6 @@ struct worker {
     struct counters c;
 };
 
-static uint64_t xorshift(uint64_t *s)
-{
-    uint64_t x = *s;
-    x ^= x << 13;
-    x ^= x >> 7;
-    x ^= x << 17;
-    return *s = x;
-}
-
 static size_t block_index(const struct shared *sh, const void *p, struct counters *c)
 {
     uintptr_t off = (uintptr_t)p - sh->base;
