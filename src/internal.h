@@ -181,9 +181,15 @@ struct lfp_free *lfp_block_fresh(struct lfp_pool *pool, void *block);
 void lfp_batch_seal(struct lfp_free *first, uint32_t len);
 /* Is p the start of one of pool's blocks? Fixed and growable pools alike. */
 bool lfp_pool_owns(const struct lfp_pool *pool, const void *p);
-/* Memory from the OS; every request goes through here (a test seam). */
+/* Memory from the OS and from malloc: every request the library makes goes
+ * through these, so a test can make each fail in turn (LFP_TEST_HOOKS). */
 void *lfp_os_map(size_t size);
 void lfp_os_unmap(void *p, size_t size);
+/* align 0 or up to max_align_t: malloc's; larger: aligned_alloc's. */
+void *lfp_sys_alloc(size_t size, size_t align);
+void *lfp_sys_zalloc(size_t size, size_t align); /* zero-filled */
+char *lfp_sys_strdup(const char *s);
+void lfp_sys_free(void *p);
 
 /* slab.c: growable pools. */
 int lfp_slab_setup(struct lfp_pool *pool, const struct lfp_config *cfg);

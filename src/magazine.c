@@ -126,10 +126,9 @@ static struct lfp_slot *lfp_slot_at(struct lfp_tcache *tc, uint32_t id, bool cre
     if (chunk == NULL) {
         if (!create)
             return NULL;
-        chunk = aligned_alloc(LFP_CACHELINE, LFP_SLOTS_CHUNK * sizeof(*chunk));
+        chunk = lfp_sys_zalloc(LFP_SLOTS_CHUNK * sizeof(*chunk), LFP_CACHELINE);
         if (chunk == NULL)
             return NULL;
-        memset(chunk, 0, LFP_SLOTS_CHUNK * sizeof(*chunk));
         atomic_store_explicit(&tc->dir[k], chunk, memory_order_release);
     }
     return &chunk[(id - LFP_SLOTS_INLINE) % LFP_SLOTS_CHUNK];
@@ -186,10 +185,9 @@ static struct lfp_tcache *lfp_tcache_get(void)
         }
     }
     if (tc == NULL) {
-        tc = aligned_alloc(LFP_CACHELINE, LFP__ROUND(sizeof(*tc), LFP_CACHELINE));
+        tc = lfp_sys_zalloc(sizeof(*tc), LFP_CACHELINE);
         if (tc == NULL)
             return NULL;
-        memset(tc, 0, sizeof(*tc));
         atomic_init(&tc->live, 1);
         struct lfp_tcache *head = atomic_load_explicit(&lfp_registry, memory_order_relaxed);
         do {
@@ -223,10 +221,10 @@ static LFP_NOINLINE struct lfp_slot *lfp_slot_bind(struct lfp_pool *pool)
      * whatever the rounds held died with that pool. */
     uint32_t m = pool->mag_size;
     if (s->buf_rounds < m) {
-        void **buf = malloc(2 * (size_t)m * sizeof(void *));
+        void **buf = lfp_sys_alloc(2 * (size_t)m * sizeof(void *), 0);
         if (buf == NULL)
             return NULL;
-        free(s->buf);
+        lfp_sys_free(s->buf);
         s->buf = buf;
         s->buf_rounds = m;
     }

@@ -139,11 +139,9 @@ LFP_API int lfp_pool_create(const struct lfp_config *cfg, lfp_pool **out)
         return LFP_EINVAL;
     }
 
-    struct lfp_pool *pool = aligned_alloc(LFP_CACHELINE,
-                                          LFP__ROUND(sizeof(*pool), LFP_CACHELINE));
+    struct lfp_pool *pool = lfp_sys_zalloc(sizeof(*pool), LFP_CACHELINE);
     if (pool == NULL)
         return LFP_ENOMEM;
-    memset(pool, 0, sizeof(*pool));
     pool->flags = cfg->flags | (lfp_checked_by_env() ? LFP_CHECKED : 0);
     /* Memory the library maps is page or slab aligned. */
     if (lfp_shadow_ok((uintptr_t)cfg->mem, lay.stride))
@@ -164,7 +162,7 @@ LFP_API int lfp_pool_create(const struct lfp_config *cfg, lfp_pool **out)
     atomic_init(&pool->retired, 0);
 
     err = LFP_ENOMEM;
-    if (cfg->name != NULL && (pool->name = strdup(cfg->name)) == NULL)
+    if (cfg->name != NULL && (pool->name = lfp_sys_strdup(cfg->name)) == NULL)
         goto fail;
     if (lfp_growable(pool)) {
         /* No region: blocks live in slabs, and the fixed-range check of
@@ -198,8 +196,8 @@ fail:
     lfp_checked_teardown(pool, 0);
     if (pool->map != NULL)
         lfp_os_unmap(pool->map, pool->map_size);
-    free(pool->name);
-    free(pool);
+    lfp_sys_free(pool->name);
+    lfp_sys_free(pool);
     return err;
 }
 
@@ -226,8 +224,8 @@ LFP_API size_t lfp_pool_destroy(lfp_pool *pool)
     if (pool->map != NULL)
         lfp_os_unmap(pool->map, pool->map_size);
     lfp_pool_id_release(pool);
-    free(pool->name);
-    free(pool);
+    lfp_sys_free(pool->name);
+    lfp_sys_free(pool);
     return in_use > 0 ? (size_t)in_use : 0;
 }
 
@@ -371,20 +369,75 @@ LFP_API size_t lfp_pool_trim(lfp_pool *pool)
 }
 
 #ifdef LFP_TEST_HOOKS
-/* Test builds only: the n-th request for memory from now on fails (0 = no
- * failure), to show every caller copes. */
+/* Test builds only, to show every caller copes with a refusal:
+ * lfp_test_map_fail_at   the n-th OS mapping from now on fails (0 = none);
+ * lfp_test_fail_at       the n-th request of any kind (mapping or malloc)
+ *                        from now on fails;
+ * lfp_test_requests      counts every request, so a test can fail each in turn. */
 _Atomic long lfp_test_map_fail_at;
+_Atomic long lfp_test_fail_at;
+_Atomic long lfp_test_requests;
+
+static bool lfp_test_countdown(_Atomic long *at)
+{
+    return atomic_load(at) > 0 && atomic_fetch_sub(at, 1) == 1;
+}
 #endif
+
+/* Does this request fail by a test's order? Never outside test builds. */
+static inline bool lfp_sys_refused(bool map)
+{
+#ifdef LFP_TEST_HOOKS
+    atomic_fetch_add(&lfp_test_requests, 1);
+    bool refused = lfp_test_countdown(&lfp_test_fail_at);
+    if (map && lfp_test_countdown(&lfp_test_map_fail_at))
+        refused = true;
+    if (refused) {
+        errno = ENOMEM;
+        return true;
+    }
+#else
+    (void)map;
+#endif
+    return false;
+}
 
 void *lfp_os_map(size_t size)
 {
-#ifdef LFP_TEST_HOOKS
-    if (atomic_load(&lfp_test_map_fail_at) > 0 && atomic_fetch_sub(&lfp_test_map_fail_at, 1) == 1)
+    if (lfp_sys_refused(true))
         return NULL;
-#endif
     void *m = mmap(NULL, size, PROT_READ | PROT_WRITE,
                    MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
     return m == MAP_FAILED ? NULL : m;
+}
+
+void *lfp_sys_alloc(size_t size, size_t align)
+{
+    if (lfp_sys_refused(false))
+        return NULL;
+    if (align <= alignof(max_align_t))
+        return malloc(size);
+    return aligned_alloc(align, (size + align - 1) & ~(align - 1));
+}
+
+void *lfp_sys_zalloc(size_t size, size_t align)
+{
+    void *p = lfp_sys_alloc(size, align);
+    if (p != NULL)
+        memset(p, 0, size);
+    return p;
+}
+
+char *lfp_sys_strdup(const char *s)
+{
+    size_t n = strlen(s) + 1;
+    char *d = lfp_sys_alloc(n, 1);
+    return d != NULL ? memcpy(d, s, n) : NULL;
+}
+
+void lfp_sys_free(void *p)
+{
+    free(p);
 }
 
 void lfp_os_unmap(void *p, size_t size)
@@ -445,7 +498,7 @@ LFP_API int lfp_pool_verify(lfp_pool *pool)
         return LFP_EINVAL;
     size_t total = lfp_pool_total(pool);
     struct lfp_verify v = { .pool = pool, .max = total };
-    v.free = malloc((total + 1) * sizeof(void *));
+    v.free = lfp_sys_alloc((total + 1) * sizeof(void *), 0);
     if (v.free == NULL)
         return LFP_ENOMEM;
 
@@ -468,6 +521,6 @@ LFP_API int lfp_pool_verify(lfp_pool *pool)
         if (in_use < 0 || v.nfree + (size_t)in_use != total)
             err = LFP_EINVAL; /* counters disagree with the free lists */
     }
-    free(v.free);
+    lfp_sys_free(v.free);
     return err;
 }

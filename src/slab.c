@@ -152,11 +152,11 @@ static struct lfp_slab *lfp_slab_new(struct lfp_pool *pool, size_t nblocks)
 {
     struct lfp_node *n = lfp_stack_pop(&lfp_slab_spare);
     struct lfp_slab *d = n ? LFP_CONTAINER(n, struct lfp_slab, free_link)
-                           : calloc(1, sizeof(*d));
+                           : lfp_sys_zalloc(sizeof(*d), 0);
     if (d == NULL)
         return NULL;
     _Atomic uint64_t *used = NULL;
-    if (lfp_checked(pool) && (used = calloc(1, lfp_used_bytes(nblocks))) == NULL)
+    if (lfp_checked(pool) && (used = lfp_sys_zalloc(lfp_used_bytes(nblocks), 0)) == NULL)
         goto fail;
     /* Over-map by one unit and cut the ends off, for unit alignment. */
     size_t size = pool->slab_bytes;
@@ -188,7 +188,7 @@ static struct lfp_slab *lfp_slab_new(struct lfp_pool *pool, size_t nblocks)
 fail:
     /* No stale bitmap in a recycled descriptor. */
     atomic_store_explicit(&d->used, NULL, memory_order_relaxed);
-    free(used);
+    lfp_sys_free(used);
     lfp_stack_push(&lfp_slab_spare, &d->free_link, &d->free_link);
     return NULL;
 }
@@ -198,7 +198,7 @@ static void lfp_slab_release(struct lfp_slab *d)
 {
     lfp_os_unmap(d->map, d->map_size);
     d->map = NULL;
-    free(atomic_exchange_explicit(&d->used, NULL, memory_order_relaxed));
+    lfp_sys_free(atomic_exchange_explicit(&d->used, NULL, memory_order_relaxed));
     lfp_stack_push(&lfp_slab_spare, &d->free_link, &d->free_link);
 }
 
