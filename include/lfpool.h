@@ -74,7 +74,8 @@ enum {
     LFP_ZERO = 1u << 1,
     /** Checked mode, for debugging; also set on every pool created while
      *  the environment variable LFP_CHECKED is set to 1. The pool keeps one
-     *  "in use" bit per block and then:
+     *  "in use" bit per block, and the OS thread id (gettid) of the thread
+     *  that allocated it, and then:
      *  - lfp_free() and lfp_free_bulk() of a block that is already free
      *    return LFP_EDOUBLE and leave the pool as it was;
      *  - lfp_free() fills the block with the byte 0xDB, all but its first
@@ -85,13 +86,14 @@ enum {
      *    whose free blocks keep their constructed bytes;
      *  - every error lfp_free() and lfp_free_bulk() return (LFP_EFOREIGN,
      *    LFP_EDOUBLE), every LFP_ECORRUPT and, at lfp_pool_destroy(), each
-     *    block still in use (LFP_ELEAK) goes to the error handler (see
-     *    lfp_set_error_handler()).
+     *    block still in use (LFP_ELEAK, naming the thread that allocated
+     *    it) goes to the error handler (see lfp_set_error_handler()).
      *  Cost: every call on the pool takes the slow path, with an atomic
-     *  read-modify-write of the in-use bit and a pass over the block's bytes
-     *  (fill at free, compare at alloc); memory: a bit per block (mapped
-     *  lazily for fixed pools, per slab for growable ones). Pools without
-     *  this flag pay nothing for it: their fast paths have no test of it. */
+     *  read-modify-write of the in-use bit (and at alloc a store of the
+     *  thread id) and a pass over the block's bytes (fill at free, compare
+     *  at alloc); memory: a bit and 4 bytes per block (mapped lazily for
+     *  fixed pools, per slab for growable ones). Pools without this flag
+     *  pay nothing for it: their fast paths have no test of it. */
     LFP_CHECKED = 1u << 2,
     /** No per-thread cache: every call goes to the shared lock-free stack
      *  (one compare-and-swap per alloc and per free). */
@@ -110,7 +112,8 @@ enum lfp_error {
     LFP_ECORRUPT,   /**< a free block's bytes were written (write after free;
                          checked mode, reported to the error handler) */
     LFP_ELEAK,      /**< a block still in use at lfp_pool_destroy() (checked
-                         mode, reported to the error handler) */
+                         mode, reported to the error handler with the
+                         thread that allocated it) */
 };
 
 /** How to build a pool. Zero-initialise it and set what you need. */
@@ -240,7 +243,9 @@ int lfp_pool_create(const struct lfp_config *cfg, lfp_pool **out);
  * No thread may be inside any call on this pool, and none may use it again;
  * blocks cached by other threads are taken back from them.
  * In checked mode each block still in use is reported to the error handler
- * as LFP_ELEAK.
+ * as LFP_ELEAK, with its address and the OS thread id (gettid) of the thread
+ * that allocated it, e.g. with the default handler
+ * `lfpool: pool "conns": leaked block allocated by thread 12345: 0x7f3a2c001040 (LFP_ELEAK)`.
  * @return the number of blocks still in use (allocated, never freed); 0 for
  *   a NULL pool.
  */
@@ -346,7 +351,9 @@ const char *lfp_strerror(int err);
  *              out) or LFP_ELEAK (from lfp_pool_destroy(), once per block
  *              still in use);
  * @param what  a short phrase that reads before the address, such as
- *              "double free of".
+ *              "double free of"; for LFP_ELEAK it names the allocating
+ *              thread: "leaked block allocated by thread 12345:". Valid
+ *              only during the call.
  * Called on the thread whose call found the error, while that call runs: it
  * may log, count, or abort(); it must not call into the same pool.
  */

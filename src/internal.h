@@ -16,6 +16,8 @@
 #include "compiler.h"
 #include "stack.h"
 
+struct lfp_slab;
+
 /* Pool ids below this get a fast-path entry in every thread. */
 #define LFP_SLOTS_INLINE 64u
 
@@ -70,8 +72,14 @@ struct lfp_pool {
     alignas(LFP_CACHELINE) struct lfp_stack depot;
 
     /* Fixed pools: blocks carved so far, the bound of lfp_block_index.
-     * Growable pools leave it 0, so that check sends them to the slabs. */
+     * Growable pools: the block positions of their reserved range (see
+     * slab.c), or 0 without one, so that check sends them to the slabs. */
     alignas(LFP_CACHELINE) _Atomic size_t carved;
+    /* Growable pools with a range: the slab at each position of the range,
+     * NULL while none is there; position k holds blocks k << range_shift
+     * on. NULL for every other pool. Read by lfp_free with carved. */
+    _Atomic(struct lfp_slab *) *range;
+    unsigned range_shift;
     /* In-use balance of threads that no longer keep their own: exited,
      * revoked, or with no cache slot. */
     _Atomic intptr_t retired;
@@ -87,6 +95,15 @@ struct lfp_pool {
     size_t slab_bytes;
     size_t slab_blocks;
     size_t trim_above;           /* auto trim threshold in blocks, 0 = off */
+    /* The reserved range: address space mapped without access, slabs made
+     * accessible in it at positions claimed in range_claim (a bit each). */
+    size_t range_slots;
+    size_t range_bytes;
+    void *range_map;
+    size_t range_map_size;
+    _Atomic uint64_t *range_claim;
+    _Atomic size_t range_hint;   /* no free position in claim words below */
+    _Atomic size_t releasing;    /* slab releases waiting for a grace period */
 
     /* Checked fixed pools only: a bit per block, set while it is in use. */
     _Atomic uint64_t *used;
@@ -167,6 +184,17 @@ static inline size_t lfp_block_index(const struct lfp_pool *pool, const void *p)
     return q < carved ? (size_t)q : SIZE_MAX;
 }
 
+/* Given a block index that passed lfp_block_index: is its memory there? For
+ * fixed pools always; in a growable pool's range, while its slab is. A slab
+ * with a block in use is never released, so for blocks the caller holds the
+ * answer cannot change under it. */
+static inline bool lfp_range_live(const struct lfp_pool *pool, size_t q)
+{
+    return pool->range == NULL ||
+           atomic_load_explicit(&pool->range[q >> pool->range_shift],
+                                memory_order_relaxed) != NULL;
+}
+
 /* pool.c: the depot and carving. */
 /* Push the batches first .. last (linked through next), nblocks in all. */
 void lfp_depot_push(struct lfp_pool *pool, struct lfp_free *first, struct lfp_free *last,
@@ -185,6 +213,12 @@ bool lfp_pool_owns(const struct lfp_pool *pool, const void *p);
  * through these, so a test can make each fail in turn (LFP_TEST_HOOKS). */
 void *lfp_os_map(size_t size);
 void lfp_os_unmap(void *p, size_t size);
+/* Address space without access, a request like the others; commit makes a
+ * part of it memory (a mapping, as lfp_os_map), decommit gives that back. */
+void *lfp_os_reserve(size_t size);
+bool lfp_os_commit(void *p, size_t size);
+void lfp_os_decommit(void *p, size_t size);
+size_t lfp_page_size(void);
 /* align 0 or up to max_align_t: malloc's; larger: aligned_alloc's. */
 void *lfp_sys_alloc(size_t size, size_t align);
 void *lfp_sys_zalloc(size_t size, size_t align); /* zero-filled */
@@ -237,10 +271,12 @@ void lfp_checked_alloc(struct lfp_pool *pool, void *block);
 /* Blocks come back: all or none, LFP_EDOUBLE (reported) if one is free
  * already or listed twice. NULL entries are skipped. */
 int lfp_checked_free(struct lfp_pool *pool, void *const *blocks, size_t n);
-/* Bytes of the in-use bitmap of nblocks blocks, in whole words. */
+/* Bytes of the in-use record of nblocks blocks: groups of 64 blocks, each a
+ * 64-bit word of in-use bits followed by the 64 blocks' allocating thread
+ * ids (32 bits each); see checked.c. */
 static inline size_t lfp_used_bytes(size_t nblocks)
 {
-    return (nblocks + 63) / 64 * sizeof(uint64_t);
+    return (nblocks + 63) / 64 * (sizeof(uint64_t) + 64 * sizeof(uint32_t));
 }
 
 /* error.c: reports to the error handler (checked mode only). */

@@ -504,8 +504,8 @@ static inline int lfp_free_push(struct lfp_pool *pool, void *block)
     return lfp_free_slow(pool, block);
 }
 
-/* Pointers outside a fixed pool's carved blocks: NULL, any block of a
- * growable pool (its blocks are in slabs), or foreign ones. Out of line, so
+/* Pointers outside a fixed pool's carved blocks: NULL, blocks of a growable
+ * pool outside its range (in slabs of their own), or foreign ones. Out of line, so
  * that the fixed pool's fast path needs no stack frame. */
 static LFP_NOINLINE int lfp_free_unlisted(struct lfp_pool *pool, void *block)
 {
@@ -525,7 +525,8 @@ LFP_API int lfp_free(lfp_pool *pool, void *block)
         return LFP_EINVAL;
     /* NULL fails the ownership check too (it lies below any pool), so it is
      * told apart only on that rare path. */
-    if (LFP_UNLIKELY(lfp_block_index(pool, block) == SIZE_MAX))
+    size_t q = lfp_block_index(pool, block);
+    if (LFP_UNLIKELY(q == SIZE_MAX || !lfp_range_live(pool, q)))
         return lfp_free_unlisted(pool, block);
     return lfp_free_push(pool, block);
 }

@@ -21,7 +21,7 @@ struct lfp_layout {
     uint32_t link_off;
 };
 
-static size_t lfp_page_size(void)
+size_t lfp_page_size(void)
 {
     static _Atomic size_t cached;
     size_t ps = atomic_load_explicit(&cached, memory_order_relaxed);
@@ -307,8 +307,9 @@ struct lfp_free *lfp_block_fresh(struct lfp_pool *pool, void *block)
 
 bool lfp_pool_owns(const struct lfp_pool *pool, const void *p)
 {
-    return lfp_block_index(pool, p) != SIZE_MAX ||
-           (lfp_growable(pool) && lfp_slab_owns(pool, p));
+    if (lfp_growable(pool))
+        return lfp_slab_owns(pool, p);
+    return lfp_block_index(pool, p) != SIZE_MAX;
 }
 
 LFP_API int lfp_owns(const lfp_pool *pool, const void *p)
@@ -443,6 +444,33 @@ void lfp_sys_free(void *p)
 void lfp_os_unmap(void *p, size_t size)
 {
     munmap(p, size);
+}
+
+void *lfp_os_reserve(size_t size)
+{
+    if (lfp_sys_refused(false))
+        return NULL;
+    void *m = mmap(NULL, size, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    return m == MAP_FAILED ? NULL : m;
+}
+
+/* A new mapping over the part, not mprotect: it starts zero-filled, and the
+ * kernel never hands its address to anyone else meanwhile. */
+bool lfp_os_commit(void *p, size_t size)
+{
+    if (lfp_sys_refused(true))
+        return false;
+    return mmap(p, size, PROT_READ | PROT_WRITE,
+                MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_FIXED, -1, 0) != MAP_FAILED;
+}
+
+void lfp_os_decommit(void *p, size_t size)
+{
+    /* Replacing the pages drops them; should the kernel refuse (out of
+     * mappings), dropping their contents still gives the memory back. */
+    if (mmap(p, size, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_FIXED,
+             -1, 0) == MAP_FAILED)
+        madvise(p, size, MADV_DONTNEED);
 }
 
 static int lfp_cmp_ptr(const void *a, const void *b)

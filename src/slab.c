@@ -37,6 +37,16 @@
 #define LFP_L1_BITS (48u - LFP_UNIT_SHIFT - LFP_L2_BITS) /* 48-bit addresses */
 #define LFP_SLAB_MIN_DEFAULT ((size_t)256 * 1024)
 #define LFP_SLAB_MIN_BLOCKS 16u
+/* Address space a growable pool reserves for its range: unbounded pools
+ * this much, bounded ones enough for max_blocks, up to the second. */
+#define LFP_RANGE_DEFAULT ((size_t)1 << 30)
+#define LFP_RANGE_MAX ((size_t)1 << 36)
+
+#ifdef LFP_TEST_HOOKS
+/* Test builds only: when > 0, ranges are at most this many bytes (1: none),
+ * so that a test can fill one and see slabs go elsewhere. */
+_Atomic long lfp_test_range_bytes;
+#endif
 
 #define LFP_CONTAINER(ptr, type, member) \
     ((type *)(void *)((char *)(ptr) - offsetof(type, member)))
@@ -54,6 +64,8 @@ struct lfp_slab {
     _Atomic(_Atomic uint64_t *) used; /* checked pools: the in-use bits */
     void *map;
     size_t map_size;
+    size_t pos;                /* position in the pool's range, or SIZE_MAX */
+    struct lfp_pool *home;     /* for the release of a range slab */
     size_t scratch;            /* trim: free blocks counted */
     struct rcu_head rcu;
 };
@@ -100,13 +112,29 @@ static int lfp_reg_set(uintptr_t base, size_t size, struct lfp_slab *d)
     return LFP_OK;
 }
 
+/* The slab an address may lie in, found without a fault: through the
+ * pool's range when it lies there, else through the registry. An interior
+ * address of the range gives a position past its end (see
+ * lfp_stride_index), so NULL. */
+static struct lfp_slab *lfp_slab_lookup(const struct lfp_pool *pool, uintptr_t addr)
+{
+    uintptr_t off = addr - pool->base;
+    if (pool->range != NULL && off < pool->range_bytes) {
+        uint64_t k = lfp_stride_index(pool, off) >> pool->range_shift;
+        return k < pool->range_slots
+                   ? atomic_load_explicit(&pool->range[k], memory_order_acquire)
+                   : NULL;
+    }
+    return lfp_reg_find(addr);
+}
+
 /* Is p the start of one of pool's blocks? Then also its index in its slab
  * and, when used is not NULL, the slab's in-use bitmap. Inlined, so that
  * the plain ownership check does not load the bitmap. */
 static inline bool lfp_slab_find(const struct lfp_pool *pool, const void *p, size_t *index,
                                  _Atomic uint64_t **used)
 {
-    struct lfp_slab *d = lfp_reg_find((uintptr_t)p);
+    struct lfp_slab *d = lfp_slab_lookup(pool, (uintptr_t)p);
     if (d == NULL)
         return false;
     uint64_t gen = atomic_load_explicit(&d->gen, memory_order_acquire);
@@ -146,9 +174,136 @@ static inline size_t lfp_slab_blocks(const struct lfp_slab *d)
     return atomic_load_explicit(&d->nblocks, memory_order_relaxed);
 }
 
+/* ---- the range ---- */
+
+/* Words of range_claim below the hint have no free position: lower it to w. */
+static void lfp_range_hint_lower(struct lfp_pool *pool, size_t w)
+{
+    size_t h = atomic_load_explicit(&pool->range_hint, memory_order_relaxed);
+    while (h > w && !atomic_compare_exchange_weak(&pool->range_hint, &h, w))
+        ;
+}
+
+/* Claim the lowest free position of the range; SIZE_MAX when none is. */
+static size_t lfp_range_claim(struct lfp_pool *pool)
+{
+    size_t words = (pool->range_slots + 63) / 64;
+    for (size_t w = atomic_load(&pool->range_hint); w < words; w++) {
+        uint64_t bits = atomic_load_explicit(&pool->range_claim[w], memory_order_relaxed);
+        while (~bits != 0) {
+            uint64_t bit = (uint64_t)1 << __builtin_ctzll(~bits);
+            if (atomic_compare_exchange_weak_explicit(&pool->range_claim[w], &bits, bits | bit,
+                                                      memory_order_acquire,
+                                                      memory_order_relaxed))
+                return w * 64 + (size_t)__builtin_ctzll(bit);
+        }
+        /* Full: raise the hint past it, then look again, for a position
+         * freed before the raise would be hidden by it. */
+        size_t h = w;
+        if (atomic_compare_exchange_strong(&pool->range_hint, &h, w + 1) &&
+            ~atomic_load(&pool->range_claim[w]) != 0)
+            lfp_range_hint_lower(pool, w);
+    }
+    return SIZE_MAX;
+}
+
+static void lfp_range_unclaim(struct lfp_pool *pool, size_t pos)
+{
+    atomic_fetch_and_explicit(&pool->range_claim[pos / 64], ~((uint64_t)1 << (pos % 64)),
+                              memory_order_release);
+    lfp_range_hint_lower(pool, pos / 64);
+}
+
+/* Blocks of the slab at a position: all its positions, but those past the
+ * pool's bound. */
+static size_t lfp_range_blocks(const struct lfp_pool *pool, size_t pos)
+{
+    size_t first = pos << pool->range_shift;
+    size_t left = atomic_load_explicit(&((struct lfp_pool *)pool)->carved,
+                                       memory_order_relaxed) - first;
+    return left < pool->slab_blocks ? left : pool->slab_blocks;
+}
+
+/*
+ * Reserve the pool's range: address space for slabs at fixed positions, so
+ * that lfp_free checks a block of a growable pool as it does a fixed pool's
+ * (a multiply and a compare, then one load: is the slab there). A slab
+ * holds a power of two of blocks there, the most that fit the slab size,
+ * so its position is the block index shifted right; and a whole number of
+ * pages, so it can be made accessible and given back on its own. Without a
+ * range (no geometry fits within 4x the slab size, or no address space), or
+ * once it is full, slabs are mapped anywhere and found through the
+ * registry. Either way the pool works; the range only makes free cheaper.
+ */
+static void lfp_range_setup(struct lfp_pool *pool)
+{
+    size_t ps = lfp_page_size(), stride = pool->stride;
+    size_t blocks = (size_t)1 << (63 - __builtin_clzll(pool->slab_bytes / stride));
+    while (blocks * stride % ps != 0 && blocks * stride <= 4 * pool->slab_bytes)
+        blocks *= 2;
+    size_t span = blocks * stride;
+    if (span % ps != 0 || span > 4 * pool->slab_bytes)
+        return;
+    size_t limit = pool->max_blocks != 0 ? LFP_RANGE_MAX : LFP_RANGE_DEFAULT;
+#ifdef LFP_TEST_HOOKS
+    long test_limit = atomic_load(&lfp_test_range_bytes);
+    if (test_limit > 0 && (size_t)test_limit < limit)
+        limit = (size_t)test_limit;
+#endif
+    size_t slots = limit / span;
+    if (pool->max_blocks != 0 && slots > (pool->max_blocks - 1) / blocks + 1)
+        slots = (pool->max_blocks - 1) / blocks + 1;
+    if (slots == 0)
+        return;
+
+    size_t words = (slots + 63) / 64;
+    /* Aligned to the blocks, and to the registry's unit as slabs of their
+     * own are, so that slabs of 64 KiB are aligned to their size. */
+    size_t pad = pool->align > LFP_UNIT ? pool->align : LFP_UNIT;
+    char *m = lfp_os_reserve(slots * span + pad);
+    _Atomic(struct lfp_slab *) *range = lfp_sys_zalloc(slots * sizeof(*range), 0);
+    _Atomic uint64_t *claim = lfp_sys_zalloc(words * sizeof(*claim), 0);
+    if (m == NULL || range == NULL || claim == NULL) {
+        if (m != NULL)
+            lfp_os_unmap(m, slots * span + pad);
+        lfp_sys_free(range);
+        lfp_sys_free(claim);
+        return;
+    }
+    /* Positions past the last are claimed for good. */
+    if (slots % 64 != 0)
+        atomic_store(&claim[words - 1], ~(uint64_t)0 << (slots % 64));
+    pool->range_map = m;
+    pool->range_map_size = slots * span + pad;
+    pool->base = LFP__ROUND((uintptr_t)m, pad);
+    pool->range_bytes = slots * span;
+    pool->range_slots = slots;
+    pool->range_claim = claim;
+    pool->slab_blocks = blocks;
+    pool->slab_bytes = span;
+    pool->range_shift = (unsigned)__builtin_ctzll(blocks);
+    size_t positions = slots * blocks;
+    atomic_store(&pool->carved, pool->max_blocks != 0 && pool->max_blocks < positions
+                                    ? pool->max_blocks : positions);
+    pool->range = range;
+}
+
+static void lfp_range_teardown(struct lfp_pool *pool)
+{
+    if (pool->range == NULL)
+        return;
+    lfp_os_unmap(pool->range_map, pool->range_map_size);
+    lfp_sys_free(pool->range_claim);
+    lfp_sys_free((void *)pool->range);
+    pool->range = NULL;
+    atomic_store(&pool->carved, 0);
+}
+
 /* ---- slabs ---- */
 
-static struct lfp_slab *lfp_slab_new(struct lfp_pool *pool, size_t nblocks)
+/* A slab of nblocks blocks at the range's position pos, or anywhere with
+ * pos SIZE_MAX. On failure, pos is given up. */
+static struct lfp_slab *lfp_slab_new(struct lfp_pool *pool, size_t nblocks, size_t pos)
 {
     struct lfp_node *n = lfp_stack_pop(&lfp_slab_spare);
     struct lfp_slab *d = n ? LFP_CONTAINER(n, struct lfp_slab, free_link)
@@ -158,18 +313,30 @@ static struct lfp_slab *lfp_slab_new(struct lfp_pool *pool, size_t nblocks)
     _Atomic uint64_t *used = NULL;
     if (lfp_checked(pool) && (used = lfp_sys_zalloc(lfp_used_bytes(nblocks), 0)) == NULL)
         goto fail;
-    /* Over-map by one unit and cut the ends off, for unit alignment. */
-    size_t size = pool->slab_bytes;
-    char *m = lfp_os_map(size + LFP_UNIT);
-    if (m == NULL)
-        goto fail;
-    uintptr_t base = ((uintptr_t)m + LFP_UNIT - 1) & ~(uintptr_t)(LFP_UNIT - 1);
-    if (base > (uintptr_t)m)
-        lfp_os_unmap(m, base - (uintptr_t)m);
-    if ((uintptr_t)m + LFP_UNIT > base)
-        lfp_os_unmap((void *)(base + size), (uintptr_t)m + LFP_UNIT - base);
+    size_t size;
+    uintptr_t base;
+    if (pos != SIZE_MAX) {
+        size = pool->slab_bytes;
+        base = pool->base + pos * size;
+        if (!lfp_os_commit((void *)base, size))
+            goto fail;
+    } else {
+        /* Over-map by one unit and cut the ends off, for unit alignment;
+         * whole units, as the registry maps them. */
+        size = LFP__ROUND(pool->slab_bytes, LFP_UNIT);
+        char *m = lfp_os_map(size + LFP_UNIT);
+        if (m == NULL)
+            goto fail;
+        base = ((uintptr_t)m + LFP_UNIT - 1) & ~(uintptr_t)(LFP_UNIT - 1);
+        if (base > (uintptr_t)m)
+            lfp_os_unmap(m, base - (uintptr_t)m);
+        if ((uintptr_t)m + LFP_UNIT > base)
+            lfp_os_unmap((void *)(base + size), (uintptr_t)m + LFP_UNIT - base);
+    }
     d->map = (void *)base;
     d->map_size = size;
+    d->pos = pos;
+    d->home = pool;
     d->scratch = 0;
     uint64_t gen = atomic_load_explicit(&d->gen, memory_order_relaxed);
     atomic_store_explicit(&d->gen, gen + 1, memory_order_relaxed);
@@ -179,13 +346,17 @@ static struct lfp_slab *lfp_slab_new(struct lfp_pool *pool, size_t nblocks)
     atomic_store_explicit(&d->used, used, memory_order_relaxed);
     atomic_store_explicit(&d->pool, pool, memory_order_relaxed);
     atomic_store_explicit(&d->gen, gen + 2, memory_order_release);
-    if (lfp_reg_set(base, size, d) != LFP_OK) {
+    if (pos != SIZE_MAX) {
+        atomic_store_explicit(&pool->range[pos], d, memory_order_release);
+    } else if (lfp_reg_set(base, size, d) != LFP_OK) {
         lfp_reg_set(base, size, NULL);
         lfp_os_unmap(d->map, size);
         goto fail;
     }
     return d;
 fail:
+    if (pos != SIZE_MAX)
+        lfp_range_unclaim(pool, pos);
     /* No stale bitmap in a recycled descriptor. */
     atomic_store_explicit(&d->used, NULL, memory_order_relaxed);
     lfp_sys_free(used);
@@ -193,10 +364,17 @@ fail:
     return NULL;
 }
 
-/* Unmap a slab that is out of the registry and that no pop can still read. */
-static void lfp_slab_release(struct lfp_slab *d)
+/* Give back the memory of a slab that is out of the registry (or range) and
+ * that no pop can still read. A range slab's position is free again once
+ * its memory is gone; keep_range: the whole range goes next, leave it. */
+static void lfp_slab_release(struct lfp_slab *d, bool keep_range)
 {
-    lfp_os_unmap(d->map, d->map_size);
+    if (d->pos == SIZE_MAX) {
+        lfp_os_unmap(d->map, d->map_size);
+    } else if (!keep_range) {
+        lfp_os_decommit(d->map, d->map_size);
+        lfp_range_unclaim(d->home, d->pos);
+    }
     d->map = NULL;
     lfp_sys_free(atomic_exchange_explicit(&d->used, NULL, memory_order_relaxed));
     lfp_stack_push(&lfp_slab_spare, &d->free_link, &d->free_link);
@@ -218,8 +396,11 @@ void __tsan_release(void *addr);
 static void lfp_slab_release_rcu(struct rcu_head *h)
 {
     struct lfp_slab *d = LFP_CONTAINER(h, struct lfp_slab, rcu);
+    struct lfp_pool *pool = d->home;
     LFP_TSAN_ACQUIRE(d);
-    lfp_slab_release(d);
+    lfp_slab_release(d, false);
+    /* The last touch of the pool: its destroy waits for this. */
+    atomic_fetch_sub_explicit(&pool->releasing, 1, memory_order_release);
 }
 #endif
 
@@ -233,7 +414,10 @@ static void lfp_slab_retire(struct lfp_pool *pool, struct lfp_slab *d)
     if (pool->fini != NULL)
         for (size_t i = 0; i < n; i++)
             pool->fini((void *)(lfp_slab_base(d) + i * pool->stride), pool->arg);
-    lfp_reg_set(lfp_slab_base(d), d->map_size, NULL);
+    if (d->pos != SIZE_MAX)
+        atomic_store_explicit(&pool->range[d->pos], NULL, memory_order_release);
+    else
+        lfp_reg_set(lfp_slab_base(d), d->map_size, NULL);
     atomic_store_explicit(&d->pool, NULL, memory_order_release);
     atomic_fetch_sub_explicit(&pool->total, n, memory_order_relaxed);
 }
@@ -277,31 +461,47 @@ static void lfp_batcher_push(struct lfp_pool *pool, struct lfp_batcher *b)
         lfp_depot_push(pool, b->head, b->tail, b->count);
 }
 
-uint32_t lfp_slab_grow(struct lfp_pool *pool, uint32_t want, struct lfp_free **first)
+/* Count up to n more blocks in the pool's total, within max_blocks: all n,
+ * or with partial as many as fit. Returns the count added, maybe 0. */
+static size_t lfp_total_add(struct lfp_pool *pool, size_t n, bool partial)
 {
-    size_t n;
-    size_t cur = atomic_load_explicit(&pool->total, memory_order_relaxed);
+    size_t cur = atomic_load_explicit(&pool->total, memory_order_relaxed), k;
     do {
-        n = pool->slab_blocks;
-        if (pool->max_blocks != 0 && cur + n > pool->max_blocks) {
-            n = cur < pool->max_blocks ? pool->max_blocks - cur : 0;
-            if (n == 0) {
-                errno = ENOBUFS;
+        k = n;
+        if (pool->max_blocks != 0 && cur + k > pool->max_blocks) {
+            k = partial && cur < pool->max_blocks ? pool->max_blocks - cur : 0;
+            if (k == 0)
                 return 0;
-            }
         }
-    } while (!atomic_compare_exchange_weak_explicit(&pool->total, &cur, cur + n,
+    } while (!atomic_compare_exchange_weak_explicit(&pool->total, &cur, cur + k,
                                                     memory_order_relaxed,
                                                     memory_order_relaxed));
-    struct lfp_slab *d = lfp_slab_new(pool, n);
+    return k;
+}
+
+uint32_t lfp_slab_grow(struct lfp_pool *pool, uint32_t want, struct lfp_free **first)
+{
+    /* A whole position of the range if one is free and fits the bound, else
+     * a slab of its own (the last one may be cut short by the bound). */
+    size_t n = 0, pos = pool->range != NULL ? lfp_range_claim(pool) : SIZE_MAX;
+    if (pos != SIZE_MAX && (n = lfp_total_add(pool, lfp_range_blocks(pool, pos), false)) == 0) {
+        lfp_range_unclaim(pool, pos);
+        pos = SIZE_MAX;
+    }
+    if (pos == SIZE_MAX && (n = lfp_total_add(pool, pool->slab_blocks, true)) == 0) {
+        errno = ENOBUFS;
+        return 0;
+    }
+    size_t cur = atomic_load_explicit(&pool->total, memory_order_relaxed);
+    struct lfp_slab *d = lfp_slab_new(pool, n, pos);
     if (d == NULL) {
         atomic_fetch_sub_explicit(&pool->total, n, memory_order_relaxed);
         errno = ENOMEM;
         return 0;
     }
     size_t hwm = atomic_load_explicit(&pool->total_max, memory_order_relaxed);
-    while (hwm < cur + n &&
-           !atomic_compare_exchange_weak_explicit(&pool->total_max, &hwm, cur + n,
+    while (hwm < cur &&
+           !atomic_compare_exchange_weak_explicit(&pool->total_max, &hwm, cur,
                                                   memory_order_relaxed,
                                                   memory_order_relaxed))
         ;
@@ -349,6 +549,7 @@ int lfp_slab_setup(struct lfp_pool *pool, const struct lfp_config *cfg)
     pool->max_blocks = cfg->max_blocks;
     lfp_stack_init(&pool->slabs);
     atomic_flag_clear(&pool->trimming);
+    lfp_range_setup(pool);
 
     /* The blocks reserved up front go straight to the depot. */
     for (;;) {
@@ -371,6 +572,9 @@ int lfp_slab_setup(struct lfp_pool *pool, const struct lfp_config *cfg)
 
 void lfp_slab_destroy_all(struct lfp_pool *pool)
 {
+    /* Releases an automatic trim left to call_rcu touch the range. */
+    if (atomic_load_explicit(&pool->releasing, memory_order_acquire) != 0)
+        urcu_bp_barrier();
     struct lfp_node *n = lfp_stack_pop_all(&pool->slabs);
     while (n != NULL) {
         struct lfp_slab *d = LFP_CONTAINER(n, struct lfp_slab, pool_link);
@@ -379,8 +583,9 @@ void lfp_slab_destroy_all(struct lfp_pool *pool)
         if (used != NULL)
             lfp_checked_leaks(pool, lfp_slab_base(d), lfp_slab_blocks(d), used);
         lfp_slab_retire(pool, d);
-        lfp_slab_release(d); /* nobody can be inside the pool any more */
+        lfp_slab_release(d, true); /* nobody can be inside the pool any more */
     }
+    lfp_range_teardown(pool);
 }
 
 void lfp_rcu_read_lock(void)
@@ -422,7 +627,7 @@ struct lfp_trim_ctx {
 static void lfp_trim_count(void *ctx, struct lfp_free *l)
 {
     struct lfp_trim_ctx *t = ctx;
-    struct lfp_slab *d = lfp_reg_find((uintptr_t)lfp_block_of(l, t->pool->link_off));
+    struct lfp_slab *d = lfp_slab_lookup(t->pool, (uintptr_t)lfp_block_of(l, t->pool->link_off));
     if (d != NULL) /* always: depot blocks lie in registered slabs */
         d->scratch++;
 }
@@ -430,7 +635,7 @@ static void lfp_trim_count(void *ctx, struct lfp_free *l)
 static void lfp_trim_keep(void *ctx, struct lfp_free *l)
 {
     struct lfp_trim_ctx *t = ctx;
-    struct lfp_slab *d = lfp_reg_find((uintptr_t)lfp_block_of(l, t->pool->link_off));
+    struct lfp_slab *d = lfp_slab_lookup(t->pool, (uintptr_t)lfp_block_of(l, t->pool->link_off));
     if (d == NULL || d->scratch != lfp_slab_blocks(d))
         lfp_batcher_add(&t->keep, l);
 }
@@ -496,12 +701,13 @@ size_t lfp_slab_trim(struct lfp_pool *pool, bool wait)
         list = (struct lfp_slab *)d->free_link.next;
 #ifndef LFP_TEST_NO_GRACE
         if (!wait) {
+            atomic_fetch_add_explicit(&pool->releasing, 1, memory_order_relaxed);
             LFP_TSAN_RELEASE(d);
             urcu_bp_call_rcu(&d->rcu, lfp_slab_release_rcu);
             continue;
         }
 #endif
-        lfp_slab_release(d);
+        lfp_slab_release(d, false);
     }
     return released;
 }

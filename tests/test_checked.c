@@ -3,20 +3,24 @@
  * Checked mode (LFP_CHECKED): double frees refused and the pool left
  * intact, writes after free found at the next alloc of the block, foreign
  * pointers and leaks reported, the LFP_CHECKED environment variable, the
- * error handler's contract, and threads freeing each other's blocks without
- * a false report. Every scenario runs on a fixed pool with and without the
- * per-thread cache, and on a growable pool.
+ * error handler's contract, leaks named with the thread that allocated
+ * them, and threads freeing each other's blocks without a false report.
+ * Every scenario runs on a fixed pool with and without the per-thread
+ * cache, and on a growable pool.
  *
  * Knobs: LFP_STRESS_THREADS (4), LFP_STRESS_SCALE (1.0).
  */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
 #endif
+#include <ctype.h>
+#include <inttypes.h>
 #include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include <lfpool.h>
@@ -106,6 +110,7 @@ struct report {
     lfp_pool *pool;
     void *ptr;
     int err;
+    char what[80];
 };
 
 static struct {
@@ -118,8 +123,11 @@ static void record(lfp_pool *pool, void *ptr, int err, const char *what)
 {
     CHECK(what != NULL && what[0] != '\0');
     pthread_mutex_lock(&reports.lock);
-    if (reports.n < MAX_REPORTS)
-        reports.r[reports.n++] = (struct report){pool, ptr, err};
+    if (reports.n < MAX_REPORTS) {
+        struct report *r = &reports.r[reports.n++];
+        *r = (struct report){pool, ptr, err, ""};
+        snprintf(r->what, sizeof r->what, "%s", what != NULL ? what : "");
+    }
     pthread_mutex_unlock(&reports.lock);
 }
 
@@ -431,33 +439,51 @@ static void other(lfp_pool *pool, void *ptr, int err, const char *what)
     record(pool, ptr, err, what);
 }
 
-/* The default handler's line for a double free, read back from stderr. */
-static void default_report_of_a_double_free(char *line, size_t size)
+/* Stderr sent to a temporary file, to read the default handler's lines. */
+struct capture {
+    FILE *tmp;
+    int saved;
+};
+
+static struct capture capture_stderr(void)
 {
-    FILE *tmp = tmpfile();
-    REQUIRE(tmp != NULL);
+    struct capture c = {tmpfile(), -1};
+    REQUIRE(c.tmp != NULL);
     fflush(stderr);
-    int saved = dup(2);
-    REQUIRE(saved >= 0 && dup2(fileno(tmp), 2) == 2);
+    c.saved = dup(2);
+    REQUIRE(c.saved >= 0 && dup2(fileno(c.tmp), 2) == 2);
+    return c;
+}
+
+/* Stderr restored; is what was written meanwhile exactly want? */
+static void check_captured(struct capture c, const char *want)
+{
+    char line[256];
+    fflush(stderr);
+    dup2(c.saved, 2);
+    close(c.saved);
+    rewind(c.tmp);
+    size_t n = fread(line, 1, sizeof line - 1, c.tmp);
+    line[n] = '\0';
+    fclose(c.tmp);
+    CHECK(strcmp(line, want) == 0);
+    if (strcmp(line, want) != 0)
+        fprintf(stderr, "  ... got \"%s\", want \"%s\"\n", line, want);
+}
+
+/* The default handler's line for a double free. */
+static void default_report_of_a_double_free(void)
+{
+    struct capture c = capture_stderr();
     lfp_pool *pool = make_pool(BS, LFP_CHECKED);
     void *p = lfp_alloc(pool);
     REQUIRE(p != NULL);
     CHECK_EQ(lfp_free(pool, p), LFP_OK);
     CHECK_EQ(lfp_free(pool, p), LFP_EDOUBLE);
-    fflush(stderr);
-    dup2(saved, 2);
-    close(saved);
-    lfp_pool_destroy(pool);
-
     char want[128];
     snprintf(want, sizeof want, "lfpool: pool \"checked\": double free of %p (LFP_EDOUBLE)\n", p);
-    rewind(tmp);
-    size_t n = fread(line, 1, size - 1, tmp);
-    line[n] = '\0';
-    fclose(tmp);
-    CHECK(strcmp(line, want) == 0);
-    if (strcmp(line, want) != 0)
-        fprintf(stderr, "  ... got \"%s\", want \"%s\"\n", line, want);
+    check_captured(c, want);
+    lfp_pool_destroy(pool);
 }
 
 static void set_error_handler_returns_the_previous_one_and_null_restores_the_default(void)
@@ -468,8 +494,7 @@ static void set_error_handler_returns_the_previous_one_and_null_restores_the_def
     CHECK(lfp_set_error_handler(NULL) == other);
     CHECK(lfp_set_error_handler(NULL) == NULL);
 
-    char line[256];
-    default_report_of_a_double_free(line, sizeof line);
+    default_report_of_a_double_free();
 
     /* A handler set again gets the reports instead. */
     reports_reset();
@@ -494,6 +519,96 @@ static void unchecked_pools_never_call_the_handler(void)
     pthread_mutex_lock(&reports.lock);
     CHECK_EQ(reports.n, 0);
     pthread_mutex_unlock(&reports.lock);
+}
+
+/* ---- leaks name the thread that allocated the block ---- */
+
+static uint32_t own_tid(void)
+{
+    return (uint32_t)syscall(SYS_gettid);
+}
+
+/* A second thread's work: take two blocks, and say who took them. */
+struct taker {
+    lfp_pool *pool;
+    void *kept, *passed;
+    uint32_t tid;
+};
+
+static void *take_two(void *arg)
+{
+    struct taker *t = arg;
+    t->tid = own_tid();
+    t->kept = lfp_alloc(t->pool);
+    t->passed = lfp_alloc(t->pool);
+    return NULL;
+}
+
+/* Does what name thread tid (the whole number)? */
+static int names_thread(const char *what, uint32_t tid)
+{
+    char want[32];
+    int n = snprintf(want, sizeof want, "thread %" PRIu32, tid);
+    const char *at = strstr(what, want);
+    return at != NULL && !isdigit((unsigned char)at[n]);
+}
+
+static void leak_reports_name_the_thread_that_allocated_the_block(void)
+{
+    uint32_t me = own_tid();
+    FOR_EACH_MODE(m) {
+        int before = atomic_load(&check_failures);
+        lfp_pool *pool = make_pool(BS, modes[m]);
+        struct taker t = {pool, NULL, NULL, 0};
+        pthread_t th;
+        REQUIRE(pthread_create(&th, NULL, take_two, &t) == 0);
+        REQUIRE(pthread_join(th, NULL) == 0);
+        REQUIRE(t.kept != NULL && t.passed != NULL);
+        CHECK(t.tid != me);
+        /* A block the other thread took, freed here and taken again: the
+         * allocating thread is the last one, this one. */
+        CHECK_EQ(lfp_free(pool, t.passed), LFP_OK);
+        void *mine = lfp_alloc(pool);
+        CHECK(mine == t.passed);
+
+        reports_reset();
+        CHECK_EQ(lfp_pool_destroy(pool), 2);
+        pthread_mutex_lock(&reports.lock);
+        CHECK_EQ(reports.n, 2);
+        int seen_kept = 0, seen_mine = 0;
+        for (size_t i = 0; i < reports.n; i++) {
+            const struct report *r = &reports.r[i];
+            CHECK(r->pool == pool);
+            CHECK_EQ(r->err, LFP_ELEAK);
+            CHECK(strstr(r->what, "leaked block") == r->what);
+            uint32_t owner = r->ptr == t.kept ? t.tid : me;
+            CHECK(r->ptr == t.kept || r->ptr == mine);
+            seen_kept += r->ptr == t.kept;
+            seen_mine += r->ptr == mine;
+            CHECK(names_thread(r->what, owner));
+            CHECK(!names_thread(r->what, owner == me ? t.tid : me));
+            if (!names_thread(r->what, owner))
+                fprintf(stderr, "  ... \"%s\" should name thread %" PRIu32 "\n", r->what,
+                        owner);
+        }
+        pthread_mutex_unlock(&reports.lock);
+        CHECK_EQ(seen_kept, 1);
+        CHECK_EQ(seen_mine, 1);
+        note_failures(before, "the allocating thread in leak reports", modes[m]);
+    }
+
+    /* The default handler's line: the block's address and its thread. */
+    lfp_set_error_handler(NULL);
+    lfp_pool *pool = make_pool(BS, LFP_CHECKED | LFP_GROWABLE);
+    void *p = lfp_alloc(pool);
+    REQUIRE(p != NULL);
+    char want[160];
+    snprintf(want, sizeof want,
+             "lfpool: pool \"checked\": leaked block allocated by thread %" PRIu32
+             ": %p (LFP_ELEAK)\n", me, p);
+    struct capture c = capture_stderr();
+    CHECK_EQ(lfp_pool_destroy(pool), 1);
+    check_captured(c, want);
 }
 
 /* ---- threads freeing each other's blocks ---- */
@@ -584,6 +699,7 @@ int main(void)
     RUN(zero_and_init_pools_are_checked_without_false_reports);
     RUN(foreign_pointers_are_reported_as_eforeign);
     RUN(destroy_reports_each_block_still_in_use_as_eleak);
+    RUN(leak_reports_name_the_thread_that_allocated_the_block);
     RUN(growable_checked_pool_survives_trim_and_regrowth);
     RUN(environment_variable_turns_checked_mode_on);
     RUN(set_error_handler_returns_the_previous_one_and_null_restores_the_default);

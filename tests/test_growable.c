@@ -41,6 +41,9 @@
 /* In the library built with LFP_TEST_HOOKS: when set to n > 0, the n-th
  * following request for OS memory fails. */
 extern _Atomic long lfp_test_map_fail_at;
+/* ... and when set to n > 0, pools reserve ranges of at most n bytes (1:
+ * none at all), so that their slabs go to the registry. */
+extern _Atomic long lfp_test_range_bytes;
 
 #define KiB ((size_t)1024)
 #define MiB (KiB * 1024)
@@ -92,7 +95,8 @@ static size_t mapped_bytes(void)
 }
 
 /* The start of the slab holding p, for slabs of slab_bytes: slabs are
- * aligned to their size when that is the 64 KiB registry unit. */
+ * aligned to 64 KiB (the registry unit), in a pool's range too, so to their
+ * size when that is 64 KiB. */
 static uintptr_t slab_of(const void *p, size_t slab_bytes)
 {
     return (uintptr_t)p & ~(uintptr_t)(slab_bytes - 1);
@@ -637,12 +641,16 @@ static void check_foreign(lfp_pool *pool, const void *p, const char *what)
         printf("  %s (%p) was taken for a block\n", what, p);
 }
 
-static void test_foreign_pointers_of_every_kind_are_rejected_without_fault(void)
+/* With a range (ranged), a slab of 48-byte blocks holds 1024 of them (a
+ * power of two, 12 pages) and the next position of the range follows; without
+ * one, 1365 fill a 64 KiB slab of its own, 16 bytes left over at its end.
+ * Either way the first slab starts 64 KiB-aligned. */
+static void check_foreign_pointers_of_every_kind(bool ranged)
 {
-    /* 48-byte blocks: 1365 per 64 KiB slab, 16 bytes left over at its end. */
     const size_t slab = 64 * KiB;
     struct lfp_config cfg = { .block_size = 48, .align = 16, .flags = LFP_GROWABLE,
                               .slab_size = 64 * KiB };
+    atomic_store(&lfp_test_range_bytes, ranged ? 0 : 1);
     lfp_pool *pool, *other, *gone;
     CREATE_OR_RETURN(&cfg, &pool);
     CREATE_OR_RETURN(&cfg, &other);
@@ -676,8 +684,13 @@ static void test_foreign_pointers_of_every_kind_are_rejected_without_fault(void)
     check_foreign(pool, blk + 8, "an interior pointer");
     check_foreign(pool, blk + 16, "an interior pointer");
     check_foreign(pool, blk + stride - 1, "an interior pointer");
-    check_foreign(pool, (void *)(slab_of(blk, slab) + (slab / stride) * stride),
-                  "the tail of a slab");
+    size_t per_slab = ranged ? 1024 : slab / stride;
+    check_foreign(pool, (void *)(slab_of(blk, slab) + per_slab * stride),
+                  ranged ? "the next position of the range (no slab there)"
+                         : "the tail of a slab");
+    check_foreign(pool, (void *)(slab_of(blk, slab) + (per_slab + 7) * stride),
+                  ranged ? "a block start at a position without a slab"
+                         : "past the end of a slab");
 
     /* A block of another growable pool, and the other way round. */
     void *theirs = lfp_alloc(other);
@@ -712,6 +725,90 @@ static void test_foreign_pointers_of_every_kind_are_rejected_without_fault(void)
     CHECK_EQ(lfp_pool_destroy(pool), 0);
     CHECK_EQ(lfp_pool_destroy(other), 0);
     CHECK_EQ(lfp_pool_destroy(gone), 0);
+
+    /* Bounded at 100 blocks: the first slab holds 100, and the positions
+     * after them, inside its span or not, are no blocks. */
+    cfg.max_blocks = 100;
+    CREATE_OR_RETURN(&cfg, &pool);
+    void *first = lfp_alloc(pool);
+    REQUIRE(first != NULL);
+    uintptr_t start = slab_of(first, slab);
+    check_foreign(pool, (void *)(start + 100 * stride), "the position past max_blocks");
+    check_foreign(pool, (void *)(start + 1000 * stride), "a position past max_blocks");
+    check_foreign(pool, (void *)(start + 1024 * stride), "a position past max_blocks");
+    void *all[100];
+    all[0] = first;
+    for (int i = 1; i < 100; i++)
+        REQUIRE((all[i] = lfp_alloc(pool)) != NULL);
+    errno = 0;
+    CHECK(lfp_alloc(pool) == NULL);
+    CHECK_EQ(errno, ENOBUFS);
+    for (int i = 0; i < 100; i++) {
+        CHECK((uintptr_t)all[i] >= start && (uintptr_t)all[i] < start + 100 * stride);
+        CHECK_EQ(lfp_free(pool, all[i]), 0);
+    }
+    CHECK_EQ(lfp_pool_verify(pool), 0);
+    CHECK_EQ(lfp_pool_destroy(pool), 0);
+    atomic_store(&lfp_test_range_bytes, 0);
+}
+
+static void test_foreign_pointers_of_every_kind_are_rejected_without_fault(void)
+{
+    check_foreign_pointers_of_every_kind(true);
+    check_foreign_pointers_of_every_kind(false);
+}
+
+/* A pool whose range is full takes slabs of its own, found through the
+ * registry: both kinds serve, free, trim and verify alike. */
+static void test_slabs_beyond_a_full_range_work_like_those_in_it(void)
+{
+    enum { PER = 16, SLABS = 8, N = PER * SLABS };
+    struct lfp_config cfg = { .block_size = 4 * KiB, .flags = LFP_GROWABLE,
+                              .slab_size = 64 * KiB, .cache_size = 4 };
+    atomic_store(&lfp_test_range_bytes, (long)(3 * 64 * KiB)); /* 3 slabs */
+    lfp_pool *pool;
+    int rc = lfp_pool_create(&cfg, &pool);
+    atomic_store(&lfp_test_range_bytes, 0);
+    CHECK_EQ(rc, LFP_OK);
+    if (rc != LFP_OK)
+        return;
+    void *b[N];
+    for (int i = 0; i < N; i++) {
+        REQUIRE((b[i] = lfp_alloc(pool)) != NULL);
+        memset(b[i], i, 4 * KiB);
+    }
+    /* The first slab opens the range, a run of 3 slabs; the rest lie
+     * elsewhere. */
+    uintptr_t lo = slab_of(b[0], 64 * KiB);
+    int in_range = 0;
+    for (int i = 0; i < N; i++) {
+        in_range += (uintptr_t)b[i] - lo < 3 * 64 * KiB;
+        CHECK(lfp_owns(pool, b[i]));
+        CHECK(!lfp_owns(pool, (char *)b[i] + 8));
+    }
+    CHECK_EQ(in_range, 3 * PER);
+    CHECK_EQ(stats_of(pool).blocks_total, N);
+    for (int i = 0; i < N; i++) {
+        unsigned char *p = b[i];
+        CHECK(p[0] == (unsigned char)i && p[4 * KiB - 1] == (unsigned char)i);
+        CHECK_EQ(lfp_free(pool, b[i]), 0);
+    }
+    CHECK_EQ(lfp_pool_verify(pool), 0);
+    lfp_thread_flush();
+    CHECK_EQ(lfp_pool_trim(pool), (size_t)SLABS * 64 * KiB);
+    CHECK_EQ(stats_of(pool).blocks_total, 0);
+    for (int i = 0; i < N; i++)
+        check_foreign(pool, b[i], "a block of a trimmed slab");
+    /* Grown again: the range's positions are free for use again. */
+    for (int i = 0; i < N; i++)
+        REQUIRE((b[i] = lfp_alloc(pool)) != NULL);
+    in_range = 0;
+    for (int i = 0; i < N; i++)
+        in_range += (uintptr_t)b[i] - lo < 3 * 64 * KiB;
+    CHECK_EQ(in_range, 3 * PER);
+    CHECK_EQ(lfp_free_bulk(pool, b, N), 0);
+    CHECK_EQ(lfp_pool_verify(pool), 0);
+    CHECK_EQ(lfp_pool_destroy(pool), 0);
 }
 
 /* ---- the automatic trim policy ---- */
@@ -1045,6 +1142,7 @@ int main(void)
     RUN(test_trim_keeps_slabs_with_a_block_in_use_or_cached);
     RUN(test_trim_of_fixed_pool_or_null_releases_nothing);
     RUN(test_foreign_pointers_of_every_kind_are_rejected_without_fault);
+    RUN(test_slabs_beyond_a_full_range_work_like_those_in_it);
     RUN(test_trim_threshold_trims_automatically_and_zero_never_does);
     RUN(test_init_and_fini_run_once_per_block_over_each_slab_lifetime);
     RUN(test_threads_churning_through_magazines_while_trimming_stay_consistent);
