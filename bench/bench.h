@@ -16,7 +16,11 @@
 /* Live objects each consumer keeps in the server workload. */
 #define BENCH_WINDOW 128u
 
-enum bench_workload { W_PAIR, W_BATCH, W_XFER, W_SERVER, W_COUNT };
+/* Blocks held at the peak of the spike workload unless --spike-blocks says
+ * otherwise: this many bytes of blocks. */
+#define BENCH_SPIKE_BYTES ((size_t)256 << 20)
+
+enum bench_workload { W_PAIR, W_BATCH, W_XFER, W_SERVER, W_SPIKE, W_COUNT };
 
 extern const char *const bench_workload_names[W_COUNT];
 
@@ -38,6 +42,8 @@ struct bench_params {
     unsigned threads;  /* worker threads */
     size_t per_thread; /* most blocks one thread holds at once */
     size_t in_flight;  /* blocks travelling between threads, all rings */
+    int grow;          /* spike: a growable pool starts empty and grows with
+                          the load, instead of reserving these blocks */
 };
 
 /* One row. All rows are called the same way, through these pointers, with a
@@ -60,6 +66,13 @@ struct bench_alloc {
     unsigned long (*thread_fini)(void *t);
     void *(*alloc)(void *t);
     void (*free)(void *t, void *p);
+    /* The thread that allocated and freed the blocks (some allocators trim
+     * only the calling thread's heap or cache), after a thread_init: give
+     * the memory of free blocks back to the OS; nonzero (err filled) when
+     * the allocator refused. NULL when the row cannot: no_trim says why. */
+    int (*trim)(void *g, char *err, size_t errlen);
+    const char *trim_api; /* what trim calls, for the spike table */
+    const char *no_trim;
     const void *priv; /* row-specific constant data (peer entry points) */
 };
 
@@ -95,6 +108,13 @@ struct bench_result {
     double mops;      /* pairs per second across all threads, / 1e6 */
     unsigned reps;
     uint64_t ops;     /* pairs per lane per repetition */
+    /* spike only; ns_med, ns_min and ns_max are then ns per block of a
+     * cycle (alloc, touch, free, trim), reps the cycles and ops the blocks
+     * per cycle. RSS figures are over the RSS before the first cycle. */
+    double ms_cycle;     /* median ms per cycle */
+    double peak_mib;     /* median RSS with every block allocated */
+    double trimmed_mib;  /* median RSS after the free and the trim */
+    double returned_pct; /* median share of the peak the trim gave back */
 };
 
 /* How to run one cell. */
@@ -106,6 +126,7 @@ struct bench_run_cfg {
     int pin;              /* pin thread i to cpus[i] when threads <= ncpus */
     const int *cpus;
     unsigned ncpus;
+    uint64_t spike_blocks; /* blocks per spike cycle */
 };
 
 /* Measures one (workload, threads, allocator) cell into *res: allocator
@@ -116,6 +137,14 @@ struct bench_run_cfg {
 void bench_measure(const struct bench_run_cfg *cfg, const struct bench_alloc *a,
                    enum bench_workload w, unsigned threads, unsigned lanes,
                    struct bench_result *res);
+
+/* Measures one spike cell into *res: cfg->reps cycles on one thread of
+ * allocating cfg->spike_blocks blocks, touching each, freeing them all and
+ * calling a->trim, with the process's RSS read at the peak and after the
+ * trim. Exits like bench_measure on failure; a refused trim makes the row
+ * BENCH_SKIPPED with the allocator's message. */
+void bench_measure_spike(const struct bench_run_cfg *cfg,
+                         const struct bench_alloc *a, struct bench_result *res);
 
 struct bench_meta {
     char cpu[128];
@@ -138,6 +167,7 @@ void bench_print_header(FILE *f, const struct bench_meta *m,
                         const int *selected);
 void bench_print_group(FILE *f, const struct bench_result *r, size_t n,
                        const struct bench_result *all, size_t nall);
+void bench_print_spike(FILE *f, const struct bench_result *r, size_t n);
 int bench_write_json(const char *path, const struct bench_meta *m,
                      const struct bench_result *r, size_t n);
 int bench_write_csv(const char *path, const struct bench_result *r, size_t n);

@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /* lfp-bench: lfpool side by side with general-purpose allocators, a
- * mutex-guarded free list and a thread-local free list, on four workloads.
+ * mutex-guarded free list and a thread-local free list, on five workloads.
  * Run with --help for the options and what the numbers mean. */
 #include "bench.h"
 
@@ -28,6 +28,7 @@ struct options {
     unsigned nthreads;
     size_t size;
     uint64_t ops;
+    uint64_t spike_blocks; /* 0: BENCH_SPIKE_BYTES of blocks */
     unsigned duration_ms;
     unsigned reps;
     int use_alloc[16];
@@ -54,6 +55,16 @@ static void usage(FILE *f)
 "  server  like xfer, but a quarter of the blocks die at the producer and\n"
 "          each consumer keeps %u live blocks, freeing a random one per\n"
 "          block received\n"
+"  spike   one thread, per cycle: allocate --spike-blocks blocks and write\n"
+"          each whole, free them all, then ask the allocator to give memory\n"
+"          back (lfpool-growable: lfp_pool_trim; glibc: malloc_trim(0);\n"
+"          jemalloc: mallctl arena.<all>.purge; mimalloc: mi_collect(true);\n"
+"          tcmalloc: MallocExtension_ReleaseFreeMemory). Reports ms per\n"
+"          cycle (trim included), ns per block, and the process's RSS (from\n"
+"          /proc/self/statm) at the peak and after the trim, both over the\n"
+"          RSS before the first cycle, and the share of the peak given back.\n"
+"          Rows that cannot give memory back are skipped; --reps sets the\n"
+"          cycles, --threads does not apply.\n"
 "  xfer and server use max(1, T/2) producers and as many consumers for a\n"
 "  thread count T, so T=1 runs as 2 threads, and T=1 and T=2 are the same\n"
 "  measurement (done once).\n"
@@ -76,6 +87,8 @@ static void usage(FILE *f)
 "  --ops N             fix the pairs per thread (per producer for xfer and\n"
 "                      server) instead; overrides --duration-ms\n"
 "  --reps N            timed repetitions; the median is reported (default %u)\n"
+"  --spike-blocks N    blocks per spike cycle (default: %zu MiB of blocks of\n"
+"                      --size bytes)\n"
 "  --alloc LIST        allocators to run (default all)\n"
 "  --workload LIST     workloads to run (default all)\n"
 "  --sized-free        free through the peers' sized calls (sdallocx,\n"
@@ -97,7 +110,7 @@ static void usage(FILE *f)
 "measurement: one untimed warm-up, then the timed repetitions, all threads\n"
 "starting together on a barrier.\n",
             BENCH_BATCH, BENCH_RING_SIZE, BENCH_WINDOW, DEFAULT_DURATION_MS,
-            DEFAULT_REPS);
+            DEFAULT_REPS, BENCH_SPIKE_BYTES >> 20);
 }
 
 static int parse_u64(const char *s, uint64_t lo, uint64_t hi, uint64_t *out)
@@ -196,7 +209,8 @@ static int add_workload(const char *item, void *ctx)
 static int parse_options(int argc, char **argv, struct options *o)
 {
     enum { O_THREADS = 256, O_SIZE, O_OPS, O_DUR, O_REPS, O_ALLOC, O_WORK,
-           O_JSON, O_CSV, O_PLOT, O_QUIET, O_NOPIN, O_SIZED, O_CACHE, O_HELP };
+           O_JSON, O_CSV, O_PLOT, O_QUIET, O_NOPIN, O_SIZED, O_CACHE,
+           O_SPIKE, O_HELP };
     static const struct option longopts[] = {
         {"threads", required_argument, NULL, O_THREADS},
         {"size", required_argument, NULL, O_SIZE},
@@ -212,6 +226,7 @@ static int parse_options(int argc, char **argv, struct options *o)
         {"no-pin", no_argument, NULL, O_NOPIN},
         {"sized-free", no_argument, NULL, O_SIZED},
         {"cache", required_argument, NULL, O_CACHE},
+        {"spike-blocks", required_argument, NULL, O_SPIKE},
         {"help", no_argument, NULL, O_HELP},
         {NULL, 0, NULL, 0},
     };
@@ -296,6 +311,13 @@ static int parse_options(int argc, char **argv, struct options *o)
             bench_lfp_cache = (unsigned)v;
             break;
         }
+        case O_SPIKE:
+            /* The pointer array alone is 8 bytes a block. */
+            if (parse_u64(optarg, 1, (uint64_t)1 << 32, &o->spike_blocks) != 0) {
+                fprintf(stderr, "lfp-bench: --spike-blocks must be 1..2^32\n");
+                return -1;
+            }
+            break;
         case O_HELP:
             usage(stdout);
             exit(0);
@@ -314,6 +336,8 @@ static int parse_options(int argc, char **argv, struct options *o)
     if (!any_work)
         for (i = 0; i < W_COUNT; i++)
             o->use_workload[i] = 1;
+    if (o->spike_blocks == 0)
+        o->spike_blocks = BENCH_SPIKE_BYTES / o->size;
     if (o->nthreads == 0) {
         long n = sysconf(_SC_NPROCESSORS_ONLN);
         unsigned cores = n < 1 ? 1 : n > (long)MAX_THREADS ? MAX_THREADS : (unsigned)n;
@@ -437,6 +461,20 @@ static void clear_progress(const struct progress *pg)
     }
 }
 
+/* Threads a cell of workload w runs for a requested count t, and its lanes:
+ * xfer and server pair producers with consumers, spike runs on one thread. */
+static unsigned cell_threads(enum bench_workload w, unsigned t, unsigned *lanes)
+{
+    if (w == W_SPIKE)
+        t = 1;
+    *lanes = t;
+    if (bench_is_cross(w)) {
+        *lanes = t / 2 > 0 ? t / 2 : 1;
+        t = 2 * *lanes;
+    }
+    return t;
+}
+
 int main(int argc, char **argv)
 {
     struct options o;
@@ -478,6 +516,7 @@ int main(int argc, char **argv)
     cfg.pin = o.pin;
     cfg.cpus = cpus;
     cfg.ncpus = ncpus;
+    cfg.spike_blocks = o.spike_blocks;
 
     memset(&meta, 0, sizeof meta);
     cpu_model(meta.cpu, sizeof meta.cpu);
@@ -506,9 +545,8 @@ int main(int argc, char **argv)
         if (!o.use_workload[w])
             continue;
         for (t = 0; t < o.nthreads; t++) {
-            unsigned th = o.threads[t];
-            if (bench_is_cross((enum bench_workload)w))
-                th = 2 * (th / 2 > 0 ? th / 2 : 1);
+            unsigned lanes;
+            unsigned th = cell_threads((enum bench_workload)w, o.threads[t], &lanes);
             if (done_threads[w][th])
                 continue;
             done_threads[w][th] = 1;
@@ -543,12 +581,9 @@ int main(int argc, char **argv)
         if (!o.use_workload[w])
             continue;
         for (t = 0; t < o.nthreads; t++) {
-            unsigned th = o.threads[t], lanes = th;
+            unsigned lanes;
+            unsigned th = cell_threads((enum bench_workload)w, o.threads[t], &lanes);
             size_t first = nres;
-            if (bench_is_cross((enum bench_workload)w)) {
-                lanes = th / 2 > 0 ? th / 2 : 1;
-                th = 2 * lanes;
-            }
             if (done_threads[w][th])
                 continue;
             done_threads[w][th] = 1;
@@ -568,13 +603,21 @@ int main(int argc, char **argv)
                 } else if (bench_is_cross((enum bench_workload)w) && !rows[r].cross_thread) {
                     x->status = BENCH_NA;
                     x->note = "cannot free a block on another thread";
+                } else if (w == W_SPIKE && !rows[r].trim) {
+                    x->status = BENCH_NA;
+                    x->note = rows[r].no_trim;
+                } else if (w == W_SPIKE) {
+                    bench_measure_spike(&cfg, &rows[r], x);
                 } else {
                     bench_measure(&cfg, &rows[r], (enum bench_workload)w, th,
                                   lanes, x);
                 }
             }
             clear_progress(&pg);
-            bench_print_group(stdout, &res[first], nres - first, res, nres);
+            if (w == W_SPIKE)
+                bench_print_spike(stdout, &res[first], nres - first);
+            else
+                bench_print_group(stdout, &res[first], nres - first, res, nres);
             fflush(stdout);
         }
     }

@@ -14,6 +14,7 @@
 
 #include <dlfcn.h>
 #include <pthread.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -99,7 +100,11 @@ static void *lfp_row_create(const struct bench_alloc *a,
         cfg.flags = LFP_GROWABLE; /* the same blocks, reserved up front */
     else if (strcmp(a->name, "lfpool-checked") == 0)
         cfg.flags = LFP_CHECKED; /* what the checks cost when they are on */
-    if (cfg.capacity > POOL_BYTES_MAX / LFP__STRIDE(p->size, 0)) {
+    /* Spike: nothing up front, no bound, trimmed only on request, as a
+     * server would configure a pool that follows its load. */
+    if (p->grow && (cfg.flags & LFP_GROWABLE))
+        cfg.capacity = 0;
+    else if (cfg.capacity > POOL_BYTES_MAX / LFP__STRIDE(p->size, 0)) {
         snprintf(err, errlen, "a pool of %zu blocks of %zu bytes exceeds %zu MiB",
                  cfg.capacity, p->size, POOL_BYTES_MAX >> 20);
         return NULL;
@@ -160,6 +165,18 @@ static void lfp_row_free(void *tp, void *p)
         t->errors++;
 }
 
+/* Returns once the released slabs are unmapped (after the grace period);
+ * the byte count it returns is left out: the RSS says what was given back. */
+static int lfp_row_trim(void *gp, char *err, size_t errlen)
+{
+    (void)err;
+    (void)errlen;
+    (void)lfp_pool_trim(((struct lfp_row_global *)gp)->pool);
+    return 0;
+}
+
+#define LFP_FIXED_NO_TRIM "a fixed pool keeps its memory until destroyed"
+
 /* ------------------------------------------------------------------------ */
 /* General-purpose allocators, all called through pointers looked up with
  * dlsym so that each row pays the same indirect call. */
@@ -171,6 +188,11 @@ struct peer_api {
     void *(*mallocx)(size_t, int);       /* jemalloc */
     void (*dallocx)(void *, int);        /* jemalloc */
     void (*sdallocx)(void *, size_t, int);
+    /* Giving free memory back to the OS, each peer its own way. */
+    int (*malloc_trim)(size_t);          /* glibc */
+    int (*mallctl)(const char *, void *, size_t *, void *, size_t); /* jemalloc */
+    void (*mi_collect)(bool);            /* mimalloc */
+    void (*release_free)(void);          /* tcmalloc */
 };
 
 struct peer_thread {
@@ -248,6 +270,56 @@ static void je_free_sized(void *tp, void *p)
 {
     struct peer_thread *t = tp;
     t->api.sdallocx(p, t->size, 0);
+}
+
+/* The trims take the row's global (a struct peer_thread). */
+
+/* Every arena: consolidates free chunks, shrinks the main heap's top and
+ * drops the pages inside free chunks. */
+static int glibc_trim(void *g, char *err, size_t errlen)
+{
+    (void)err;
+    (void)errlen;
+    (void)((struct peer_thread *)g)->api.malloc_trim(0);
+    return 0;
+}
+
+#ifndef BENCH_JEMALLOC_ARENAS_ALL
+#define BENCH_JEMALLOC_ARENAS_ALL 4096 /* MALLCTL_ARENAS_ALL of jemalloc 5 */
+#endif
+#define JE_STR_(x) #x
+#define JE_STR(x) JE_STR_(x)
+#define JE_PURGE_ALL "arena." JE_STR(BENCH_JEMALLOC_ARENAS_ALL) ".purge"
+
+/* Every arena's dirty and muzzy pages, now rather than after the decay
+ * time. */
+static int je_trim(void *g, char *err, size_t errlen)
+{
+    int rc = ((struct peer_thread *)g)->api.mallctl(JE_PURGE_ALL, NULL, NULL, NULL, 0);
+    if (rc != 0) {
+        snprintf(err, errlen, "mallctl(\"%s\"): %s", JE_PURGE_ALL, strerror(rc));
+        return -1;
+    }
+    return 0;
+}
+
+/* The calling thread's heap, forced: its free pages and segments go back
+ * now rather than after the purge delay. */
+static int mi_trim(void *g, char *err, size_t errlen)
+{
+    (void)err;
+    (void)errlen;
+    ((struct peer_thread *)g)->api.mi_collect(true);
+    return 0;
+}
+
+/* The page heap's free spans; objects in thread caches keep theirs. */
+static int tc_trim(void *g, char *err, size_t errlen)
+{
+    (void)err;
+    (void)errlen;
+    ((struct peer_thread *)g)->api.release_free();
+    return 0;
 }
 
 /* ------------------------------------------------------------------------ */
@@ -496,6 +568,7 @@ static const char *load_glibc(void)
     }
     LOAD_SYM(glibc_api.malloc1, h, "malloc");
     LOAD_SYM(glibc_api.free1, h, "free");
+    LOAD_SYM(glibc_api.malloc_trim, h, "malloc_trim");
     if (!glibc_api.malloc1 || !glibc_api.free1)
         return missing_sym(LIBC_SO, "malloc/free", glibc_why, sizeof glibc_why);
     snprintf(glibc_desc, sizeof glibc_desc, "malloc/free of %s (glibc %d.%d)",
@@ -539,11 +612,10 @@ static const char *load_jemalloc(int sized_free)
                    b.dli_fbase == c.dli_fbase;
     }
     {
-        int (*mallctl)(const char *, void *, size_t *, void *, size_t);
         const char *ver = NULL;
         size_t len = sizeof ver;
-        LOAD_SYM(mallctl, h, "mallctl");
-        if (!mallctl || mallctl("version", &ver, &len, NULL, 0) != 0)
+        LOAD_SYM(je_api.mallctl, h, "mallctl");
+        if (!je_api.mallctl || je_api.mallctl("version", &ver, &len, NULL, 0) != 0)
             ver = NULL;
         if (!ver)
             ver = "?";
@@ -571,6 +643,7 @@ static const char *load_mimalloc(int sized_free)
     LOAD_SYM(mi_api.malloc1, h, "mi_malloc");
     LOAD_SYM(mi_api.free1, h, "mi_free");
     LOAD_SYM(mi_api.free_sized, h, "mi_free_size");
+    LOAD_SYM(mi_api.mi_collect, h, "mi_collect");
     if (!mi_api.malloc1 || !mi_api.free1 || !mi_api.free_sized)
         return missing_sym(BENCH_MIMALLOC_SONAME, "mi_malloc/mi_free/mi_free_size",
                            mi_why, sizeof mi_why);
@@ -602,6 +675,8 @@ static const char *load_tcmalloc(int sized_free)
     LOAD_SYM(tc_api.malloc1, h, "tc_malloc");
     LOAD_SYM(tc_api.free1, h, "tc_free");
     LOAD_SYM(tc_api.free_sized, h, "tc_free_sized");
+    /* The C entry point of gperftools' malloc_extension_c.h. */
+    LOAD_SYM(tc_api.release_free, h, "MallocExtension_ReleaseFreeMemory");
     if (!tc_api.malloc1 || !tc_api.free1 || !tc_api.free_sized)
         return missing_sym(BENCH_TCMALLOC_SONAME, "tc_malloc/tc_free/tc_free_sized",
                            tc_why, sizeof tc_why);
@@ -707,25 +782,29 @@ size_t bench_alloc_table(const struct bench_alloc **out, int sized_free)
         .api = "lfp_alloc/lfp_free, default cache",
         .create = lfp_row_create, .destroy = lfp_row_destroy,
         .thread_init = lfp_row_thread_init, .thread_fini = lfp_row_thread_fini,
-        .alloc = lfp_row_alloc, .free = lfp_row_free};
+        .alloc = lfp_row_alloc, .free = lfp_row_free,
+        .no_trim = LFP_FIXED_NO_TRIM "; lfpool-growable is the row that trims"};
     rows[n++] = (struct bench_alloc){
         .name = "lfpool-nocache", .kind = BENCH_OURS, .cross_thread = 1,
         .api = "lfp_alloc/lfp_free, LFP_NO_CACHE",
         .create = lfp_row_create, .destroy = lfp_row_destroy,
         .thread_init = lfp_row_thread_init, .thread_fini = lfp_row_thread_fini,
-        .alloc = lfp_row_alloc, .free = lfp_row_free};
+        .alloc = lfp_row_alloc, .free = lfp_row_free,
+        .no_trim = LFP_FIXED_NO_TRIM};
     rows[n++] = (struct bench_alloc){
         .name = "lfpool-growable", .kind = BENCH_OURS, .cross_thread = 1,
         .api = "lfp_alloc/lfp_free, LFP_GROWABLE (slabs, RCU), default cache",
         .create = lfp_row_create, .destroy = lfp_row_destroy,
         .thread_init = lfp_row_thread_init, .thread_fini = lfp_row_thread_fini,
-        .alloc = lfp_row_alloc, .free = lfp_row_free};
+        .alloc = lfp_row_alloc, .free = lfp_row_free, .trim = lfp_row_trim,
+        .trim_api = "lfp_pool_trim(pool)"};
     rows[n++] = (struct bench_alloc){
         .name = "lfpool-checked", .kind = BENCH_OURS, .cross_thread = 1,
         .api = "lfp_alloc/lfp_free, LFP_CHECKED (double free, write after free), default cache",
         .create = lfp_row_create, .destroy = lfp_row_destroy,
         .thread_init = lfp_row_thread_init, .thread_fini = lfp_row_thread_fini,
-        .alloc = lfp_row_alloc, .free = lfp_row_free};
+        .alloc = lfp_row_alloc, .free = lfp_row_free,
+        .no_trim = LFP_FIXED_NO_TRIM};
 
     why = load_glibc();
     rows[n++] = (struct bench_alloc){
@@ -733,7 +812,9 @@ size_t bench_alloc_table(const struct bench_alloc **out, int sized_free)
         .api = glibc_desc, .missing = why,
         .create = peer_create, .destroy = peer_destroy,
         .thread_init = peer_thread_init, .thread_fini = peer_thread_fini,
-        .alloc = plain_alloc, .free = plain_free, .priv = &glibc_api};
+        .alloc = plain_alloc, .free = plain_free, .priv = &glibc_api,
+        .trim = glibc_api.malloc_trim ? glibc_trim : NULL, .trim_api = "malloc_trim(0)",
+        .no_trim = "the C library has no malloc_trim"};
 
     why = load_jemalloc(sized_free);
     rows[n++] = (struct bench_alloc){
@@ -743,7 +824,9 @@ size_t bench_alloc_table(const struct bench_alloc **out, int sized_free)
         .thread_init = peer_thread_init, .thread_fini = peer_thread_fini,
         .alloc = je_plain ? plain_alloc : je_alloc,
         .free = sized_free ? je_free_sized : je_plain ? plain_free : je_free,
-        .priv = &je_api};
+        .priv = &je_api, .trim = je_api.mallctl ? je_trim : NULL,
+        .trim_api = "mallctl(\"" JE_PURGE_ALL "\")",
+        .no_trim = "libjemalloc has no mallctl"};
 
     why = load_mimalloc(sized_free);
     rows[n++] = (struct bench_alloc){
@@ -752,7 +835,9 @@ size_t bench_alloc_table(const struct bench_alloc **out, int sized_free)
         .missing = why, .create = peer_create, .destroy = peer_destroy,
         .thread_init = peer_thread_init, .thread_fini = peer_thread_fini,
         .alloc = plain_alloc, .free = sized_free ? plain_free_sized : plain_free,
-        .priv = &mi_api};
+        .priv = &mi_api, .trim = mi_api.mi_collect ? mi_trim : NULL,
+        .trim_api = "mi_collect(true)",
+        .no_trim = "libmimalloc has no mi_collect"};
 
     why = load_tcmalloc(sized_free);
     rows[n++] = (struct bench_alloc){
@@ -761,20 +846,24 @@ size_t bench_alloc_table(const struct bench_alloc **out, int sized_free)
         .missing = why, .create = peer_create, .destroy = peer_destroy,
         .thread_init = peer_thread_init, .thread_fini = peer_thread_fini,
         .alloc = plain_alloc, .free = sized_free ? plain_free_sized : plain_free,
-        .priv = &tc_api};
+        .priv = &tc_api, .trim = tc_api.release_free ? tc_trim : NULL,
+        .trim_api = "MallocExtension_ReleaseFreeMemory()",
+        .no_trim = "libtcmalloc_minimal has no MallocExtension_ReleaseFreeMemory"};
 
     rows[n++] = (struct bench_alloc){
         .name = "mutex-list", .kind = BENCH_PEER, .cross_thread = 1,
         .api = "pthread_mutex + intrusive free list",
         .create = ml_create, .destroy = ml_destroy,
         .thread_init = ml_thread_init, .thread_fini = ml_thread_fini,
-        .alloc = ml_alloc, .free = ml_free};
+        .alloc = ml_alloc, .free = ml_free,
+        .no_trim = "a fixed array, kept until destroyed"};
     rows[n++] = (struct bench_alloc){
         .name = "tl-list", .kind = BENCH_FLOOR, .cross_thread = 0,
         .api = "per-thread free list, no atomics (floor)",
         .create = tl_create, .destroy = tl_destroy,
         .thread_init = tl_thread_init, .thread_fini = tl_thread_fini,
-        .alloc = tl_alloc, .free = tl_free};
+        .alloc = tl_alloc, .free = tl_free,
+        .no_trim = "fixed per-thread arrays, kept until destroyed"};
 
     *out = rows;
     return n;

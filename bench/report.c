@@ -51,8 +51,25 @@ static int ok(const struct bench_result *r)
     return r->status == BENCH_OK;
 }
 
+static int is_spike(const struct bench_result *r)
+{
+    return strcmp(r->workload, bench_workload_names[W_SPIKE]) == 0;
+}
+
 /* The result of the same workload and allocator at the smallest thread count
  * measured, when that is below this one's: the scaling baseline. */
+/* A row that was skipped or does not apply: one line saying why. */
+static int print_unmeasured(FILE *f, const struct bench_result *x)
+{
+    if (x->status == BENCH_SKIPPED)
+        fprintf(f, "  %-15s skipped (%s)\n", x->alloc->name, x->note);
+    else if (x->status == BENCH_NA)
+        fprintf(f, "  %-15s %9s  (%s)\n", x->alloc->name, "n/a", x->note);
+    else
+        return 0;
+    return 1;
+}
+
 static const struct bench_result *baseline(const struct bench_result *x,
                                            const struct bench_result *all,
                                            size_t nall)
@@ -106,14 +123,8 @@ void bench_print_group(FILE *f, const struct bench_result *r, size_t n,
 
     for (i = 0; i < n; i++) {
         const struct bench_result *x = &r[i];
-        if (x->status == BENCH_SKIPPED) {
-            fprintf(f, "  %-15s skipped (%s)\n", x->alloc->name, x->note);
+        if (print_unmeasured(f, x))
             continue;
-        }
-        if (x->status == BENCH_NA) {
-            fprintf(f, "  %-15s %9s  (%s)\n", x->alloc->name, "n/a", x->note);
-            continue;
-        }
         fprintf(f, "  %-15s %9.2f %8.2f %8.2f %9.1f", x->alloc->name, x->ns_med,
                 x->ns_min, x->ns_max, x->mops);
         if (peer)
@@ -137,6 +148,44 @@ void bench_print_group(FILE *f, const struct bench_result *r, size_t n,
     else
         fprintf(f, "  best peer: none measured\n");
     fprintf(f, "\n");
+}
+
+/* Its own table: the spike's figures are memory as much as time. */
+void bench_print_spike(FILE *f, const struct bench_result *r, size_t n)
+{
+    const struct bench_result *done = NULL;
+    size_t i;
+    int first;
+
+    for (i = 0; i < n && !done; i++)
+        if (ok(&r[i]))
+            done = &r[i];
+    fprintf(f, "spike, 1 thread");
+    if (done)
+        fprintf(f, ": %llu blocks per cycle, median of %u cycle%s",
+                (unsigned long long)done->ops, done->reps, done->reps > 1 ? "s" : "");
+    fprintf(f, "\n  cycle: allocate and write every block, free them all, trim "
+               "(timed); RSS: the process's,\n  over its RSS before the "
+               "allocator's first cycle, at the peak and after the trim\n");
+    fprintf(f, "  %-15s %9s %9s %13s %19s %11s\n", "allocator", "ms/cycle",
+            "ns/block", "peak RSS MiB", "RSS after trim MiB", "% returned");
+    for (i = 0; i < n; i++) {
+        const struct bench_result *x = &r[i];
+        if (print_unmeasured(f, x))
+            continue;
+        fprintf(f, "  %-15s %9.1f %9.2f %13.1f %19.1f %10.1f%%\n", x->alloc->name,
+                x->ms_cycle, x->ns_med, x->peak_mib, x->trimmed_mib,
+                x->returned_pct);
+    }
+    first = 1;
+    for (i = 0; i < n; i++) {
+        if (!ok(&r[i]))
+            continue;
+        fprintf(f, "%s%s %s", first ? "  trim: " : "; ", r[i].alloc->name,
+                r[i].alloc->trim_api);
+        first = 0;
+    }
+    fprintf(f, "%s\n", first ? "" : "\n");
 }
 
 /* ------------------------------------------------------------------------ */
@@ -200,7 +249,9 @@ int bench_write_json(const char *path, const struct bench_meta *m,
         fprintf(f, "  \"duration_ms\": %u,\n", m->duration_ms);
     fprintf(f, "  \"sized_free\": %s,\n", m->sized_free ? "true" : "false");
     fprintf(f, "  \"unit\": \"ns per alloc+free pair per lane; mops across all "
-               "threads\",\n  \"results\": [\n");
+               "threads; spike: ns per block of a cycle, trim included, and "
+               "RSS in MiB over the RSS before the first cycle\",\n"
+               "  \"results\": [\n");
     for (i = 0; i < n; i++) {
         const struct bench_result *x = &r[i];
         fprintf(f, "    {\"workload\": \"%s\", \"threads\": %u, \"lanes\": %u, "
@@ -213,7 +264,13 @@ int bench_write_json(const char *path, const struct bench_meta *m,
                        "\"mops\": %.3f, \"reps\": %u, \"ops_per_lane\": %llu",
                     x->ns_med, x->ns_min, x->ns_max, x->mops, x->reps,
                     (unsigned long long)x->ops);
-        else {
+        if (x->status == BENCH_OK && is_spike(x))
+            fprintf(f, ", \"ms_per_cycle\": %.3f, \"ns_per_block\": %.4f, "
+                       "\"peak_rss_mib\": %.2f, \"rss_after_trim_mib\": %.2f, "
+                       "\"returned_pct\": %.2f",
+                    x->ms_cycle, x->ns_med, x->peak_mib, x->trimmed_mib,
+                    x->returned_pct);
+        if (x->status != BENCH_OK) {
             fprintf(f, ", \"note\": ");
             json_string(f, x->note);
         }
@@ -241,7 +298,8 @@ int bench_write_csv(const char *path, const struct bench_result *r, size_t n)
     if (!f)
         return -1;
     fprintf(f, "workload,threads,lanes,allocator,status,ns_per_pair,ns_min,ns_max,"
-               "mops,reps,ops_per_lane,note\n");
+               "mops,reps,ops_per_lane,note,ms_per_cycle,ns_per_block,"
+               "peak_rss_mib,rss_after_trim_mib,returned_pct\n");
     for (i = 0; i < n; i++) {
         const struct bench_result *x = &r[i];
         fprintf(f, "%s,%u,%u,%s,%s,", x->workload, x->threads, x->lanes,
@@ -252,6 +310,11 @@ int bench_write_csv(const char *path, const struct bench_result *r, size_t n)
         else
             fprintf(f, ",,,,,,");
         csv_field(f, x->note);
+        if (x->status == BENCH_OK && is_spike(x))
+            fprintf(f, ",%.3f,%.4f,%.2f,%.2f,%.2f", x->ms_cycle, x->ns_med,
+                    x->peak_mib, x->trimmed_mib, x->returned_pct);
+        else
+            fprintf(f, ",,,,,");
         fputc('\n', f);
     }
     return close_file(f, path);
@@ -259,7 +322,8 @@ int bench_write_csv(const char *path, const struct bench_result *r, size_t n)
 
 /* ------------------------------------------------------------------------ */
 /* Bar chart. Groups are the (workload, threads) cells in report order,
- * series the allocators. */
+ * series the allocators. The spike is left out: its time per block mixes
+ * page faults and the trim, and its point is the memory. */
 
 struct chart {
     const struct bench_result *r;
@@ -277,6 +341,8 @@ static void chart_build(struct chart *c, const struct bench_result *r, size_t n)
     c->r = r;
     c->n = n;
     for (i = 0; i < n; i++) {
+        if (is_spike(&r[i]))
+            continue;
         if ((i == 0 || r[i].threads != r[i - 1].threads ||
              strcmp(r[i].workload, r[i - 1].workload) != 0) &&
             c->ngroups < sizeof c->group_first / sizeof c->group_first[0])
@@ -293,9 +359,12 @@ static void chart_build(struct chart *c, const struct bench_result *r, size_t n)
 static const struct bench_result *chart_cell(const struct chart *c, size_t g,
                                              size_t s)
 {
+    const struct bench_result *h = &c->r[c->group_first[g]];
     size_t i, end = g + 1 < c->ngroups ? c->group_first[g + 1] : c->n;
+    /* The range may run on into results left out of the chart. */
     for (i = c->group_first[g]; i < end; i++)
-        if (c->r[i].alloc == c->series[s] && ok(&c->r[i]))
+        if (c->r[i].alloc == c->series[s] && ok(&c->r[i]) &&
+            c->r[i].threads == h->threads && strcmp(c->r[i].workload, h->workload) == 0)
             return &c->r[i];
     return NULL;
 }
@@ -602,6 +671,11 @@ int bench_write_plot(const char *path, const struct bench_meta *m,
     int rc, svg;
 
     chart_build(&c, r, n);
+    if (c.ngroups == 0) {
+        fprintf(stderr, "lfp-bench: nothing to plot (the spike workload is "
+                        "not charted); %s not written\n", path);
+        return 0;
+    }
     out = malloc(len + 5);
     if (!out)
         return -1;

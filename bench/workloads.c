@@ -1,15 +1,18 @@
 /* SPDX-License-Identifier: MIT */
-/* The four workloads of lfp-bench and the timing around them. */
+/* The workloads of lfp-bench and the timing around them. */
 #include "bench.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <sched.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <time.h>
+#include <unistd.h>
 
 /* The untimed warm-up grows until it lasts this long; it then also tells how
  * many pairs fill the requested duration. */
@@ -31,7 +34,7 @@
 #endif
 
 const char *const bench_workload_names[W_COUNT] = {"pair", "batch", "xfer",
-                                                   "server"};
+                                                   "server", "spike"};
 
 /* Results the checksum sink keeps alive: nothing the loops compute is dead. */
 static volatile uint64_t checksum_sink;
@@ -367,6 +370,7 @@ static void *worker_main(void *arg)
             else
                 run_server_consumer(w, t, F, r, win);
             break;
+        case W_SPIKE: /* bench_measure_spike */
         case W_COUNT:
             break;
         }
@@ -463,6 +467,14 @@ static int cmp_double(const void *a, const void *b)
     return (x > y) - (x < y);
 }
 
+/* Sorts v[0..n) (n > 0) and returns its median; of an even count, the mean
+ * of the middle two. */
+static double median(double *v, unsigned n)
+{
+    qsort(v, n, sizeof *v, cmp_double);
+    return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
+}
+
 static uint64_t round_ops(enum bench_workload w, uint64_t ops)
 {
     if (ops < 1)
@@ -555,13 +567,10 @@ void bench_measure(const struct bench_run_cfg *o, const struct bench_alloc *a,
         exit(1);
     }
 
-    qsort(ns, o->reps, sizeof *ns, cmp_double);
+    wall = median(ns, o->reps);
     res->status = BENCH_OK;
     res->reps = o->reps;
     res->ops = ops;
-    /* Median of an even count: the mean of the middle two. */
-    wall = o->reps % 2 ? ns[o->reps / 2]
-                       : (ns[o->reps / 2 - 1] + ns[o->reps / 2]) / 2;
     res->ns_med = wall / (double)ops;
     res->ns_min = ns[0] / (double)ops;
     res->ns_max = ns[o->reps - 1] / (double)ops;
@@ -570,4 +579,229 @@ void bench_measure(const struct bench_run_cfg *o, const struct bench_alloc *a,
     free(ns);
     free(ws);
     free(s.rings);
+}
+
+/* ------------------------------------------------------------------------ */
+/* spike: one thread takes a peak of blocks, frees them all and asks the
+ * allocator to give the memory back; the process's resident set says how
+ * much it did. The peers share the process, so only changes of the RSS
+ * compare. */
+
+/* Resident bytes of the process, or 0 when unknown. Reads /proc/self/statm
+ * into a buffer on the stack: a FILE would malloc, and the glibc row's heap
+ * must hold only its own blocks. */
+static size_t rss_bytes(void)
+{
+    char buf[128];
+    unsigned long long pages, resident;
+    long page = sysconf(_SC_PAGESIZE);
+    ssize_t len;
+    int fd = open("/proc/self/statm", O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return 0;
+    len = read(fd, buf, sizeof buf - 1);
+    close(fd);
+    if (len <= 0 || page <= 0)
+        return 0;
+    buf[len] = '\0';
+    if (sscanf(buf, "%llu %llu", &pages, &resident) != 2)
+        return 0;
+    return (size_t)resident * (size_t)page;
+}
+
+struct spike {
+    struct shared s;   /* allocator, pinning; threads = 1 */
+    size_t size;
+    size_t nblocks;
+    void **held;       /* nblocks slots, resident before the baseline */
+    unsigned cycles;
+    double *ns, *peak, *after, *pct; /* per cycle; bytes over the baseline */
+    uint64_t null_allocs, bad_data;
+    int alloc_errno;
+    unsigned long free_errors;
+    int init_failed;
+    int trim_failed;
+    char err[256];
+};
+
+static double elapsed_ns(const struct timespec *a, const struct timespec *b)
+{
+    return ts_ns(b) - ts_ns(a);
+}
+
+static double over(size_t rss, size_t base)
+{
+    return rss > base ? (double)(rss - base) : 0;
+}
+
+/* One cycle; nonzero when it failed (recorded in k). The RSS reads stay
+ * out of the time. */
+static int spike_cycle(struct spike *k, void *t, unsigned c, size_t base)
+{
+    const struct bench_alloc *a = k->s.a;
+    alloc_fn A = a->alloc;
+    free_fn F = a->free;
+    struct timespec t0, t1, t2, t3;
+    size_t i, got, peak;
+    uint64_t sum = 0;
+
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    for (got = 0; got < k->nblocks; got++) {
+        void *p = A(t);
+        if (!p) {
+            k->null_allocs++;
+            k->alloc_errno = errno;
+            break;
+        }
+        /* Every byte: a spike's buffers are filled, and a large block's
+         * pages are resident only once written. */
+        memset(p, 0xA5, k->size);
+        put64(p, got);
+        k->held[got] = p;
+    }
+    COMPILER_BARRIER();
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    peak = rss_bytes();
+    clock_gettime(CLOCK_MONOTONIC, &t2);
+    for (i = 0; i < got; i++) {
+        uint64_t v = get64(k->held[i]);
+        if (v != i)
+            k->bad_data++;
+        sum += v;
+        F(t, k->held[i]);
+    }
+    if (got == k->nblocks && a->trim(k->s.g, k->err, sizeof k->err) != 0)
+        k->trim_failed = 1;
+    clock_gettime(CLOCK_MONOTONIC, &t3);
+    checksum_sink += sum;
+    k->ns[c] = elapsed_ns(&t0, &t1) + elapsed_ns(&t2, &t3);
+    k->peak[c] = over(peak, base);
+    k->after[c] = over(rss_bytes(), base);
+    k->pct[c] = k->peak[c] > 0 ? 100.0 * (k->peak[c] - k->after[c]) / k->peak[c] : 0;
+    return k->null_allocs || k->bad_data || k->trim_failed;
+}
+
+static void *spike_main(void *arg)
+{
+    struct spike *k = arg;
+    size_t base;
+    unsigned c;
+    void *t;
+
+    pin_self(&k->s, 0);
+    t = k->s.a->thread_init(k->s.g, 0);
+    if (!t) {
+        k->init_failed = 1;
+        return NULL;
+    }
+    memset(k->held, 0, k->nblocks * sizeof *k->held);
+    /* Once, before the first cycle: memory an allocator keeps after its
+     * trim then shows in every later cycle's "after", and a later baseline
+     * would hide it. */
+    base = rss_bytes();
+    for (c = 0; c < k->cycles; c++)
+        if (spike_cycle(k, t, c, base) != 0)
+            break;
+    k->free_errors = k->s.a->thread_fini(t);
+    return NULL;
+}
+
+void bench_measure_spike(const struct bench_run_cfg *o, const struct bench_alloc *a,
+                         struct bench_result *res)
+{
+    const double mib = 1024.0 * 1024.0;
+    struct bench_params p;
+    struct spike k;
+    char err[256] = "";
+    size_t held_bytes;
+    pthread_t th;
+    double *buf;
+    int rc;
+
+    memset(&k, 0, sizeof k);
+    k.s.a = a;
+    k.s.w = W_SPIKE;
+    k.s.threads = 1;
+    k.s.lanes = 1;
+    k.s.pin = o->pin;
+    k.s.cpus = o->cpus;
+    k.s.ncpus = o->ncpus;
+    k.size = o->size;
+    k.nblocks = (size_t)o->spike_blocks;
+    k.cycles = o->reps;
+
+    /* The pointer array is mapped, not malloc'd: in glibc's heap it would
+     * sit among the glibc row's blocks. */
+    held_bytes = k.nblocks * sizeof *k.held;
+    k.held = mmap(NULL, held_bytes, PROT_READ | PROT_WRITE,
+                  MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    buf = calloc(4 * (size_t)k.cycles, sizeof *buf);
+    if (k.held == MAP_FAILED || !buf) {
+        fprintf(stderr, "lfp-bench: spike: no memory for %zu block pointers\n",
+                k.nblocks);
+        exit(2);
+    }
+    k.ns = buf;
+    k.peak = buf + k.cycles;
+    k.after = buf + 2 * k.cycles;
+    k.pct = buf + 3 * k.cycles;
+
+    memset(&p, 0, sizeof p);
+    p.size = o->size;
+    p.threads = 1;
+    p.per_thread = k.nblocks;
+    p.grow = 1;
+    k.s.g = a->create(a, &p, err, sizeof err);
+    if (!k.s.g) {
+        fprintf(stderr, "lfp-bench: %s: %s\n", a->name, err);
+        exit(1);
+    }
+
+    rc = pthread_create(&th, NULL, spike_main, &k);
+    if (rc != 0) {
+        fprintf(stderr, "lfp-bench: pthread_create: %s\n", strerror(rc));
+        exit(2);
+    }
+    pthread_join(th, NULL);
+
+    if (k.init_failed) {
+        fprintf(stderr, "lfp-bench: %s: per-thread setup failed\n", a->name);
+        exit(1);
+    }
+    if (k.null_allocs) {
+        fprintf(stderr, "lfp-bench: %s: allocation returned NULL (%s)\n",
+                a->name, strerror(k.alloc_errno));
+        exit(1);
+    }
+    if (k.bad_data || k.free_errors) {
+        fprintf(stderr, "lfp-bench: %s: %llu blocks changed while allocated, "
+                        "%lu failed frees\n",
+                a->name, (unsigned long long)k.bad_data, k.free_errors);
+        exit(1);
+    }
+    if (a->destroy(k.s.g, err, sizeof err) != 0) {
+        fprintf(stderr, "lfp-bench: %s after spike: %s\n", a->name, err);
+        exit(1);
+    }
+    munmap(k.held, held_bytes);
+
+    if (k.trim_failed) {
+        res->status = BENCH_SKIPPED;
+        res->note = strdup(k.err); /* kept until the program ends */
+        if (!res->note)
+            res->note = "the trim failed";
+    } else {
+        res->status = BENCH_OK;
+        res->reps = k.cycles;
+        res->ops = k.nblocks;
+        res->ms_cycle = median(k.ns, k.cycles) / 1e6;
+        res->ns_med = res->ms_cycle * 1e6 / (double)k.nblocks;
+        res->ns_min = k.ns[0] / (double)k.nblocks;
+        res->ns_max = k.ns[k.cycles - 1] / (double)k.nblocks;
+        res->mops = (double)k.nblocks / (res->ms_cycle * 1e3);
+        res->peak_mib = median(k.peak, k.cycles) / mib;
+        res->trimmed_mib = median(k.after, k.cycles) / mib;
+        res->returned_pct = median(k.pct, k.cycles);
+    }
+    free(buf);
 }
