@@ -67,7 +67,11 @@ enum {
     /** Grow in slabs on demand up to lfp_config::max_blocks, and give fully
      *  free slabs back to the OS with lfp_pool_trim() (or automatically, see
      *  lfp_config::trim_threshold). Depot exchanges of growable pools run in
-     *  an RCU read-side section (liburcu-bp); fixed pools never use RCU. */
+     *  an RCU read-side section (liburcu-bp); fixed pools never use RCU.
+     *  A growable pool reserves address space (not memory) for its slabs:
+     *  enough for max_blocks, up to 64 GiB, or 1 GiB when unbounded. Blocks
+     *  in that range are freed as cheaply as a fixed pool's; slabs past it
+     *  still work, found through a table (a few loads more per lfp_free). */
     LFP_GROWABLE = 1u << 0,
     /** lfp_alloc() returns blocks filled with zero bytes (a memset per
      *  alloc). Cannot be combined with an init constructor. */
@@ -149,7 +153,10 @@ struct lfp_config {
     void *arg;           /**< passed to init and fini */
     /** Growable pools only: bytes per slab, a power of two of at least
      *  64 KiB and one block; 0 = the library's choice: 256 KiB, doubled
-     *  until it holds at least 16 blocks. */
+     *  until it holds at least 16 blocks. In the pool's reserved range (see
+     *  LFP_GROWABLE) a slab holds a power of two of blocks, the most that
+     *  fit this size, rounded up to whole pages (never past 4x the size);
+     *  lfp_pool_trim() returns multiples of that. */
     size_t slab_size;
     /** Growable pools only: when more than this many bytes of free blocks
      *  sit in the shared depot, the thread whose free crosses the line trims

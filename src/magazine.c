@@ -3,11 +3,15 @@
  * Per-thread magazines (Bonwick & Adams, 2001) in front of the depot.
  *
  * Each thread owns a cache (struct lfp_tcache) with one slot per pool id.
- * A slot holds two magazines, "loaded" and "previous": chains of free blocks
- * linked through the blocks themselves, so a magazine costs no memory of its
- * own. alloc pops loaded; free pushes loaded. Only when loaded is empty
- * (alloc) or full (free) does the thread swap with previous or trade one
- * whole magazine with the depot, one CAS for cap blocks.
+ * A slot holds two magazines, "loaded" and "previous": arrays of pointers to
+ * free blocks (struct lfp_mag). alloc pops loaded; free pushes loaded. Only
+ * when loaded is empty (alloc) or full (free) does the thread swap with
+ * previous or trade one whole magazine with the depot: one CAS moves cap
+ * blocks, and another takes an empty magazine from (or gives one to) the
+ * pool's stack of them. No block is touched on the way: the blocks of a
+ * magazine stay as the program left them, and in whatever cache they are.
+ * Blocks that reach the depot other ways (fresh ones, flushed caches, bulk
+ * frees without a cache) travel as chains linked through the blocks.
  *
  * Thread caches are registered in a global push-only list and recycled when
  * their thread exits, so other threads may always walk them (statistics,
@@ -204,6 +208,42 @@ static struct lfp_tcache *lfp_tcache_get(void)
     return tc;
 }
 
+/* ---- magazines, the objects ---- */
+
+struct lfp_mag *lfp_mag_get(struct lfp_pool *pool)
+{
+    /* Magazines live as long as their pool, so the pop may read any. */
+    struct lfp_node *n = lfp_stack_pop(&pool->mags_empty);
+    if (n != NULL)
+        return (struct lfp_mag *)(void *)n;
+    struct lfp_mag *m = lfp_sys_alloc(sizeof(*m) + pool->mag_size * sizeof(void *), 0);
+    if (m == NULL)
+        return NULL;
+    struct lfp_mag *head = atomic_load_explicit(&pool->mags_all, memory_order_relaxed);
+    do {
+        m->all_next = head;
+    } while (!atomic_compare_exchange_weak_explicit(&pool->mags_all, &head, m,
+                                                    memory_order_release,
+                                                    memory_order_relaxed));
+    return m;
+}
+
+void lfp_mag_put(struct lfp_pool *pool, struct lfp_mag *m)
+{
+    struct lfp_node *n = (struct lfp_node *)(void *)&m->hdr;
+    lfp_stack_push(&pool->mags_empty, n, n);
+}
+
+void lfp_mags_free_all(struct lfp_pool *pool)
+{
+    struct lfp_mag *m = atomic_exchange_explicit(&pool->mags_all, NULL, memory_order_acquire);
+    while (m != NULL) {
+        struct lfp_mag *next = m->all_next;
+        lfp_sys_free(m);
+        m = next;
+    }
+}
+
 /* The calling thread's slot for pool, bound on first use; NULL when the
  * thread has no cache (or no memory for its magazines). */
 static LFP_NOINLINE struct lfp_slot *lfp_slot_bind(struct lfp_pool *pool)
@@ -218,19 +258,20 @@ static LFP_NOINLINE struct lfp_slot *lfp_slot_bind(struct lfp_pool *pool)
         return s;
 
     /* Unbound, or revoked by the destroy of an earlier pool with this id:
-     * whatever the rounds held died with that pool. */
+     * its magazines died with that pool. A pool without a cache has none. */
     uint32_t m = pool->mag_size;
-    if (s->buf_rounds < m) {
-        void **buf = lfp_sys_alloc(2 * (size_t)m * sizeof(void *), 0);
-        if (buf == NULL)
+    struct lfp_mag *a = NULL, *b = NULL;
+    if (m != 0) {
+        a = lfp_mag_get(pool);
+        b = a != NULL ? lfp_mag_get(pool) : NULL;
+        if (b == NULL) {
+            if (a != NULL)
+                lfp_mag_put(pool, a);
             return NULL;
-        lfp_sys_free(s->buf);
-        s->buf = buf;
-        s->buf_rounds = m;
+        }
     }
-    s->loaded = s->buf;
-    /* A pool without a cache has no rounds (and maybe no buffer at all). */
-    s->prev = s->buf != NULL ? s->buf + s->buf_rounds : NULL;
+    s->loaded = a != NULL ? a->rounds : NULL;
+    s->prev = b != NULL ? b->rounds : NULL;
     lfp_set32(&s->nloaded, 0);
     lfp_set32(&s->nprev, 0);
     lfp_set32(&s->cap, m);
@@ -277,7 +318,9 @@ static struct lfp_free *lfp_rounds_chain(const struct lfp_pool *pool, void **rou
 }
 
 /* loaded is empty: fill it from previous, the depot, or fresh blocks.
- * Returns false when the pool has no free block to give this thread. */
+ * Returns false when the pool has no free block to give this thread. A
+ * whole magazine from the depot is loaded as it is, and the empty one goes
+ * back to the pool. */
 static bool lfp_mag_refill(struct lfp_pool *pool, struct lfp_slot *s)
 {
     uint32_t n = lfp_get32(&s->nprev);
@@ -290,11 +333,17 @@ static bool lfp_mag_refill(struct lfp_pool *pool, struct lfp_slot *s)
         return true;
     }
     struct lfp_free *b = lfp_depot_pop(pool, &n);
+    if (b != NULL && lfp_batch_is_mag(b)) {
+        lfp_mag_put(pool, lfp_mag_of(s->loaded));
+        s->loaded = ((struct lfp_mag *)(void *)b)->rounds;
+        lfp_set32(&s->nloaded, n);
+        lfp_take(pool, s, n);
+        return true;
+    }
     if (b == NULL && (n = lfp_carve(pool, lfp_get32(&s->cap), &b)) == 0)
         return false;
-    /* Batches of a cached pool hold at most its magazine size. The walk is
-     * the one pointer chase of the design: one load per block, once per
-     * magazine. */
+    /* A chain (fresh blocks, a flushed cache, a bulk free, a trim's
+     * leftovers) of at most the magazine size: one load per block. */
     for (uint32_t i = 0; i < n; i++) {
         struct lfp_free *next = b->chain;
         s->loaded[i] = lfp_block_of(b, pool->link_off);
@@ -306,13 +355,26 @@ static bool lfp_mag_refill(struct lfp_pool *pool, struct lfp_slot *s)
     return true;
 }
 
-/* loaded is full: it becomes previous; a full previous goes to the depot. */
+/* loaded is full: it becomes previous; a full previous goes to the depot,
+ * whole, and an empty one takes its place (without memory for one, its
+ * rounds go as a chain). */
 static void lfp_mag_spill(struct lfp_pool *pool, struct lfp_slot *s)
 {
     uint32_t np = lfp_get32(&s->nprev);
     if (np != 0) {
-        struct lfp_free *b = lfp_rounds_chain(pool, s->prev, np);
+        struct lfp_mag *empty = lfp_mag_get(pool);
+        struct lfp_free *b;
+        if (empty != NULL) {
+            struct lfp_mag *full = lfp_mag_of(s->prev);
+            full->n = np;
+            full->hdr.chain = LFP_MAG_MARK;
+            b = &full->hdr;
+            s->prev = empty->rounds;
+        } else {
+            b = lfp_rounds_chain(pool, s->prev, np);
+        }
         lfp_take(pool, s, -(intptr_t)np);
+        lfp_set32(&s->nprev, 0);
         lfp_depot_push(pool, b, b, np);
     }
     void **t = s->prev;
@@ -354,6 +416,11 @@ static void lfp_flush_slot(struct lfp_slot *s, bool unbind)
         atomic_fetch_add_explicit(&pool->retired, taken, memory_order_relaxed);
         atomic_store_explicit(&s->taken, 0, memory_order_relaxed);
         lfp_set32(&s->cap, 0);
+        if (s->loaded != NULL) {
+            lfp_mag_put(pool, lfp_mag_of(s->loaded));
+            lfp_mag_put(pool, lfp_mag_of(s->prev));
+        }
+        s->loaded = s->prev = NULL;
         atomic_store_explicit(&s->pool, NULL, memory_order_release);
     } else {
         atomic_store_explicit(&s->taken, taken, memory_order_relaxed);
@@ -378,21 +445,34 @@ static void lfp_depot_push_singles(struct lfp_pool *pool, struct lfp_free *first
     lfp_depot_push(pool, first, l, n);
 }
 
-static struct lfp_free *lfp_take_one(struct lfp_pool *pool, struct lfp_slot *s)
+/* One block from the depot (or a fresh one), for a thread without a
+ * magazine; NULL with errno set by the carve. */
+static void *lfp_take_one(struct lfp_pool *pool, struct lfp_slot *s)
 {
     uint32_t n;
     struct lfp_free *b = lfp_depot_pop(pool, &n);
+    if (b != NULL && lfp_batch_is_mag(b)) {
+        /* A cached thread's magazine: its top round, the rest back whole. */
+        struct lfp_mag *m = (struct lfp_mag *)(void *)b;
+        void *block = lfp_round_take(m->rounds, n);
+        lfp_take(pool, s, 1);
+        if ((m->n = n - 1) != 0)
+            lfp_depot_push(pool, b, b, n - 1);
+        else
+            lfp_mag_put(pool, m);
+        return block;
+    }
     /* One block at a time: carving only when the depot is empty keeps the
      * carved count equal to the peak of blocks in use. */
     if (b == NULL && (n = lfp_carve(pool, 1, &b)) == 0)
         return NULL;
     lfp_take(pool, s, 1);
     if (n > 1) {
-        /* A cached thread's batch (or a new slab's): the rest goes back. */
+        /* A flushed cache's chain (or a new slab's): the rest goes back. */
         lfp_depot_push_singles(pool, b->chain);
         b->chain = NULL;
     }
-    return b;
+    return lfp_block_of(b, pool->link_off);
 }
 
 static void lfp_give_one(struct lfp_pool *pool, struct lfp_slot *s, void *block)
@@ -428,11 +508,8 @@ static LFP_NOINLINE void *lfp_alloc_slow(struct lfp_pool *pool)
         uint32_t n = lfp_get32(&s->nloaded);
         block = lfp_round_take(s->loaded, n);
         lfp_set32(&s->nloaded, n - 1);
-    } else {
-        struct lfp_free *l = lfp_take_one(pool, s);
-        if (l == NULL)
-            return NULL;
-        block = lfp_block_of(l, pool->link_off);
+    } else if ((block = lfp_take_one(pool, s)) == NULL) {
+        return NULL;
     }
     return lfp_alloc_done(pool, block);
 }
@@ -554,10 +631,10 @@ LFP_API size_t lfp_alloc_bulk(lfp_pool *pool, void **blocks, size_t n)
         }
     } else {
         for (; i < n; i++) {
-            struct lfp_free *l = lfp_take_one(pool, s);
-            if (l == NULL)
+            void *block = lfp_take_one(pool, s);
+            if (block == NULL)
                 break;
-            blocks[i] = lfp_alloc_done(pool, lfp_block_of(l, pool->link_off));
+            blocks[i] = lfp_alloc_done(pool, block);
         }
     }
     return i; /* when short, errno was set by the carve */

@@ -25,6 +25,7 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <urcu/urcu-bp.h>
 
@@ -572,9 +573,13 @@ int lfp_slab_setup(struct lfp_pool *pool, const struct lfp_config *cfg)
 
 void lfp_slab_destroy_all(struct lfp_pool *pool)
 {
-    /* Releases an automatic trim left to call_rcu touch the range. */
-    if (atomic_load_explicit(&pool->releasing, memory_order_acquire) != 0)
-        urcu_bp_barrier();
+    /* Releases an automatic trim left to call_rcu still touch the pool:
+     * wait until the last is done. (Not urcu_bp_barrier: it would wait for
+     * every pool's, and its ordering is invisible to ThreadSanitizer.) */
+    while (atomic_load_explicit(&pool->releasing, memory_order_acquire) != 0) {
+        struct timespec pause = { 0, 100000 };
+        nanosleep(&pause, NULL);
+    }
     struct lfp_node *n = lfp_stack_pop_all(&pool->slabs);
     while (n != NULL) {
         struct lfp_slab *d = LFP_CONTAINER(n, struct lfp_slab, pool_link);
@@ -600,13 +605,24 @@ void lfp_rcu_read_unlock(void)
 
 /* ---- trim ---- */
 
-/* Call fn on every block of a detached depot list; fn may relink the block,
- * so its links are read before the call. */
+/* Call fn on the links of every block of a detached depot list; fn may
+ * relink the block, so its links are read before the call. With last, the
+ * list's magazines are done with afterwards: they go back to the pool. */
 static void lfp_depot_list_each(struct lfp_pool *pool, struct lfp_free *batches,
-                                void (*fn)(void *ctx, struct lfp_free *l), void *ctx)
+                                void (*fn)(void *ctx, struct lfp_free *l), void *ctx,
+                                bool last)
 {
     while (batches != NULL) {
         struct lfp_free *next_batch = batches->next;
+        if (lfp_batch_is_mag(batches)) {
+            struct lfp_mag *m = (struct lfp_mag *)(void *)batches;
+            for (uint32_t i = 0; i < m->n; i++)
+                fn(ctx, lfp_link_open(pool, m->rounds[i]));
+            if (last)
+                lfp_mag_put(pool, m);
+            batches = next_batch;
+            continue;
+        }
         uint32_t len = batches->chain ? (uint32_t)(uintptr_t)batches->chain->next : 1;
         struct lfp_free *l = batches;
         for (uint32_t i = 0; i < len && l != NULL; i++) {
@@ -616,7 +632,6 @@ static void lfp_depot_list_each(struct lfp_pool *pool, struct lfp_free *batches,
         }
         batches = next_batch;
     }
-    (void)pool;
 }
 
 struct lfp_trim_ctx {
@@ -651,7 +666,7 @@ size_t lfp_slab_trim(struct lfp_pool *pool, bool wait)
     struct lfp_free *batches = (struct lfp_free *)lfp_stack_pop_all(&pool->depot);
     struct lfp_trim_ctx t = { .pool = pool };
     t.keep.size = pool->mag_size ? pool->mag_size : 1;
-    lfp_depot_list_each(pool, batches, lfp_trim_count, &t);
+    lfp_depot_list_each(pool, batches, lfp_trim_count, &t, false);
 
     struct lfp_node *all = lfp_stack_pop_all(&pool->slabs);
     struct lfp_node *kept_first = NULL, *kept_last = NULL;
@@ -672,7 +687,7 @@ size_t lfp_slab_trim(struct lfp_pool *pool, bool wait)
         }
     }
     atomic_fetch_sub_explicit(&pool->depot_blocks, detached, memory_order_relaxed);
-    lfp_depot_list_each(pool, batches, lfp_trim_keep, &t);
+    lfp_depot_list_each(pool, batches, lfp_trim_keep, &t, true);
     for (struct lfp_node *n = kept_first; n != NULL; n = n->next)
         LFP_CONTAINER(n, struct lfp_slab, pool_link)->scratch = 0;
     if (kept_first != NULL)

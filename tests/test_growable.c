@@ -427,7 +427,8 @@ static void test_create_fails_with_enomem_when_its_reservation_is_refused_and_le
      * address space). Once made and dropped first, so that the tables for
      * this part of the address space exist already. */
     struct lfp_config big = { .block_size = 64 * KiB, .capacity = 16 * 16,
-                              .flags = LFP_GROWABLE, .slab_size = MiB, .name = "refused" };
+                              .max_blocks = 16 * 16, .flags = LFP_GROWABLE,
+                              .slab_size = MiB, .name = "refused" };
     CREATE_OR_RETURN(&big, &pool);
     CHECK_EQ(stats_of(pool).blocks_total, 16 * 16);
     CHECK_EQ(lfp_pool_destroy(pool), 0);
