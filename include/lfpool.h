@@ -69,7 +69,8 @@ enum {
      *  lfp_config::trim_threshold). Depot exchanges of growable pools run in
      *  an RCU read-side section (liburcu-bp); fixed pools never use RCU.
      *  A growable pool reserves address space (not memory) for its slabs:
-     *  enough for max_blocks, up to 64 GiB, or 1 GiB when unbounded. Blocks
+     *  enough for max_blocks, up to 16 GiB, or 1 GiB when unbounded, and at
+     *  most 1/16 of RLIMIT_AS when that is set. Blocks
      *  in that range are freed as cheaply as a fixed pool's; slabs past it
      *  still work, found through a table (a few loads more per lfp_free). */
     LFP_GROWABLE = 1u << 0,
@@ -155,8 +156,7 @@ struct lfp_config {
      *  64 KiB and one block; 0 = the library's choice: 256 KiB, doubled
      *  until it holds at least 16 blocks. In the pool's reserved range (see
      *  LFP_GROWABLE) a slab holds a power of two of blocks, the most that
-     *  fit this size, rounded up to whole pages (never past 4x the size);
-     *  lfp_pool_trim() returns multiples of that. */
+     *  fit this size, rounded up to whole pages (never past 4x the size). */
     size_t slab_size;
     /** Growable pools only: when more than this many bytes of free blocks
      *  sit in the shared depot, the thread whose free crosses the line trims
@@ -183,7 +183,9 @@ struct lfp_stats {
     size_t blocks_carved;     /**< fixed pool: blocks made ready so far (carving
                                    is lazy); growable pool: blocks in its slabs
                                    now (falls after a trim) */
-    size_t bytes_reserved;    /**< memory the pool holds (address space) */
+    size_t bytes_reserved;    /**< memory the pool holds: a fixed pool's
+                                   mapping (address space, resident as
+                                   carved); a growable pool's live slabs */
     size_t cache_size;        /**< effective blocks per magazine, 0 = no cache */
 };
 

@@ -131,12 +131,14 @@ struct lfp_pool {
     /* The reserved range: address space mapped without access, slabs made
      * accessible in it at positions claimed in range_claim (a bit each). */
     size_t range_slots;
+    size_t range_span;           /* bytes per position: 1 << range_shift blocks */
     size_t range_bytes;
     void *range_map;
     size_t range_map_size;
     _Atomic uint64_t *range_claim;
     _Atomic size_t range_hint;   /* no free position in claim words below */
     _Atomic size_t releasing;    /* slab releases waiting for a grace period */
+    _Atomic size_t slab_mapped;  /* bytes of the slabs in the pool */
 
     /* Checked fixed pools only: a bit per block, set while it is in use. */
     _Atomic uint64_t *used;

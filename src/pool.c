@@ -358,8 +358,8 @@ LFP_API int lfp_pool_stats(const lfp_pool *pool, struct lfp_stats *out)
     out->blocks_cached = cached;
     out->blocks_carved = carved;
     if (growable)
-        out->bytes_reserved = (carved + pool->slab_blocks - 1) / pool->slab_blocks *
-                              pool->slab_bytes;
+        out->bytes_reserved =
+            atomic_load_explicit(&((struct lfp_pool *)pool)->slab_mapped, memory_order_relaxed);
     else
         out->bytes_reserved = pool->map != NULL ? pool->map_size : pool->span;
     out->cache_size = pool->mag_size;
@@ -461,21 +461,22 @@ void *lfp_os_reserve(size_t size)
 
 /* A new mapping over the part, not mprotect: it starts zero-filled, and the
  * kernel never hands its address to anyone else meanwhile. */
+/* Access changes only, never a new mapping: a failed mmap(MAP_FIXED) may
+ * leave a hole in the reservation, where anything could be mapped next. The
+ * pages read as zero: never touched, or dropped by lfp_os_decommit. */
 bool lfp_os_commit(void *p, size_t size)
 {
     if (lfp_sys_refused(true))
         return false;
-    return mmap(p, size, PROT_READ | PROT_WRITE,
-                MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_FIXED, -1, 0) != MAP_FAILED;
+    return mprotect(p, size, PROT_READ | PROT_WRITE) == 0;
 }
 
 void lfp_os_decommit(void *p, size_t size)
 {
-    /* Replacing the pages drops them; should the kernel refuse (out of
-     * mappings), dropping their contents still gives the memory back. */
-    if (mmap(p, size, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_FIXED,
-             -1, 0) == MAP_FAILED)
-        madvise(p, size, MADV_DONTNEED);
+    /* Dropping the pages gives the memory back even should the kernel
+     * refuse the protection change (out of mappings). */
+    madvise(p, size, MADV_DONTNEED);
+    mprotect(p, size, PROT_NONE);
 }
 
 static int lfp_cmp_ptr(const void *a, const void *b)

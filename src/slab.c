@@ -23,8 +23,11 @@
  * 70 us) is paid by trim alone.
  */
 #include <errno.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <sys/resource.h>
 #include <time.h>
 
 #include <urcu/urcu-bp.h>
@@ -41,7 +44,10 @@
 /* Address space a growable pool reserves for its range: unbounded pools
  * this much, bounded ones enough for max_blocks, up to the second. */
 #define LFP_RANGE_DEFAULT ((size_t)1 << 30)
-#define LFP_RANGE_MAX ((size_t)1 << 36)
+#define LFP_RANGE_MAX ((size_t)1 << 34)
+/* With a limit on the address space (RLIMIT_AS), a range takes at most this
+ * fraction of it. */
+#define LFP_RANGE_RLIMIT_SHARE 16
 
 #ifdef LFP_TEST_HOOKS
 /* Test builds only: when > 0, ranges are at most this many bytes (1: none),
@@ -177,10 +183,12 @@ static inline size_t lfp_slab_blocks(const struct lfp_slab *d)
 
 /* ---- the range ---- */
 
-/* Words of range_claim below the hint have no free position: lower it to w. */
+/* Words of range_claim below the hint have no free position: lower it to w.
+ * Sequentially consistent, as the claim's raise and look again are: with
+ * weaker orders both sides could miss the other (store buffering). */
 static void lfp_range_hint_lower(struct lfp_pool *pool, size_t w)
 {
-    size_t h = atomic_load_explicit(&pool->range_hint, memory_order_relaxed);
+    size_t h = atomic_load(&pool->range_hint);
     while (h > w && !atomic_compare_exchange_weak(&pool->range_hint, &h, w))
         ;
 }
@@ -199,19 +207,21 @@ static size_t lfp_range_claim(struct lfp_pool *pool)
                 return w * 64 + (size_t)__builtin_ctzll(bit);
         }
         /* Full: raise the hint past it, then look again, for a position
-         * freed before the raise would be hidden by it. */
+         * freed before the raise would be hidden by it; if one was, try
+         * this word again. */
         size_t h = w;
         if (atomic_compare_exchange_strong(&pool->range_hint, &h, w + 1) &&
-            ~atomic_load(&pool->range_claim[w]) != 0)
+            ~atomic_load(&pool->range_claim[w]) != 0) {
             lfp_range_hint_lower(pool, w);
+            w--;
+        }
     }
     return SIZE_MAX;
 }
 
 static void lfp_range_unclaim(struct lfp_pool *pool, size_t pos)
 {
-    atomic_fetch_and_explicit(&pool->range_claim[pos / 64], ~((uint64_t)1 << (pos % 64)),
-                              memory_order_release);
+    atomic_fetch_and(&pool->range_claim[pos / 64], ~((uint64_t)1 << (pos % 64)));
     lfp_range_hint_lower(pool, pos / 64);
 }
 
@@ -219,10 +229,10 @@ static void lfp_range_unclaim(struct lfp_pool *pool, size_t pos)
  * pool's bound. */
 static size_t lfp_range_blocks(const struct lfp_pool *pool, size_t pos)
 {
-    size_t first = pos << pool->range_shift;
+    size_t per = (size_t)1 << pool->range_shift;
     size_t left = atomic_load_explicit(&((struct lfp_pool *)pool)->carved,
-                                       memory_order_relaxed) - first;
-    return left < pool->slab_blocks ? left : pool->slab_blocks;
+                                       memory_order_relaxed) - pos * per;
+    return left < per ? left : per;
 }
 
 /*
@@ -235,7 +245,15 @@ static size_t lfp_range_blocks(const struct lfp_pool *pool, size_t pos)
  * range (no geometry fits within 4x the slab size, or no address space), or
  * once it is full, slabs are mapped anywhere and found through the
  * registry. Either way the pool works; the range only makes free cheaper.
+ * Its tables sit at the start of the same reservation, made accessible
+ * there: pages of them become resident only as positions are used.
  */
+/* The range's tables: a slab pointer per position, then the claim bitmap. */
+static size_t lfp_range_tables_size(size_t slots)
+{
+    return slots * sizeof(struct lfp_slab *) + (slots + 63) / 64 * sizeof(uint64_t);
+}
+
 static void lfp_range_setup(struct lfp_pool *pool)
 {
     size_t ps = lfp_page_size(), stride = pool->stride;
@@ -246,6 +264,10 @@ static void lfp_range_setup(struct lfp_pool *pool)
     if (span % ps != 0 || span > 4 * pool->slab_bytes)
         return;
     size_t limit = pool->max_blocks != 0 ? LFP_RANGE_MAX : LFP_RANGE_DEFAULT;
+    struct rlimit as;
+    if (getrlimit(RLIMIT_AS, &as) == 0 && as.rlim_cur != RLIM_INFINITY &&
+        as.rlim_cur / LFP_RANGE_RLIMIT_SHARE < limit)
+        limit = (size_t)(as.rlim_cur / LFP_RANGE_RLIMIT_SHARE);
 #ifdef LFP_TEST_HOOKS
     long test_limit = atomic_load(&lfp_test_range_bytes);
     if (test_limit > 0 && (size_t)test_limit < limit)
@@ -261,27 +283,27 @@ static void lfp_range_setup(struct lfp_pool *pool)
     /* Aligned to the blocks, and to the registry's unit as slabs of their
      * own are, so that slabs of 64 KiB are aligned to their size. */
     size_t pad = pool->align > LFP_UNIT ? pool->align : LFP_UNIT;
-    char *m = lfp_os_reserve(slots * span + pad);
-    _Atomic(struct lfp_slab *) *range = lfp_sys_zalloc(slots * sizeof(*range), 0);
-    _Atomic uint64_t *claim = lfp_sys_zalloc(words * sizeof(*claim), 0);
-    if (m == NULL || range == NULL || claim == NULL) {
-        if (m != NULL)
-            lfp_os_unmap(m, slots * span + pad);
-        lfp_sys_free(range);
-        lfp_sys_free(claim);
+    size_t tables = LFP__ROUND(lfp_range_tables_size(slots), ps);
+    size_t size = tables + pad + slots * span;
+    char *m = lfp_os_reserve(size);
+    if (m == NULL)
+        return;
+    if (mprotect(m, tables, PROT_READ | PROT_WRITE) != 0) {
+        lfp_os_unmap(m, size);
         return;
     }
+    _Atomic(struct lfp_slab *) *range = (void *)m;
+    _Atomic uint64_t *claim = (_Atomic uint64_t *)(void *)(range + slots);
     /* Positions past the last are claimed for good. */
     if (slots % 64 != 0)
         atomic_store(&claim[words - 1], ~(uint64_t)0 << (slots % 64));
     pool->range_map = m;
-    pool->range_map_size = slots * span + pad;
-    pool->base = LFP__ROUND((uintptr_t)m, pad);
+    pool->range_map_size = size;
+    pool->base = LFP__ROUND((uintptr_t)m + tables, pad);
     pool->range_bytes = slots * span;
     pool->range_slots = slots;
     pool->range_claim = claim;
-    pool->slab_blocks = blocks;
-    pool->slab_bytes = span;
+    pool->range_span = span;
     pool->range_shift = (unsigned)__builtin_ctzll(blocks);
     size_t positions = slots * blocks;
     atomic_store(&pool->carved, pool->max_blocks != 0 && pool->max_blocks < positions
@@ -294,8 +316,6 @@ static void lfp_range_teardown(struct lfp_pool *pool)
     if (pool->range == NULL)
         return;
     lfp_os_unmap(pool->range_map, pool->range_map_size);
-    lfp_sys_free(pool->range_claim);
-    lfp_sys_free((void *)pool->range);
     pool->range = NULL;
     atomic_store(&pool->carved, 0);
 }
@@ -309,15 +329,18 @@ static struct lfp_slab *lfp_slab_new(struct lfp_pool *pool, size_t nblocks, size
     struct lfp_node *n = lfp_stack_pop(&lfp_slab_spare);
     struct lfp_slab *d = n ? LFP_CONTAINER(n, struct lfp_slab, free_link)
                            : lfp_sys_zalloc(sizeof(*d), 0);
-    if (d == NULL)
+    if (d == NULL) {
+        if (pos != SIZE_MAX)
+            lfp_range_unclaim(pool, pos);
         return NULL;
+    }
     _Atomic uint64_t *used = NULL;
     if (lfp_checked(pool) && (used = lfp_sys_zalloc(lfp_used_bytes(nblocks), 0)) == NULL)
         goto fail;
     size_t size;
     uintptr_t base;
     if (pos != SIZE_MAX) {
-        size = pool->slab_bytes;
+        size = pool->range_span;
         base = pool->base + pos * size;
         if (!lfp_os_commit((void *)base, size))
             goto fail;
@@ -354,6 +377,7 @@ static struct lfp_slab *lfp_slab_new(struct lfp_pool *pool, size_t nblocks, size
         lfp_os_unmap(d->map, size);
         goto fail;
     }
+    atomic_fetch_add_explicit(&pool->slab_mapped, size, memory_order_relaxed);
     return d;
 fail:
     if (pos != SIZE_MAX)
@@ -421,6 +445,7 @@ static void lfp_slab_retire(struct lfp_pool *pool, struct lfp_slab *d)
         lfp_reg_set(lfp_slab_base(d), d->map_size, NULL);
     atomic_store_explicit(&d->pool, NULL, memory_order_release);
     atomic_fetch_sub_explicit(&pool->total, n, memory_order_relaxed);
+    atomic_fetch_sub_explicit(&pool->slab_mapped, d->map_size, memory_order_relaxed);
 }
 
 /* Link blocks into depot batches of the pool's size (one block each for
@@ -484,6 +509,11 @@ uint32_t lfp_slab_grow(struct lfp_pool *pool, uint32_t want, struct lfp_free **f
 {
     /* A whole position of the range if one is free and fits the bound, else
      * a slab of its own (the last one may be cut short by the bound). */
+    if (pool->max_blocks != 0 &&
+        atomic_load_explicit(&pool->total, memory_order_relaxed) >= pool->max_blocks) {
+        errno = ENOBUFS;
+        return 0;
+    }
     size_t n = 0, pos = pool->range != NULL ? lfp_range_claim(pool) : SIZE_MAX;
     if (pos != SIZE_MAX && (n = lfp_total_add(pool, lfp_range_blocks(pool, pos), false)) == 0) {
         lfp_range_unclaim(pool, pos);
@@ -528,8 +558,25 @@ uint32_t lfp_slab_grow(struct lfp_pool *pool, uint32_t want, struct lfp_free **f
     return mine;
 }
 
+/* call_rcu's worker thread does not survive fork(): liburcu's hooks stop it
+ * around the fork and start one in the child, whose automatic trims would
+ * otherwise queue releases nobody runs (and its lfp_pool_destroy would wait
+ * for them for ever). Registered once, with the first growable pool. */
+static pthread_once_t lfp_fork_once = PTHREAD_ONCE_INIT;
+static int lfp_fork_err;
+
+static void lfp_fork_hooks(void)
+{
+    lfp_fork_err = pthread_atfork(urcu_bp_call_rcu_before_fork,
+                                  urcu_bp_call_rcu_after_fork_parent,
+                                  urcu_bp_call_rcu_after_fork_child);
+}
+
 int lfp_slab_setup(struct lfp_pool *pool, const struct lfp_config *cfg)
 {
+    pthread_once(&lfp_fork_once, lfp_fork_hooks);
+    if (lfp_fork_err != 0)
+        return LFP_ENOMEM;
     size_t bytes = cfg->slab_size;
     if (bytes != 0) {
         if ((bytes & (bytes - 1)) != 0 || bytes < LFP_UNIT || bytes < pool->stride)

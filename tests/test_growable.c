@@ -27,6 +27,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/resource.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -872,6 +874,91 @@ static void test_trim_threshold_trims_automatically_and_zero_never_does(void)
     }
 }
 
+/* Free n blocks of a pool with a trim threshold of one slab: the frees
+ * trim it automatically, its releases queued to call_rcu. */
+static void churn_auto_trim(lfp_pool *pool, void **b, int n)
+{
+    for (int i = 0; i < n; i++)
+        REQUIRE((b[i] = lfp_alloc(pool)) != NULL);
+    for (int i = 0; i < n; i++)
+        CHECK_EQ(lfp_free(pool, b[i]), 0);
+    lfp_thread_flush();
+}
+
+/* A child of fork() trims automatically and destroys its pools as the
+ * parent does: its releases run (liburcu's call_rcu thread is started
+ * again in the child), and destroy, which waits for them, returns. */
+static void test_automatic_trim_and_destroy_work_in_a_forked_child(void)
+{
+#ifdef CHECK_TSAN
+    printf("  skipped under TSan: it does not support fork() in a threaded program\n");
+#else
+    enum { N = 16 * 16 };
+    struct lfp_config cfg = { .block_size = 4 * KiB, .flags = LFP_GROWABLE,
+                              .slab_size = 64 * KiB, .cache_size = 4,
+                              .trim_threshold = 64 * KiB };
+    lfp_pool *pool;
+    CREATE_OR_RETURN(&cfg, &pool);
+    static void *b[N];
+    churn_auto_trim(pool, b, N); /* starts the call_rcu thread */
+    fflush(NULL);
+    pid_t pid = fork();
+    REQUIRE(pid >= 0);
+    if (pid == 0) {
+        alarm(20); /* a hang is a failure, not a stuck test */
+        churn_auto_trim(pool, b, N);
+        int ok = lfp_pool_verify(pool) == 0 && lfp_pool_destroy(pool) == 0;
+        lfp_pool *again;
+        ok = ok && lfp_pool_create(&cfg, &again) == 0;
+        if (ok) {
+            churn_auto_trim(again, b, N);
+            ok = lfp_pool_destroy(again) == 0;
+        }
+        _exit(ok ? 0 : 1);
+    }
+    int status = 0;
+    REQUIRE(waitpid(pid, &status, 0) == pid);
+    CHECK(WIFEXITED(status));
+    CHECK_EQ(WIFEXITED(status) ? WEXITSTATUS(status) : -1, 0);
+    /* The parent's releases still run after the fork, too. */
+    churn_auto_trim(pool, b, N);
+    CHECK_EQ(lfp_pool_verify(pool), 0);
+    CHECK_EQ(lfp_pool_destroy(pool), 0);
+#endif
+}
+
+/* Under a limit on the address space, ranges take a small share of it:
+ * four unbounded pools and a bounded one leave room for a 1 GiB malloc in a
+ * 3 GiB address space (each would reserve 1 GiB or more without a limit). */
+static void test_ranges_leave_room_under_an_address_space_limit(void)
+{
+#ifdef UNDER_SANITIZER
+    printf("  skipped under a sanitizer: its shadow memory needs the address space\n");
+#else
+    fflush(NULL);
+    pid_t pid = fork();
+    REQUIRE(pid >= 0);
+    if (pid == 0) {
+        size_t vm = mapped_bytes();
+        struct rlimit lim = { vm + 3 * (size_t)1024 * MiB, vm + 3 * (size_t)1024 * MiB };
+        int ok = setrlimit(RLIMIT_AS, &lim) == 0;
+        struct lfp_config cfg = { .block_size = 64, .flags = LFP_GROWABLE };
+        lfp_pool *p[5];
+        for (int i = 0; i < 4 && ok; i++)
+            ok = lfp_pool_create(&cfg, &p[i]) == 0 && lfp_alloc(p[i]) != NULL;
+        cfg.max_blocks = (size_t)1 << 26; /* 4 GiB of 64-byte blocks */
+        ok = ok && lfp_pool_create(&cfg, &p[4]) == 0 && lfp_alloc(p[4]) != NULL;
+        void *big = ok ? malloc((size_t)1024 * MiB) : NULL;
+        ok = ok && big != NULL;
+        free(big);
+        _exit(ok ? 0 : 1);
+    }
+    int status = 0;
+    REQUIRE(waitpid(pid, &status, 0) == pid);
+    CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+#endif
+}
+
 /* ---- constructors and destructors ---- */
 
 #define CONSTRUCTED 0x0b10cc0de5eedull
@@ -1145,6 +1232,8 @@ int main(void)
     RUN(test_foreign_pointers_of_every_kind_are_rejected_without_fault);
     RUN(test_slabs_beyond_a_full_range_work_like_those_in_it);
     RUN(test_trim_threshold_trims_automatically_and_zero_never_does);
+    RUN(test_automatic_trim_and_destroy_work_in_a_forked_child);
+    RUN(test_ranges_leave_room_under_an_address_space_limit);
     RUN(test_init_and_fini_run_once_per_block_over_each_slab_lifetime);
     RUN(test_threads_churning_through_magazines_while_trimming_stay_consistent);
     return check_done();
