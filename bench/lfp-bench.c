@@ -71,8 +71,9 @@ static void usage(FILE *f)
 "\n"
 "Allocators (--alloc): lfpool, lfpool-nocache, lfpool-growable,\n"
 "  lfpool-checked (LFP_CHECKED: the cost of checked mode), glibc, jemalloc,\n"
-"  mimalloc, tcmalloc, mutex-list, tl-list. Peers (glibc, jemalloc, mimalloc,\n"
-"  tcmalloc, mutex-list) set \"vs best peer\"; tl-list is a per-thread list\n"
+"  mimalloc, tcmalloc, mutex-list, treiber-list, tl-list. Peers (glibc,\n"
+"  jemalloc, mimalloc, tcmalloc, mutex-list, treiber-list: lfpool's bare\n"
+"  lock-free stack, no cache) set \"vs best peer\"; tl-list is a per-thread list\n"
 "  without atomics, the floor no thread-safe pool can beat, and cannot run\n"
 "  xfer or server. jemalloc, mimalloc and tcmalloc are loaded at run time\n"
 "  with dlopen and skipped when absent.\n"
@@ -166,7 +167,7 @@ static int add_thread(const char *item, void *ctx)
 
 static const char *const row_names[] = {"lfpool", "lfpool-nocache", "lfpool-growable",
                                         "lfpool-checked", "glibc", "jemalloc", "mimalloc",
-                                        "tcmalloc", "mutex-list", "tl-list"};
+                                        "tcmalloc", "mutex-list", "treiber-list", "tl-list"};
 #define NROW_NAMES (sizeof row_names / sizeof row_names[0])
 
 static size_t row_index(const char *name)

@@ -11,6 +11,9 @@
 #include "bench.h"
 
 #include <lfpool.h>
+#include <stdatomic.h>
+
+#include "stack.h"
 
 #include <dlfcn.h>
 #include <pthread.h>
@@ -326,12 +329,38 @@ static int tc_trim(void *g, char *err, size_t errlen)
 /* mutex-list: the classic thread-safe pool, one lock around an intrusive
  * free list over a preallocated array. */
 
+/* The blocks of a shared free list (mutex-list, treiber-list): an array
+ * sized like a fixed pool, linked through each block's first word in
+ * address order, so the first blocks handed out are neighbours, as with a
+ * freshly carved pool. NULL with err filled when it cannot be had. */
+static char *list_blocks(const struct bench_params *p, size_t *count, char *err,
+                         size_t errlen)
+{
+    size_t stride = list_stride(p->size), n = pool_capacity(p, stride), i;
+    char *mem;
+    if (n > POOL_BYTES_MAX / stride) {
+        snprintf(err, errlen, "a list of %zu blocks of %zu bytes exceeds %zu MiB", n,
+                 p->size, POOL_BYTES_MAX >> 20);
+        return NULL;
+    }
+    mem = alloc_lines(n * stride);
+    if (!mem) {
+        snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
+    for (i = 0; i < n; i++) {
+        void *next = i + 1 < n ? mem + (i + 1) * stride : NULL;
+        memcpy(mem + i * stride, &next, sizeof next);
+    }
+    *count = n;
+    return mem;
+}
+
 struct mutex_list {
     pthread_mutex_t lock;
     void *head;
     size_t in_use;
     char *mem;
-    size_t stride;
     size_t count;
 };
 
@@ -339,7 +368,6 @@ static void *ml_create(const struct bench_alloc *a, const struct bench_params *p
                        char *err, size_t errlen)
 {
     struct mutex_list *m;
-    size_t i;
     (void)a;
 
     m = alloc_lines(sizeof *m);
@@ -347,27 +375,12 @@ static void *ml_create(const struct bench_alloc *a, const struct bench_params *p
         snprintf(err, errlen, "out of memory");
         return NULL;
     }
-    m->stride = list_stride(p->size);
-    m->count = pool_capacity(p, m->stride);
-    if (m->count > POOL_BYTES_MAX / m->stride) {
-        snprintf(err, errlen, "a list of %zu blocks of %zu bytes exceeds %zu MiB",
-                 m->count, p->size, POOL_BYTES_MAX >> 20);
-        free(m);
-        return NULL;
-    }
-    m->mem = alloc_lines(m->count * m->stride);
+    m->mem = list_blocks(p, &m->count, err, errlen);
     if (!m->mem) {
-        snprintf(err, errlen, "out of memory");
         free(m);
         return NULL;
     }
     pthread_mutex_init(&m->lock, NULL);
-    /* Linked in address order, so the first blocks handed out are
-     * neighbours, as with a freshly carved pool. */
-    for (i = 0; i < m->count; i++) {
-        void *next = i + 1 < m->count ? m->mem + (i + 1) * m->stride : NULL;
-        memcpy(m->mem + i * m->stride, &next, sizeof next);
-    }
     m->head = m->mem;
     return m;
 }
@@ -420,6 +433,96 @@ static void ml_free(void *gp, void *p)
     m->head = p;
     m->in_use--;
     pthread_mutex_unlock(&m->lock);
+}
+
+/* ------------------------------------------------------------------------ */
+/* treiber-list: the lock-free free list that lfpool's depot is, bare: a
+ * Treiber stack of the blocks with a {pointer, tag} compare-and-swap
+ * (lfpool's own src/stack.c, compiled in), and nothing else: no per-thread
+ * cache, no ownership check, no counts. Its pair is two locked 16-byte CAS:
+ * the floor of lfpool-nocache. */
+
+struct treiber_list {
+    struct lfp_stack stack;
+    _Atomic long in_use;
+    char *mem;
+};
+
+static void *tr_create(const struct bench_alloc *a, const struct bench_params *p,
+                       char *err, size_t errlen)
+{
+    struct treiber_list *t;
+    size_t count;
+    (void)a;
+
+    t = alloc_lines(sizeof *t);
+    if (!t) {
+        snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
+    t->mem = list_blocks(p, &count, err, errlen);
+    if (!t->mem) {
+        free(t);
+        return NULL;
+    }
+    lfp_stack_init(&t->stack);
+    /* The blocks' first words link them already: one push of the chain. */
+    lfp_stack_push(&t->stack, (struct lfp_node *)(void *)t->mem,
+                   (struct lfp_node *)(void *)(t->mem + (count - 1) * list_stride(p->size)));
+    return t;
+}
+
+static int tr_destroy(void *gp, char *err, size_t errlen)
+{
+    struct treiber_list *t = gp;
+    long left = atomic_load(&t->in_use);
+    free(t->mem);
+    free(t);
+    if (left != 0) {
+        snprintf(err, errlen, "%ld blocks still in use", left);
+        return -1;
+    }
+    return 0;
+}
+
+/* The in-use count is kept per thread and summed at the end, so the pair
+ * costs only the two CAS. */
+struct treiber_thread {
+    struct treiber_list *t;
+    long in_use;
+};
+
+static void *tr_thread_init(void *g, unsigned tid)
+{
+    struct treiber_thread *th = alloc_lines(sizeof *th);
+    (void)tid;
+    if (th)
+        th->t = g;
+    return th;
+}
+
+static unsigned long tr_thread_fini(void *tp)
+{
+    struct treiber_thread *th = tp;
+    atomic_fetch_add(&th->t->in_use, th->in_use);
+    free(th);
+    return 0;
+}
+
+static void *tr_alloc(void *tp)
+{
+    struct treiber_thread *th = tp;
+    void *b = lfp_stack_pop(&th->t->stack);
+    th->in_use += b != NULL;
+    return b;
+}
+
+static void tr_free(void *tp, void *b)
+{
+    struct treiber_thread *th = tp;
+    struct lfp_node *n = b;
+    th->in_use--;
+    lfp_stack_push(&th->t->stack, n, n);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -769,7 +872,7 @@ void bench_check_glibc(FILE *f, int quiet)
 #endif
 }
 
-#define NROWS 10
+#define NROWS 11
 
 size_t bench_alloc_table(const struct bench_alloc **out, int sized_free)
 {
@@ -856,6 +959,13 @@ size_t bench_alloc_table(const struct bench_alloc **out, int sized_free)
         .create = ml_create, .destroy = ml_destroy,
         .thread_init = ml_thread_init, .thread_fini = ml_thread_fini,
         .alloc = ml_alloc, .free = ml_free,
+        .no_trim = "a fixed array, kept until destroyed"};
+    rows[n++] = (struct bench_alloc){
+        .name = "treiber-list", .kind = BENCH_PEER, .cross_thread = 1,
+        .api = "bare tagged Treiber stack, no cache (lfpool-nocache's floor)",
+        .create = tr_create, .destroy = tr_destroy,
+        .thread_init = tr_thread_init, .thread_fini = tr_thread_fini,
+        .alloc = tr_alloc, .free = tr_free,
         .no_trim = "a fixed array, kept until destroyed"};
     rows[n++] = (struct bench_alloc){
         .name = "tl-list", .kind = BENCH_FLOOR, .cross_thread = 0,

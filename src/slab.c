@@ -561,7 +561,8 @@ uint32_t lfp_slab_grow(struct lfp_pool *pool, uint32_t want, struct lfp_free **f
 /* call_rcu's worker thread does not survive fork(): liburcu's hooks stop it
  * around the fork and start one in the child, whose automatic trims would
  * otherwise queue releases nobody runs (and its lfp_pool_destroy would wait
- * for them for ever). Registered once, with the first growable pool. */
+ * for them for ever). Registered once, at the first call_rcu: a process
+ * that never trims automatically keeps its forks free of them. */
 static pthread_once_t lfp_fork_once = PTHREAD_ONCE_INIT;
 static int lfp_fork_err;
 
@@ -574,9 +575,6 @@ static void lfp_fork_hooks(void)
 
 int lfp_slab_setup(struct lfp_pool *pool, const struct lfp_config *cfg)
 {
-    pthread_once(&lfp_fork_once, lfp_fork_hooks);
-    if (lfp_fork_err != 0)
-        return LFP_ENOMEM;
     size_t bytes = cfg->slab_size;
     if (bytes != 0) {
         if ((bytes & (bytes - 1)) != 0 || bytes < LFP_UNIT || bytes < pool->stride)
@@ -753,6 +751,11 @@ size_t lfp_slab_trim(struct lfp_pool *pool, bool wait)
                           memory_order_relaxed);
     atomic_flag_clear_explicit(&pool->trimming, memory_order_release);
 
+    /* The automatic policy leaves the wait to call_rcu, when it can. */
+    if (list != NULL && !wait) {
+        pthread_once(&lfp_fork_once, lfp_fork_hooks);
+        wait = lfp_fork_err != 0;
+    }
     if (list != NULL && wait) {
 #ifndef LFP_TEST_NO_GRACE
         urcu_bp_synchronize_rcu();

@@ -8,6 +8,7 @@
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdint.h>
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -139,6 +140,15 @@ static inline struct lfp_stats stats_of(const lfp_pool *pool)
     REQUIRE(lfp_pool_stats(pool, &s) == LFP_OK);
     return s;
 }
+
+/* Set by the AArch64 cross files' qemu-user wrapper (LFP_TEST_QEMU=1):
+ * qemu 7.2 cannot start a thread in the child of a threaded program's
+ * fork(), so the tests that need that skip it there. */
+static inline bool check_under_qemu(void)
+{
+    return getenv("LFP_TEST_QEMU") != NULL;
+}
+
 #endif
 
 #endif

@@ -893,6 +893,10 @@ static void test_automatic_trim_and_destroy_work_in_a_forked_child(void)
 #ifdef CHECK_TSAN
     printf("  skipped under TSan: it does not support fork() in a threaded program\n");
 #else
+    if (check_under_qemu()) {
+        printf("  skipped under qemu-user: it cannot start threads in a forked child\n");
+        return;
+    }
     enum { N = 16 * 16 };
     struct lfp_config cfg = { .block_size = 4 * KiB, .flags = LFP_GROWABLE,
                               .slab_size = 64 * KiB, .cache_size = 4,
@@ -935,6 +939,10 @@ static void test_ranges_leave_room_under_an_address_space_limit(void)
 #ifdef UNDER_SANITIZER
     printf("  skipped under a sanitizer: its shadow memory needs the address space\n");
 #else
+    if (check_under_qemu()) {
+        printf("  skipped under qemu-user: it does not apply RLIMIT_AS\n");
+        return;
+    }
     fflush(NULL);
     pid_t pid = fork();
     REQUIRE(pid >= 0);
