@@ -51,15 +51,21 @@ _Static_assert(sizeof(struct lfp_free) == LFP_LINK_BYTES, "links fit LFP_LINK_BY
  * the depot as one batch, and a thread that finds it there loads it as it
  * is: neither side touches the blocks. In the depot, hdr is the stack's
  * node and hdr.chain is LFP_MAG_MARK, which no chain of blocks has there.
- * Made per pool on demand, recycled through its mags_empty stack, and
- * freed by lfp_pool_destroy, which finds them all on mags_all.
+ * Made per pool on demand and recycled through its mags_empty stack. Each
+ * is in one place at a time: a thread's slot, the depot or mags_empty.
+ * lfp_pool_destroy frees them from all three; a growable pool's trim frees
+ * the empty ones after a grace period (pops of mags_empty read a magazine
+ * as depot pops read a block, inside a read-side section).
  */
 struct lfp_mag {
     struct lfp_free hdr;
-    struct lfp_mag *all_next; /* the pool's list of every magazine */
     uint32_t n;               /* rounds held, while in the depot */
+    struct lfp_mag *gone;     /* trim: the list of magazines to free */
+    void *defer[2];           /* trim: room for liburcu's struct rcu_head */
     void *rounds[];           /* the pool's mag_size of them */
 };
+
+_Static_assert(offsetof(struct lfp_mag, hdr) == 0, "a magazine is its depot node");
 
 #define LFP_MAG_MARK ((struct lfp_free *)(uintptr_t)1)
 
@@ -100,9 +106,11 @@ struct lfp_pool {
 
     /* The shared free list; on its own cache line, it is the contended one. */
     alignas(LFP_CACHELINE) struct lfp_stack depot;
-    /* Empty magazines, and every magazine the pool made (push only). */
+    /* Empty magazines; how many magazines exist, and how many slots hold
+     * two each (see lfp_mag_get). */
     alignas(LFP_CACHELINE) struct lfp_stack mags_empty;
-    _Atomic(struct lfp_mag *) mags_all;
+    _Atomic size_t mags_made;
+    _Atomic size_t slots_bound;
 
     /* Fixed pools: blocks carved so far, the bound of lfp_block_index.
      * Growable pools: the block positions of their reserved range (see
@@ -321,10 +329,12 @@ void lfp_report(const struct lfp_pool *pool, void *ptr, int err, const char *wha
 /* magazine.c: per-thread caches, as seen by pool creation and teardown. */
 /* Hand the calling thread's cached blocks of pool back to the depot. */
 void lfp_flush_own(struct lfp_pool *pool);
-/* An empty magazine of the pool, recycled or new; NULL without memory. */
-struct lfp_mag *lfp_mag_get(struct lfp_pool *pool);
+/* An empty magazine of the pool, recycled or new; NULL without memory, or,
+ * for a spill (more), when the pool has its share of magazines already. */
+struct lfp_mag *lfp_mag_get(struct lfp_pool *pool, bool more);
 void lfp_mag_put(struct lfp_pool *pool, struct lfp_mag *m);
-/* Free every magazine of a pool that is being destroyed. */
+/* Free the magazines of a pool that is being destroyed: the depot's and the
+ * empty ones (lfp_slots_revoke frees those of threads' slots). */
 void lfp_mags_free_all(struct lfp_pool *pool);
 int lfp_pool_id_acquire(struct lfp_pool *pool);
 void lfp_pool_id_release(struct lfp_pool *pool);

@@ -210,21 +210,28 @@ static struct lfp_tcache *lfp_tcache_get(void)
 
 /* ---- magazines, the objects ---- */
 
-struct lfp_mag *lfp_mag_get(struct lfp_pool *pool)
+/* Magazines beyond two per bound slot a pool may have: enough for the
+ * depot to hold whole magazines through a few thousand blocks in flight
+ * (batches, producer to consumer), while a burst of frees beyond that
+ * spills as chains and costs no memory of its own. */
+#define LFP_MAG_SURPLUS 64u
+
+struct lfp_mag *lfp_mag_get(struct lfp_pool *pool, bool more)
 {
-    /* Magazines live as long as their pool, so the pop may read any. */
+    /* A growable pool's trim frees empty magazines after a grace period:
+     * the pop may read one it is taking. */
+    lfp_depot_read_lock(pool);
     struct lfp_node *n = lfp_stack_pop(&pool->mags_empty);
+    lfp_depot_read_unlock(pool);
     if (n != NULL)
         return (struct lfp_mag *)(void *)n;
-    struct lfp_mag *m = lfp_sys_alloc(sizeof(*m) + pool->mag_size * sizeof(void *), 0);
-    if (m == NULL)
+    if (more && atomic_load_explicit(&pool->mags_made, memory_order_relaxed) >=
+                    2 * atomic_load_explicit(&pool->slots_bound, memory_order_relaxed) +
+                        LFP_MAG_SURPLUS)
         return NULL;
-    struct lfp_mag *head = atomic_load_explicit(&pool->mags_all, memory_order_relaxed);
-    do {
-        m->all_next = head;
-    } while (!atomic_compare_exchange_weak_explicit(&pool->mags_all, &head, m,
-                                                    memory_order_release,
-                                                    memory_order_relaxed));
+    struct lfp_mag *m = lfp_sys_alloc(sizeof(*m) + pool->mag_size * sizeof(void *), 0);
+    if (m != NULL)
+        atomic_fetch_add_explicit(&pool->mags_made, 1, memory_order_relaxed);
     return m;
 }
 
@@ -236,11 +243,19 @@ void lfp_mag_put(struct lfp_pool *pool, struct lfp_mag *m)
 
 void lfp_mags_free_all(struct lfp_pool *pool)
 {
-    struct lfp_mag *m = atomic_exchange_explicit(&pool->mags_all, NULL, memory_order_acquire);
-    while (m != NULL) {
-        struct lfp_mag *next = m->all_next;
-        lfp_sys_free(m);
-        m = next;
+    /* Before the blocks go: a chain's next batch is read from its block. */
+    struct lfp_free *b = (struct lfp_free *)(void *)lfp_stack_pop_all(&pool->depot);
+    while (b != NULL) {
+        struct lfp_free *next = b->next;
+        if (lfp_batch_is_mag(b))
+            lfp_sys_free(b);
+        b = next;
+    }
+    struct lfp_node *n = lfp_stack_pop_all(&pool->mags_empty);
+    while (n != NULL) {
+        struct lfp_node *next = n->next;
+        lfp_sys_free(n);
+        n = next;
     }
 }
 
@@ -262,13 +277,14 @@ static LFP_NOINLINE struct lfp_slot *lfp_slot_bind(struct lfp_pool *pool)
     uint32_t m = pool->mag_size;
     struct lfp_mag *a = NULL, *b = NULL;
     if (m != 0) {
-        a = lfp_mag_get(pool);
-        b = a != NULL ? lfp_mag_get(pool) : NULL;
+        a = lfp_mag_get(pool, false);
+        b = a != NULL ? lfp_mag_get(pool, false) : NULL;
         if (b == NULL) {
             if (a != NULL)
                 lfp_mag_put(pool, a);
             return NULL;
         }
+        atomic_fetch_add_explicit(&pool->slots_bound, 1, memory_order_relaxed);
     }
     s->loaded = a != NULL ? a->rounds : NULL;
     s->prev = b != NULL ? b->rounds : NULL;
@@ -356,13 +372,13 @@ static bool lfp_mag_refill(struct lfp_pool *pool, struct lfp_slot *s)
 }
 
 /* loaded is full: it becomes previous; a full previous goes to the depot,
- * whole, and an empty one takes its place (without memory for one, its
- * rounds go as a chain). */
+ * whole, and an empty one takes its place (without one to spare, its rounds
+ * go as a chain). */
 static void lfp_mag_spill(struct lfp_pool *pool, struct lfp_slot *s)
 {
     uint32_t np = lfp_get32(&s->nprev);
     if (np != 0) {
-        struct lfp_mag *empty = lfp_mag_get(pool);
+        struct lfp_mag *empty = lfp_mag_get(pool, true);
         struct lfp_free *b;
         if (empty != NULL) {
             struct lfp_mag *full = lfp_mag_of(s->prev);
@@ -419,6 +435,7 @@ static void lfp_flush_slot(struct lfp_slot *s, bool unbind)
         if (s->loaded != NULL) {
             lfp_mag_put(pool, lfp_mag_of(s->loaded));
             lfp_mag_put(pool, lfp_mag_of(s->prev));
+            atomic_fetch_sub_explicit(&pool->slots_bound, 1, memory_order_relaxed);
         }
         s->loaded = s->prev = NULL;
         atomic_store_explicit(&s->pool, NULL, memory_order_release);
@@ -720,10 +737,16 @@ intptr_t lfp_slots_revoke(struct lfp_pool *pool)
                 balance += atomic_load_explicit(&s->taken, memory_order_relaxed) -
                            (intptr_t)lfp_get32(&s->nloaded) - (intptr_t)lfp_get32(&s->nprev);
                 /* The owner's next call on this id then takes the slow path
-                 * and binds the slot afresh. */
+                 * and binds the slot afresh; the magazines die with the
+                 * pool. */
                 lfp_set32(&s->cap, 0);
                 lfp_set32(&s->nloaded, 0);
                 lfp_set32(&s->nprev, 0);
+                if (s->loaded != NULL) {
+                    lfp_sys_free(lfp_mag_of(s->loaded));
+                    lfp_sys_free(lfp_mag_of(s->prev));
+                    s->loaded = s->prev = NULL;
+                }
                 break;
             }
         }

@@ -210,6 +210,7 @@ LFP_API size_t lfp_pool_destroy(lfp_pool *pool)
      * into it any more, and the balances below are final. */
     intptr_t in_use = lfp_slots_revoke(pool);
     in_use += atomic_load_explicit(&pool->retired, memory_order_acquire);
+    lfp_mags_free_all(pool);
 
     if (lfp_growable(pool)) {
         lfp_slab_destroy_all(pool);
@@ -224,7 +225,6 @@ LFP_API size_t lfp_pool_destroy(lfp_pool *pool)
     }
     if (pool->map != NULL)
         lfp_os_unmap(pool->map, pool->map_size);
-    lfp_mags_free_all(pool);
     lfp_pool_id_release(pool);
     lfp_sys_free(pool->name);
     lfp_sys_free(pool);
