@@ -8,15 +8,12 @@
  * lfp_alloc()/lfp_free() touches only memory of the calling thread: no atomic
  * read-modify-write, no lock. When a thread's magazines run empty or full it
  * trades a whole magazine with the pool's shared depot, a lock-free stack,
- * with one compare-and-swap (and one more for an empty magazine). Blocks
- * may be freed by a thread other than the one that allocated them.
+ * with one compare-and-swap. Blocks may be freed by a thread other than the
+ * one that allocated them.
  *
- * Memory: a thread's first call on a pool may malloc its cache (two
- * magazines of cache_size pointers); an lfp_free() that hands a full
- * magazine to the depot may malloc a spare one, up to 64 beyond two per
- * thread per pool (past that, blocks go to the depot as a chain, without
- * memory of their own). None of this is async-signal-safe. If malloc
- * fails, the calls still work, through the shared stack.
+ * Memory: a thread's first call on a pool mallocs its cache (two magazines
+ * of cache_size pointers), which is not async-signal-safe; if malloc fails,
+ * the thread works on the shared stack instead.
  *
  * Concurrency contract (who may call what at the same time):
  *

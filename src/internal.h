@@ -29,8 +29,7 @@ struct lfp_slab;
 /*
  * A free block as the pool sees it: two words at the block's start, or, for
  * pools with a constructor, at link_off bytes past it (after the caller's
- * bytes). The depot is a stack of batches; a batch is a chain of free blocks
- * (or a whole magazine: struct lfp_mag below).
+ * bytes). The depot is a stack of batches; a batch is a chain of free blocks.
  *   next   in a batch's first block: the next batch (the stack's link);
  *          in its second block: the batch's length (a batch of one has no
  *          second block, so a NULL chain means length 1);
@@ -44,41 +43,6 @@ struct lfp_free {
 _Static_assert(offsetof(struct lfp_free, next) == offsetof(struct lfp_node, next),
                "a batch's first block is the depot stack's node");
 _Static_assert(sizeof(struct lfp_free) == LFP_LINK_BYTES, "links fit LFP_LINK_BYTES");
-
-/*
- * A magazine: an array of rounds (free blocks) that moves whole, as in
- * Bonwick's design. A thread's slot loads two of them; a full one goes to
- * the depot as one batch, and a thread that finds it there loads it as it
- * is: neither side touches the blocks. In the depot, hdr is the stack's
- * node and hdr.chain is LFP_MAG_MARK, which no chain of blocks has there.
- * Made per pool on demand and recycled through its mags_empty stack. Each
- * is in one place at a time: a thread's slot, the depot or mags_empty.
- * lfp_pool_destroy frees them from all three; a growable pool's trim frees
- * the empty ones after a grace period (pops of mags_empty read a magazine
- * as depot pops read a block, inside a read-side section).
- */
-struct lfp_mag {
-    struct lfp_free hdr;
-    uint32_t n;               /* rounds held, while in the depot */
-    struct lfp_mag *gone;     /* trim: the list of magazines to free */
-    void *defer[2];           /* trim: room for liburcu's struct rcu_head */
-    void *rounds[];           /* the pool's mag_size of them */
-};
-
-_Static_assert(offsetof(struct lfp_mag, hdr) == 0, "a magazine is its depot node");
-
-#define LFP_MAG_MARK ((struct lfp_free *)(uintptr_t)1)
-
-static inline bool lfp_batch_is_mag(const struct lfp_free *b)
-{
-    return b->chain == LFP_MAG_MARK;
-}
-
-/* The magazine whose rounds a slot has loaded. */
-static inline struct lfp_mag *lfp_mag_of(void **rounds)
-{
-    return (struct lfp_mag *)(void *)((char *)rounds - offsetof(struct lfp_mag, rounds));
-}
 
 struct lfp_pool {
     /* Read on every call, written only by lfp_pool_create. */
@@ -106,11 +70,6 @@ struct lfp_pool {
 
     /* The shared free list; on its own cache line, it is the contended one. */
     alignas(LFP_CACHELINE) struct lfp_stack depot;
-    /* Empty magazines; how many magazines exist, and how many slots hold
-     * two each (see lfp_mag_get). */
-    alignas(LFP_CACHELINE) struct lfp_stack mags_empty;
-    _Atomic size_t mags_made;
-    _Atomic size_t slots_bound;
 
     /* Fixed pools: blocks carved so far, the bound of lfp_block_index.
      * Growable pools: the block positions of their reserved range (see
@@ -164,9 +123,8 @@ static inline bool lfp_checked(const struct lfp_pool *pool)
 }
 
 /*
- * A thread's cache for one pool: two magazines (the rounds of two struct
- * lfp_mag, which the slot holds while bound) and the thread's share of the
- * pool's in-use count. Only the
+ * A thread's cache for one pool: two magazines (arrays of free blocks,
+ * "rounds") and the thread's share of the pool's in-use count. Only the
  * owning thread writes it, except that lfp_pool_destroy claims `pool` with a
  * CAS and then zeroes the counts and cap of a slot it takes away. Fields
  * other threads read (stats) are relaxed atomics: on the owner's side they
@@ -182,9 +140,11 @@ struct lfp_slot {
      * sends both alloc (nloaded 0) and free (nloaded >= cap) to the slow
      * path, so the fast path needs no check that the slot is bound. */
     _Atomic uint32_t cap;
+    uint32_t buf_rounds;             /* buf holds 2 * buf_rounds pointers */
     /* Blocks this thread took from the depot (or carved) minus blocks it put
      * back: its share of "in use" is taken - nloaded - nprev. */
     _Atomic intptr_t taken;
+    void **buf;
 };
 
 _Static_assert(sizeof(struct lfp_slot) <= LFP_CACHELINE, "a slot fits a cache line");
@@ -241,8 +201,6 @@ static inline bool lfp_range_live(const struct lfp_pool *pool, size_t q)
 /* Push the batches first .. last (linked through next), nblocks in all. */
 void lfp_depot_push(struct lfp_pool *pool, struct lfp_free *first, struct lfp_free *last,
                     size_t nblocks);
-/* A batch, and the blocks in it: a chain, or a whole magazine
- * (lfp_batch_is_mag). */
 struct lfp_free *lfp_depot_pop(struct lfp_pool *pool, uint32_t *len);
 /* New blocks, at most want, chained through chain; 0 with errno ENOBUFS
  * (no more may be made) or ENOMEM. */
@@ -329,13 +287,6 @@ void lfp_report(const struct lfp_pool *pool, void *ptr, int err, const char *wha
 /* magazine.c: per-thread caches, as seen by pool creation and teardown. */
 /* Hand the calling thread's cached blocks of pool back to the depot. */
 void lfp_flush_own(struct lfp_pool *pool);
-/* An empty magazine of the pool, recycled or new; NULL without memory, or,
- * for a spill (more), when the pool has its share of magazines already. */
-struct lfp_mag *lfp_mag_get(struct lfp_pool *pool, bool more);
-void lfp_mag_put(struct lfp_pool *pool, struct lfp_mag *m);
-/* Free the magazines of a pool that is being destroyed: the depot's and the
- * empty ones (lfp_slots_revoke frees those of threads' slots). */
-void lfp_mags_free_all(struct lfp_pool *pool);
 int lfp_pool_id_acquire(struct lfp_pool *pool);
 void lfp_pool_id_release(struct lfp_pool *pool);
 /* Take every thread's slot of the pool away; returns their in-use balance. */

@@ -3,15 +3,11 @@
  * Per-thread magazines (Bonwick & Adams, 2001) in front of the depot.
  *
  * Each thread owns a cache (struct lfp_tcache) with one slot per pool id.
- * A slot holds two magazines, "loaded" and "previous": arrays of pointers to
- * free blocks (struct lfp_mag). alloc pops loaded; free pushes loaded. Only
- * when loaded is empty (alloc) or full (free) does the thread swap with
- * previous or trade one whole magazine with the depot: one CAS moves cap
- * blocks, and another takes an empty magazine from (or gives one to) the
- * pool's stack of them. No block is touched on the way: the blocks of a
- * magazine stay as the program left them, and in whatever cache they are.
- * Blocks that reach the depot other ways (fresh ones, flushed caches, bulk
- * frees without a cache) travel as chains linked through the blocks.
+ * A slot holds two magazines, "loaded" and "previous": chains of free blocks
+ * linked through the blocks themselves, so a magazine costs no memory of its
+ * own. alloc pops loaded; free pushes loaded. Only when loaded is empty
+ * (alloc) or full (free) does the thread swap with previous or trade one
+ * whole magazine with the depot, one CAS for cap blocks.
  *
  * Thread caches are registered in a global push-only list and recycled when
  * their thread exits, so other threads may always walk them (statistics,
@@ -208,57 +204,6 @@ static struct lfp_tcache *lfp_tcache_get(void)
     return tc;
 }
 
-/* ---- magazines, the objects ---- */
-
-/* Magazines beyond two per bound slot a pool may have: enough for the
- * depot to hold whole magazines through a few thousand blocks in flight
- * (batches, producer to consumer), while a burst of frees beyond that
- * spills as chains and costs no memory of its own. */
-#define LFP_MAG_SURPLUS 64u
-
-struct lfp_mag *lfp_mag_get(struct lfp_pool *pool, bool more)
-{
-    /* A growable pool's trim frees empty magazines after a grace period:
-     * the pop may read one it is taking. */
-    lfp_depot_read_lock(pool);
-    struct lfp_node *n = lfp_stack_pop(&pool->mags_empty);
-    lfp_depot_read_unlock(pool);
-    if (n != NULL)
-        return (struct lfp_mag *)(void *)n;
-    if (more && atomic_load_explicit(&pool->mags_made, memory_order_relaxed) >=
-                    2 * atomic_load_explicit(&pool->slots_bound, memory_order_relaxed) +
-                        LFP_MAG_SURPLUS)
-        return NULL;
-    struct lfp_mag *m = lfp_sys_alloc(sizeof(*m) + pool->mag_size * sizeof(void *), 0);
-    if (m != NULL)
-        atomic_fetch_add_explicit(&pool->mags_made, 1, memory_order_relaxed);
-    return m;
-}
-
-void lfp_mag_put(struct lfp_pool *pool, struct lfp_mag *m)
-{
-    struct lfp_node *n = (struct lfp_node *)(void *)&m->hdr;
-    lfp_stack_push(&pool->mags_empty, n, n);
-}
-
-void lfp_mags_free_all(struct lfp_pool *pool)
-{
-    /* Before the blocks go: a chain's next batch is read from its block. */
-    struct lfp_free *b = (struct lfp_free *)(void *)lfp_stack_pop_all(&pool->depot);
-    while (b != NULL) {
-        struct lfp_free *next = b->next;
-        if (lfp_batch_is_mag(b))
-            lfp_sys_free(b);
-        b = next;
-    }
-    struct lfp_node *n = lfp_stack_pop_all(&pool->mags_empty);
-    while (n != NULL) {
-        struct lfp_node *next = n->next;
-        lfp_sys_free(n);
-        n = next;
-    }
-}
-
 /* The calling thread's slot for pool, bound on first use; NULL when the
  * thread has no cache (or no memory for its magazines). */
 static LFP_NOINLINE struct lfp_slot *lfp_slot_bind(struct lfp_pool *pool)
@@ -273,21 +218,19 @@ static LFP_NOINLINE struct lfp_slot *lfp_slot_bind(struct lfp_pool *pool)
         return s;
 
     /* Unbound, or revoked by the destroy of an earlier pool with this id:
-     * its magazines died with that pool. A pool without a cache has none. */
+     * whatever the rounds held died with that pool. */
     uint32_t m = pool->mag_size;
-    struct lfp_mag *a = NULL, *b = NULL;
-    if (m != 0) {
-        a = lfp_mag_get(pool, false);
-        b = a != NULL ? lfp_mag_get(pool, false) : NULL;
-        if (b == NULL) {
-            if (a != NULL)
-                lfp_mag_put(pool, a);
+    if (s->buf_rounds < m) {
+        void **buf = lfp_sys_alloc(2 * (size_t)m * sizeof(void *), 0);
+        if (buf == NULL)
             return NULL;
-        }
-        atomic_fetch_add_explicit(&pool->slots_bound, 1, memory_order_relaxed);
+        lfp_sys_free(s->buf);
+        s->buf = buf;
+        s->buf_rounds = m;
     }
-    s->loaded = a != NULL ? a->rounds : NULL;
-    s->prev = b != NULL ? b->rounds : NULL;
+    s->loaded = s->buf;
+    /* A pool without a cache has no rounds (and maybe no buffer at all). */
+    s->prev = s->buf != NULL ? s->buf + s->buf_rounds : NULL;
     lfp_set32(&s->nloaded, 0);
     lfp_set32(&s->nprev, 0);
     lfp_set32(&s->cap, m);
@@ -334,9 +277,7 @@ static struct lfp_free *lfp_rounds_chain(const struct lfp_pool *pool, void **rou
 }
 
 /* loaded is empty: fill it from previous, the depot, or fresh blocks.
- * Returns false when the pool has no free block to give this thread. A
- * whole magazine from the depot is loaded as it is, and the empty one goes
- * back to the pool. */
+ * Returns false when the pool has no free block to give this thread. */
 static bool lfp_mag_refill(struct lfp_pool *pool, struct lfp_slot *s)
 {
     uint32_t n = lfp_get32(&s->nprev);
@@ -349,17 +290,11 @@ static bool lfp_mag_refill(struct lfp_pool *pool, struct lfp_slot *s)
         return true;
     }
     struct lfp_free *b = lfp_depot_pop(pool, &n);
-    if (b != NULL && lfp_batch_is_mag(b)) {
-        lfp_mag_put(pool, lfp_mag_of(s->loaded));
-        s->loaded = ((struct lfp_mag *)(void *)b)->rounds;
-        lfp_set32(&s->nloaded, n);
-        lfp_take(pool, s, n);
-        return true;
-    }
     if (b == NULL && (n = lfp_carve(pool, lfp_get32(&s->cap), &b)) == 0)
         return false;
-    /* A chain (fresh blocks, a flushed cache, a bulk free, a trim's
-     * leftovers) of at most the magazine size: one load per block. */
+    /* Batches of a cached pool hold at most its magazine size. The walk is
+     * the one pointer chase of the design: one load per block, once per
+     * magazine. */
     for (uint32_t i = 0; i < n; i++) {
         struct lfp_free *next = b->chain;
         s->loaded[i] = lfp_block_of(b, pool->link_off);
@@ -371,26 +306,13 @@ static bool lfp_mag_refill(struct lfp_pool *pool, struct lfp_slot *s)
     return true;
 }
 
-/* loaded is full: it becomes previous; a full previous goes to the depot,
- * whole, and an empty one takes its place (without one to spare, its rounds
- * go as a chain). */
+/* loaded is full: it becomes previous; a full previous goes to the depot. */
 static void lfp_mag_spill(struct lfp_pool *pool, struct lfp_slot *s)
 {
     uint32_t np = lfp_get32(&s->nprev);
     if (np != 0) {
-        struct lfp_mag *empty = lfp_mag_get(pool, true);
-        struct lfp_free *b;
-        if (empty != NULL) {
-            struct lfp_mag *full = lfp_mag_of(s->prev);
-            full->n = np;
-            full->hdr.chain = LFP_MAG_MARK;
-            b = &full->hdr;
-            s->prev = empty->rounds;
-        } else {
-            b = lfp_rounds_chain(pool, s->prev, np);
-        }
+        struct lfp_free *b = lfp_rounds_chain(pool, s->prev, np);
         lfp_take(pool, s, -(intptr_t)np);
-        lfp_set32(&s->nprev, 0);
         lfp_depot_push(pool, b, b, np);
     }
     void **t = s->prev;
@@ -432,12 +354,6 @@ static void lfp_flush_slot(struct lfp_slot *s, bool unbind)
         atomic_fetch_add_explicit(&pool->retired, taken, memory_order_relaxed);
         atomic_store_explicit(&s->taken, 0, memory_order_relaxed);
         lfp_set32(&s->cap, 0);
-        if (s->loaded != NULL) {
-            lfp_mag_put(pool, lfp_mag_of(s->loaded));
-            lfp_mag_put(pool, lfp_mag_of(s->prev));
-            atomic_fetch_sub_explicit(&pool->slots_bound, 1, memory_order_relaxed);
-        }
-        s->loaded = s->prev = NULL;
         atomic_store_explicit(&s->pool, NULL, memory_order_release);
     } else {
         atomic_store_explicit(&s->taken, taken, memory_order_relaxed);
@@ -462,34 +378,21 @@ static void lfp_depot_push_singles(struct lfp_pool *pool, struct lfp_free *first
     lfp_depot_push(pool, first, l, n);
 }
 
-/* One block from the depot (or a fresh one), for a thread without a
- * magazine; NULL with errno set by the carve. */
-static void *lfp_take_one(struct lfp_pool *pool, struct lfp_slot *s)
+static struct lfp_free *lfp_take_one(struct lfp_pool *pool, struct lfp_slot *s)
 {
     uint32_t n;
     struct lfp_free *b = lfp_depot_pop(pool, &n);
-    if (b != NULL && lfp_batch_is_mag(b)) {
-        /* A cached thread's magazine: its top round, the rest back whole. */
-        struct lfp_mag *m = (struct lfp_mag *)(void *)b;
-        void *block = lfp_round_take(m->rounds, n);
-        lfp_take(pool, s, 1);
-        if ((m->n = n - 1) != 0)
-            lfp_depot_push(pool, b, b, n - 1);
-        else
-            lfp_mag_put(pool, m);
-        return block;
-    }
     /* One block at a time: carving only when the depot is empty keeps the
      * carved count equal to the peak of blocks in use. */
     if (b == NULL && (n = lfp_carve(pool, 1, &b)) == 0)
         return NULL;
     lfp_take(pool, s, 1);
     if (n > 1) {
-        /* A flushed cache's chain (or a new slab's): the rest goes back. */
+        /* A cached thread's batch (or a new slab's): the rest goes back. */
         lfp_depot_push_singles(pool, b->chain);
         b->chain = NULL;
     }
-    return lfp_block_of(b, pool->link_off);
+    return b;
 }
 
 static void lfp_give_one(struct lfp_pool *pool, struct lfp_slot *s, void *block)
@@ -525,8 +428,11 @@ static LFP_NOINLINE void *lfp_alloc_slow(struct lfp_pool *pool)
         uint32_t n = lfp_get32(&s->nloaded);
         block = lfp_round_take(s->loaded, n);
         lfp_set32(&s->nloaded, n - 1);
-    } else if ((block = lfp_take_one(pool, s)) == NULL) {
-        return NULL;
+    } else {
+        struct lfp_free *l = lfp_take_one(pool, s);
+        if (l == NULL)
+            return NULL;
+        block = lfp_block_of(l, pool->link_off);
     }
     return lfp_alloc_done(pool, block);
 }
@@ -648,10 +554,10 @@ LFP_API size_t lfp_alloc_bulk(lfp_pool *pool, void **blocks, size_t n)
         }
     } else {
         for (; i < n; i++) {
-            void *block = lfp_take_one(pool, s);
-            if (block == NULL)
+            struct lfp_free *l = lfp_take_one(pool, s);
+            if (l == NULL)
                 break;
-            blocks[i] = lfp_alloc_done(pool, block);
+            blocks[i] = lfp_alloc_done(pool, lfp_block_of(l, pool->link_off));
         }
     }
     return i; /* when short, errno was set by the carve */
@@ -737,16 +643,10 @@ intptr_t lfp_slots_revoke(struct lfp_pool *pool)
                 balance += atomic_load_explicit(&s->taken, memory_order_relaxed) -
                            (intptr_t)lfp_get32(&s->nloaded) - (intptr_t)lfp_get32(&s->nprev);
                 /* The owner's next call on this id then takes the slow path
-                 * and binds the slot afresh; the magazines die with the
-                 * pool. */
+                 * and binds the slot afresh. */
                 lfp_set32(&s->cap, 0);
                 lfp_set32(&s->nloaded, 0);
                 lfp_set32(&s->nprev, 0);
-                if (s->loaded != NULL) {
-                    lfp_sys_free(lfp_mag_of(s->loaded));
-                    lfp_sys_free(lfp_mag_of(s->prev));
-                    s->loaded = s->prev = NULL;
-                }
                 break;
             }
         }

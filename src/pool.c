@@ -158,7 +158,6 @@ LFP_API int lfp_pool_create(const struct lfp_config *cfg, lfp_pool **out)
     pool->arg = cfg->arg;
     lfp_divisor_init(pool, lay.stride);
     lfp_stack_init(&pool->depot);
-    lfp_stack_init(&pool->mags_empty);
     atomic_init(&pool->carved, 0);
     atomic_init(&pool->retired, 0);
 
@@ -210,7 +209,6 @@ LFP_API size_t lfp_pool_destroy(lfp_pool *pool)
      * into it any more, and the balances below are final. */
     intptr_t in_use = lfp_slots_revoke(pool);
     in_use += atomic_load_explicit(&pool->retired, memory_order_acquire);
-    lfp_mags_free_all(pool);
 
     if (lfp_growable(pool)) {
         lfp_slab_destroy_all(pool);
@@ -262,10 +260,7 @@ struct lfp_free *lfp_depot_pop(struct lfp_pool *pool, uint32_t *len)
     struct lfp_free *b = (struct lfp_free *)lfp_stack_pop(&pool->depot);
     lfp_depot_read_unlock(pool);
     if (b != NULL) {
-        if (lfp_batch_is_mag(b))
-            *len = ((struct lfp_mag *)(void *)b)->n;
-        else
-            *len = b->chain ? (uint32_t)(uintptr_t)b->chain->next : 1;
+        *len = b->chain ? (uint32_t)(uintptr_t)b->chain->next : 1;
         if (lfp_growable(pool))
             atomic_fetch_sub_explicit(&pool->depot_blocks, *len, memory_order_relaxed);
     }
@@ -504,21 +499,10 @@ static int lfp_verify_block(void *ctx, void *block)
     return LFP_OK;
 }
 
-/* One depot batch: each block, its length, and that its chain ends there;
- * or each round of a magazine. */
+/* One depot batch: each block, its length, and that its chain ends there. */
 static int lfp_verify_batch(struct lfp_verify *v, struct lfp_free *b)
 {
-    int err;
-    if (lfp_batch_is_mag(b)) {
-        struct lfp_mag *m = (struct lfp_mag *)(void *)b;
-        if (m->n == 0 || m->n > v->pool->mag_size)
-            return LFP_EFOREIGN;
-        for (uint32_t i = 0; i < m->n; i++)
-            if ((err = lfp_verify_block(v, m->rounds[i])) != LFP_OK)
-                return err;
-        return LFP_OK;
-    }
-    err = lfp_verify_block(v, lfp_block_of(b, v->pool->link_off));
+    int err = lfp_verify_block(v, lfp_block_of(b, v->pool->link_off));
     if (err != LFP_OK)
         return err;
     size_t len = 1;

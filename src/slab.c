@@ -650,131 +650,45 @@ void lfp_rcu_read_unlock(void)
 
 /* ---- trim ---- */
 
-/* The slab of a free block: always found, depot blocks lie in live slabs. */
-static struct lfp_slab *lfp_trim_slab_of(const struct lfp_pool *pool, void *block)
-{
-    return lfp_slab_lookup(pool, (uintptr_t)block);
-}
-
-/* Call fn on every block of a detached depot list; fn may relink a chain's
- * block, so its links are read before the call. */
+/* Call fn on every block of a detached depot list; fn may relink the block,
+ * so its links are read before the call. */
 static void lfp_depot_list_each(struct lfp_pool *pool, struct lfp_free *batches,
-                                void (*fn)(void *ctx, void *block), void *ctx)
+                                void (*fn)(void *ctx, struct lfp_free *l), void *ctx)
 {
     while (batches != NULL) {
         struct lfp_free *next_batch = batches->next;
-        if (lfp_batch_is_mag(batches)) {
-            struct lfp_mag *m = (struct lfp_mag *)(void *)batches;
-            for (uint32_t i = 0; i < m->n; i++)
-                fn(ctx, m->rounds[i]);
-        } else {
-            uint32_t len = batches->chain ? (uint32_t)(uintptr_t)batches->chain->next : 1;
-            struct lfp_free *l = batches;
-            for (uint32_t i = 0; i < len && l != NULL; i++) {
-                struct lfp_free *nx = l->chain;
-                fn(ctx, lfp_block_of(l, pool->link_off));
-                l = nx;
-            }
+        uint32_t len = batches->chain ? (uint32_t)(uintptr_t)batches->chain->next : 1;
+        struct lfp_free *l = batches;
+        for (uint32_t i = 0; i < len && l != NULL; i++) {
+            struct lfp_free *nx = l->chain;
+            fn(ctx, l);
+            l = nx;
         }
         batches = next_batch;
     }
+    (void)pool;
 }
 
 struct lfp_trim_ctx {
     struct lfp_pool *pool;
-    struct lfp_batcher keep;        /* kept blocks of chains */
-    struct lfp_free *mags, *mags_last; /* kept magazines, for the depot */
-    size_t mag_blocks;
-    struct lfp_mag *gone;           /* empty magazines, to free */
+    struct lfp_batcher keep;
 };
 
-static void lfp_trim_count(void *ctx, void *block)
+static void lfp_trim_count(void *ctx, struct lfp_free *l)
 {
     struct lfp_trim_ctx *t = ctx;
-    struct lfp_slab *d = lfp_trim_slab_of(t->pool, block);
-    if (d != NULL)
+    struct lfp_slab *d = lfp_slab_lookup(t->pool, (uintptr_t)lfp_block_of(l, t->pool->link_off));
+    if (d != NULL) /* always: depot blocks lie in registered slabs */
         d->scratch++;
 }
 
-static bool lfp_trim_victim(const struct lfp_trim_ctx *t, void *block)
-{
-    struct lfp_slab *d = lfp_trim_slab_of(t->pool, block);
-    return d != NULL && d->scratch == lfp_slab_blocks(d);
-}
-
-static void lfp_trim_keep(void *ctx, void *block)
+static void lfp_trim_keep(void *ctx, struct lfp_free *l)
 {
     struct lfp_trim_ctx *t = ctx;
-    if (!lfp_trim_victim(t, block))
-        lfp_batcher_add(&t->keep, lfp_link_of(block, t->pool->link_off));
+    struct lfp_slab *d = lfp_slab_lookup(t->pool, (uintptr_t)lfp_block_of(l, t->pool->link_off));
+    if (d == NULL || d->scratch != lfp_slab_blocks(d))
+        lfp_batcher_add(&t->keep, l);
 }
-
-/* Sort the detached depot once the victims are known: chains' kept blocks
- * are batched again; a magazine keeps its kept rounds (the blocks are not
- * touched) and goes back whole, or, emptied, is freed with the others. */
-static void lfp_trim_sort(struct lfp_trim_ctx *t, struct lfp_free *batches)
-{
-    while (batches != NULL) {
-        struct lfp_free *next_batch = batches->next;
-        if (!lfp_batch_is_mag(batches)) {
-            batches->next = NULL;
-            lfp_depot_list_each(t->pool, batches, lfp_trim_keep, t);
-            batches = next_batch;
-            continue;
-        }
-        struct lfp_mag *m = (struct lfp_mag *)(void *)batches;
-        uint32_t k = 0;
-        for (uint32_t i = 0; i < m->n; i++)
-            if (!lfp_trim_victim(t, m->rounds[i]))
-                m->rounds[k++] = m->rounds[i];
-        for (uint32_t i = k; i < m->n; i++)
-            lfp_round_forget(&m->rounds[i]);
-        m->n = k;
-        if (k != 0) {
-            m->hdr.next = t->mags;
-            if (t->mags == NULL)
-                t->mags_last = &m->hdr;
-            t->mags = &m->hdr;
-            t->mag_blocks += k;
-        } else {
-            m->gone = t->gone;
-            t->gone = m;
-        }
-        batches = next_batch;
-    }
-}
-
-/* Empty magazines a trim took: no pop of mags_empty that could have seen
- * one is still running once a grace period has passed. */
-static void lfp_mags_free_list(struct lfp_mag *m)
-{
-    while (m != NULL) {
-        struct lfp_mag *next = m->gone;
-        lfp_sys_free(m);
-        m = next;
-    }
-}
-
-/* Count the magazines a trim takes out of the pool, before they are freed. */
-static void lfp_mags_forget(struct lfp_pool *pool, const struct lfp_mag *m)
-{
-    size_t n = 0;
-    for (; m != NULL; m = m->gone)
-        n++;
-    atomic_fetch_sub_explicit(&pool->mags_made, n, memory_order_relaxed);
-}
-
-#ifndef LFP_TEST_NO_GRACE
-_Static_assert(sizeof(((struct lfp_mag *)0)->defer) >= sizeof(struct rcu_head),
-               "a magazine has room for an rcu_head");
-
-static void lfp_mags_free_rcu(struct rcu_head *h)
-{
-    struct lfp_mag *m = (struct lfp_mag *)(void *)((char *)h - offsetof(struct lfp_mag, defer));
-    LFP_TSAN_ACQUIRE(m);
-    lfp_mags_free_list(m);
-}
-#endif
 
 size_t lfp_slab_trim(struct lfp_pool *pool, bool wait)
 {
@@ -808,22 +722,12 @@ size_t lfp_slab_trim(struct lfp_pool *pool, bool wait)
         }
     }
     atomic_fetch_sub_explicit(&pool->depot_blocks, detached, memory_order_relaxed);
-    lfp_trim_sort(&t, batches);
+    lfp_depot_list_each(pool, batches, lfp_trim_keep, &t);
     for (struct lfp_node *n = kept_first; n != NULL; n = n->next)
         LFP_CONTAINER(n, struct lfp_slab, pool_link)->scratch = 0;
     if (kept_first != NULL)
         lfp_stack_push(&pool->slabs, kept_first, kept_last);
     lfp_batcher_push(pool, &t.keep);
-    if (t.mags != NULL)
-        lfp_depot_push(pool, t.mags, t.mags_last, t.mag_blocks);
-    /* The pool's empty magazines go too: threads make new ones as they
-     * need them. */
-    for (struct lfp_node *n = lfp_stack_pop_all(&pool->mags_empty); n != NULL;) {
-        struct lfp_mag *m = (struct lfp_mag *)(void *)n;
-        n = n->next;
-        m->gone = t.gone;
-        t.gone = m;
-    }
 
     size_t released = 0;
     struct lfp_slab *list = victims;
@@ -837,14 +741,12 @@ size_t lfp_slab_trim(struct lfp_pool *pool, bool wait)
                           memory_order_relaxed);
     atomic_flag_clear_explicit(&pool->trimming, memory_order_release);
 
-    lfp_mags_forget(pool, t.gone);
     /* The automatic policy leaves the wait to call_rcu, when it can. */
-    bool some = list != NULL || t.gone != NULL;
-    if (some && !wait) {
+    if (list != NULL && !wait) {
         pthread_once(&lfp_fork_once, lfp_fork_hooks);
         wait = lfp_fork_err != 0;
     }
-    if (some && wait) {
+    if (list != NULL && wait) {
 #ifndef LFP_TEST_NO_GRACE
         urcu_bp_synchronize_rcu();
 #endif
@@ -862,13 +764,5 @@ size_t lfp_slab_trim(struct lfp_pool *pool, bool wait)
 #endif
         lfp_slab_release(d, false);
     }
-#ifndef LFP_TEST_NO_GRACE
-    if (t.gone != NULL && !wait) {
-        LFP_TSAN_RELEASE(t.gone);
-        urcu_bp_call_rcu((struct rcu_head *)(void *)t.gone->defer, lfp_mags_free_rcu);
-        return released;
-    }
-#endif
-    lfp_mags_free_list(t.gone);
     return released;
 }

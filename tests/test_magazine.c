@@ -14,7 +14,6 @@
  * keeps at least 1000 threads).
  */
 #include <errno.h>
-#include <malloc.h>
 #include <pthread.h>
 #include <sched.h>
 #include <stdint.h>
@@ -1035,40 +1034,6 @@ static void one_thread_keeps_separate_caches_for_hundreds_of_pools(void)
     free(held);
 }
 
-/* A burst of frees far beyond the magazines: full magazines go to the depot
- * whole only up to the pool's surplus of magazines (64 beyond two per
- * thread, lfpool.h); past that they go as chains, with no memory of their
- * own. The library's malloc'd memory stays bounded by that, not by the
- * burst; and every block is still there. */
-static void a_burst_of_frees_makes_a_bounded_number_of_magazines(void)
-{
-#if defined(CHECK_ASAN) || defined(CHECK_TSAN)
-    printf("  skipped under a sanitizer: its allocator keeps its own books\n");
-#else
-    enum { N = 1 << 17, CACHE = 256 };
-    struct lfp_config cfg = { .block_size = 64, .capacity = N, .cache_size = CACHE };
-    lfp_pool *pool;
-    REQUIRE(lfp_pool_create(&cfg, &pool) == LFP_OK);
-    void **b = malloc(N * sizeof(void *));
-    REQUIRE(b != NULL);
-    REQUIRE(alloc_all(pool, b, N) == N);
-    size_t before = mallinfo2().uordblks;
-    for (size_t i = 0; i < N; i++)
-        CHECK_EQ(lfp_free(pool, b[i]), LFP_OK);
-    size_t grown = mallinfo2().uordblks - before;
-    size_t per_mag = 64 + CACHE * sizeof(void *);
-    printf("  %d blocks freed: %zu KiB of magazines made (%zu KiB without a bound)\n", N,
-           grown / 1024, (size_t)N / CACHE * per_mag / 1024);
-    CHECK(grown <= (64 + 2) * per_mag);
-    CHECK_EQ(stats_of(pool).blocks_in_use, 0);
-    CHECK_EQ(lfp_pool_verify(pool), LFP_OK);
-    REQUIRE(alloc_all(pool, b, N) == N);
-    CHECK_EQ(lfp_free_bulk(pool, b, N), LFP_OK);
-    CHECK_EQ(lfp_pool_destroy(pool), 0);
-    free(b);
-#endif
-}
-
 int main(void)
 {
     RUN(a_freed_block_is_reused_first_and_only_by_the_freeing_thread);
@@ -1083,6 +1048,5 @@ int main(void)
     RUN(blocks_freed_by_consumer_threads_are_conserved_and_never_doubly_owned);
     RUN(bulk_calls_move_more_than_a_magazine_and_cache_at_most_two);
     RUN(one_thread_keeps_separate_caches_for_hundreds_of_pools);
-    RUN(a_burst_of_frees_makes_a_bounded_number_of_magazines);
     return check_done();
 }
