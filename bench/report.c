@@ -377,7 +377,9 @@ static const char *series_color(const char *name, size_t i)
         {"lfpool", "#1f4e99"},   {"lfpool-nocache", "#7ea6e0"},
         {"glibc", "#d62728"},    {"jemalloc", "#ff7f0e"},
         {"mimalloc", "#2ca02c"}, {"tcmalloc", "#9467bd"},
-        {"mutex-list", "#8c564b"}, {"tl-list", "#9a9a9a"},
+        {"mutex-list", "#8c564b"}, {"treiber-list", "#5c4033"},
+        {"tl-list", "#9a9a9a"},     {"lfpool-growable", "#e377c2"},
+        {"lfpool-checked", "#17becf"},
     };
     static const char *const spare[] = {"#17becf", "#bcbd22", "#e377c2"};
     size_t k;
