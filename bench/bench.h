@@ -76,6 +76,9 @@ struct bench_alloc {
     const void *priv; /* row-specific constant data (peer entry points) */
 };
 
+/* The most rows the table has. */
+#define BENCH_MAX_ROWS 11
+
 /* Fill *out with every row, in report order; peers' libraries are loaded
  * here. Returns the number of rows. */
 size_t bench_alloc_table(const struct bench_alloc **out, int sized_free);
@@ -129,14 +132,21 @@ struct bench_run_cfg {
     uint64_t spike_blocks; /* blocks per spike cycle */
 };
 
-/* Measures one (workload, threads, allocator) cell into *res: allocator
- * created, warm-up, timed repetitions, allocator destroyed. Exits the
- * program with a message when the allocator fails, loses, corrupts or leaks
- * blocks. lanes: threads for pair and batch, producer/consumer pairs for xfer
- * and server (threads = 2 * lanes). */
-void bench_measure(const struct bench_run_cfg *cfg, const struct bench_alloc *a,
-                   enum bench_workload w, unsigned threads, unsigned lanes,
-                   struct bench_result *res);
+/* One (workload, threads, allocator) cell: open creates the allocator and
+ * warms it up (which also sizes a repetition), rep times one repetition,
+ * close destroys the allocator and puts the median of the repetitions in
+ * *res. The caller interleaves the cells of a table repetition by
+ * repetition, so that a slow phase of a shared machine falls on every row
+ * alike rather than on one. Each exits the program with a message when
+ * the allocator fails, loses, corrupts or leaks blocks. lanes: threads for
+ * pair and batch, producer/consumer pairs for xfer and server (threads =
+ * 2 * lanes). */
+struct bench_cell;
+struct bench_cell *bench_cell_open(const struct bench_run_cfg *cfg,
+                                   const struct bench_alloc *a, enum bench_workload w,
+                                   unsigned threads, unsigned lanes);
+void bench_cell_rep(struct bench_cell *c);
+void bench_cell_close(struct bench_cell *c, struct bench_result *res);
 
 /* Measures one spike cell into *res: cfg->reps cycles on one thread of
  * allocating cfg->spike_blocks blocks, touching each, freeing them all and

@@ -87,7 +87,8 @@ static void usage(FILE *f)
 "                      (default %u)\n"
 "  --ops N             fix the pairs per thread (per producer for xfer and\n"
 "                      server) instead; overrides --duration-ms\n"
-"  --reps N            timed repetitions; the median is reported (default %u)\n"
+"  --reps N            timed repetitions, the rows of a table taking turns;\n"
+"                      the median is reported (default %u)\n"
 "  --spike-blocks N    blocks per spike cycle (default: %zu MiB of blocks of\n"
 "                      --size bytes)\n"
 "  --alloc LIST        allocators to run (default all)\n"
@@ -480,8 +481,11 @@ int main(int argc, char **argv)
 {
     struct options o;
     const struct bench_alloc *rows;
-    size_t nrows, nres = 0, i, r;
+    size_t nrows, nres = 0, i, r, k;
+    unsigned rep;
     struct bench_result *res;
+    /* The open cells of the table being measured, by row. */
+    struct bench_cell *cells[BENCH_MAX_ROWS] = {0};
     struct bench_meta meta;
     struct progress pg;
     struct bench_run_cfg cfg;
@@ -610,9 +614,29 @@ int main(int argc, char **argv)
                 } else if (w == W_SPIKE) {
                     bench_measure_spike(&cfg, &rows[r], x);
                 } else {
-                    bench_measure(&cfg, &rows[r], (enum bench_workload)w, th,
-                                  lanes, x);
+                    cells[r] = bench_cell_open(&cfg, &rows[r], (enum bench_workload)w,
+                                               th, lanes);
                 }
+            }
+            /* The table's timed repetitions, row after row in turn. */
+            for (rep = 0; rep < cfg.reps; rep++) {
+                for (r = 0, k = first; r < nrows; r++) {
+                    if (!o.use_alloc[r])
+                        continue;
+                    k++;
+                    if (cells[r] == NULL)
+                        continue;
+                    show_progress(&pg, bench_workload_names[w], rows[r].name, th);
+                    bench_cell_rep(cells[r]);
+                }
+            }
+            for (r = 0, k = first; r < nrows; r++) {
+                if (!o.use_alloc[r])
+                    continue;
+                if (cells[r] != NULL)
+                    bench_cell_close(cells[r], &res[k]);
+                cells[r] = NULL;
+                k++;
             }
             clear_progress(&pg);
             if (w == W_SPIKE)

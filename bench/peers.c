@@ -872,7 +872,7 @@ void bench_check_glibc(FILE *f, int quiet)
 #endif
 }
 
-#define NROWS 11
+#define NROWS BENCH_MAX_ROWS
 
 size_t bench_alloc_table(const struct bench_alloc **out, int sized_free)
 {

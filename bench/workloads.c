@@ -484,17 +484,23 @@ static uint64_t round_ops(enum bench_workload w, uint64_t ops)
     return ops;
 }
 
-void bench_measure(const struct bench_run_cfg *o, const struct bench_alloc *a,
-                   enum bench_workload w, unsigned threads, unsigned lanes,
-                   struct bench_result *res)
+struct bench_cell {
+    struct shared s;
+    struct worker *ws;
+    double *ns;        /* wall time of each repetition so far */
+    unsigned done, reps, lanes;
+};
+
+struct bench_cell *bench_cell_open(const struct bench_run_cfg *o, const struct bench_alloc *a,
+                                   enum bench_workload w, unsigned threads, unsigned lanes)
 {
     struct bench_params p;
-    struct shared s;
+    struct bench_cell *c;
+    struct shared *sp;
     struct worker *ws;
     char err[256] = "";
     double *ns, wall;
     uint64_t ops;
-    unsigned i;
 
     memset(&p, 0, sizeof p);
     p.size = o->size;
@@ -502,31 +508,37 @@ void bench_measure(const struct bench_run_cfg *o, const struct bench_alloc *a,
     p.per_thread = w == W_BATCH ? BENCH_BATCH : w == W_SERVER ? BENCH_WINDOW : 1;
     p.in_flight = bench_is_cross(w) ? (size_t)lanes * (BENCH_RING_SIZE + 1) : 0;
 
-    memset(&s, 0, sizeof s);
-    s.a = a;
-    s.w = w;
-    s.threads = threads;
-    s.lanes = lanes;
-    s.pin = o->pin;
-    s.cpus = o->cpus;
-    s.ncpus = o->ncpus;
-    if (bench_is_cross(w)) {
-        s.rings = aligned_alloc(64, lanes * sizeof *s.rings);
-        if (!s.rings) {
-            fprintf(stderr, "lfp-bench: out of memory\n");
-            exit(2);
-        }
-        memset(s.rings, 0, lanes * sizeof *s.rings);
-    }
+    c = aligned_alloc(64, (sizeof *c + 63) & ~(size_t)63);
     ws = aligned_alloc(64, threads * sizeof *ws);
     ns = malloc(o->reps * sizeof *ns);
-    if (!ws || !ns) {
+    if (!c || !ws || !ns) {
         fprintf(stderr, "lfp-bench: out of memory\n");
         exit(2);
     }
+    memset(c, 0, sizeof *c);
+    c->ws = ws;
+    c->ns = ns;
+    c->reps = o->reps;
+    c->lanes = lanes;
+    sp = &c->s;
+    sp->a = a;
+    sp->w = w;
+    sp->threads = threads;
+    sp->lanes = lanes;
+    sp->pin = o->pin;
+    sp->cpus = o->cpus;
+    sp->ncpus = o->ncpus;
+    if (bench_is_cross(w)) {
+        sp->rings = aligned_alloc(64, lanes * sizeof *sp->rings);
+        if (!sp->rings) {
+            fprintf(stderr, "lfp-bench: out of memory\n");
+            exit(2);
+        }
+        memset(sp->rings, 0, lanes * sizeof *sp->rings);
+    }
 
-    s.g = a->create(a, &p, err, sizeof err);
-    if (!s.g) {
+    sp->g = a->create(a, &p, err, sizeof err);
+    if (!sp->g) {
         fprintf(stderr, "lfp-bench: %s: %s\n", a->name, err);
         exit(1);
     }
@@ -534,51 +546,61 @@ void bench_measure(const struct bench_run_cfg *o, const struct bench_alloc *a,
     /* Warm-up: first-touch page faults and the allocators' own start-up
      * stay out of the timed runs; its length also calibrates --duration-ms. */
     if (o->ops) {
-        s.ops = round_ops(w, o->ops / 10 > WARMUP_START_OPS ? o->ops / 10
+        sp->ops = round_ops(w, o->ops / 10 > WARMUP_START_OPS ? o->ops / 10
                                                              : WARMUP_START_OPS);
-        if (run_once(&s, ws) < 0)
+        if (run_once(sp, ws) < 0)
             exit(1);
         ops = round_ops(w, o->ops);
     } else {
-        s.ops = round_ops(w, WARMUP_START_OPS);
+        sp->ops = round_ops(w, WARMUP_START_OPS);
         for (;;) {
-            wall = run_once(&s, ws);
+            wall = run_once(sp, ws);
             if (wall < 0)
                 exit(1);
-            if (wall >= WARMUP_MS * 1e6 || s.ops >= MAX_OPS / 8)
+            if (wall >= WARMUP_MS * 1e6 || sp->ops >= MAX_OPS / 8)
                 break;
-            s.ops = round_ops(w, s.ops * (wall < WARMUP_MS * 1e5 ? 8 : 2));
+            sp->ops = round_ops(w, sp->ops * (wall < WARMUP_MS * 1e5 ? 8 : 2));
         }
-        wall = (double)s.ops * o->duration_ms * 1e6 / (wall > 1 ? wall : 1);
+        wall = (double)sp->ops * o->duration_ms * 1e6 / (wall > 1 ? wall : 1);
         ops = round_ops(w, wall < (double)MAX_OPS ? (uint64_t)wall : MAX_OPS);
     }
 
-    s.ops = ops;
-    for (i = 0; i < o->reps; i++) {
-        wall = run_once(&s, ws);
-        if (wall < 0)
-            exit(1);
-        ns[i] = wall;
-    }
+    sp->ops = ops;
+    return c;
+}
 
-    if (a->destroy(s.g, err, sizeof err) != 0) {
-        fprintf(stderr, "lfp-bench: %s after %s with %u threads: %s\n", a->name,
-                bench_workload_names[w], threads, err);
+void bench_cell_rep(struct bench_cell *c)
+{
+    double wall = run_once(&c->s, c->ws);
+    if (wall < 0)
+        exit(1);
+    c->ns[c->done++] = wall;
+}
+
+void bench_cell_close(struct bench_cell *c, struct bench_result *res)
+{
+    struct shared *s = &c->s;
+    char err[256] = "";
+    double wall;
+
+    if (s->a->destroy(s->g, err, sizeof err) != 0) {
+        fprintf(stderr, "lfp-bench: %s after %s with %u threads: %s\n", s->a->name,
+                bench_workload_names[s->w], s->threads, err);
         exit(1);
     }
-
-    wall = median(ns, o->reps);
+    wall = median(c->ns, c->done);
     res->status = BENCH_OK;
-    res->reps = o->reps;
-    res->ops = ops;
-    res->ns_med = wall / (double)ops;
-    res->ns_min = ns[0] / (double)ops;
-    res->ns_max = ns[o->reps - 1] / (double)ops;
-    res->mops = (double)ops * lanes / wall * 1e3;
+    res->reps = c->done;
+    res->ops = s->ops;
+    res->ns_med = wall / (double)s->ops;
+    res->ns_min = c->ns[0] / (double)s->ops;
+    res->ns_max = c->ns[c->done - 1] / (double)s->ops;
+    res->mops = (double)s->ops * c->lanes / wall * 1e3;
 
-    free(ns);
-    free(ws);
-    free(s.rings);
+    free(c->ns);
+    free(c->ws);
+    free(s->rings);
+    free(c);
 }
 
 /* ------------------------------------------------------------------------ */
