@@ -129,6 +129,17 @@ static int parse_u64(const char *s, uint64_t lo, uint64_t hi, uint64_t *out)
     return 0;
 }
 
+/* The number an option takes, lo..hi; on a bad one, says so. */
+static int option_u64(const char *name, const char *s, uint64_t lo, uint64_t hi,
+                      uint64_t *out)
+{
+    if (parse_u64(s, lo, hi, out) == 0)
+        return 0;
+    fprintf(stderr, "lfp-bench: --%s takes %llu..%llu\n", name, (unsigned long long)lo,
+            (unsigned long long)hi);
+    return -1;
+}
+
 /* Calls fn for each item of a comma list. Works on a copy: argv must stay
  * intact for a re-execution. */
 static int each_item(const char *list, int (*fn)(const char *item, void *ctx),
@@ -249,30 +260,22 @@ static int parse_options(int argc, char **argv, struct options *o)
                 return -1;
             break;
         case O_SIZE:
-            if (parse_u64(optarg, 8, 65536, &v) != 0) {
-                fprintf(stderr, "lfp-bench: --size must be 8..65536\n");
+            if (option_u64("size", optarg, 8, 65536, &v) != 0)
                 return -1;
-            }
             o->size = (size_t)v;
             break;
         case O_OPS:
-            if (parse_u64(optarg, 1, (uint64_t)1 << 40, &o->ops) != 0) {
-                fprintf(stderr, "lfp-bench: bad --ops\n");
+            if (option_u64("ops", optarg, 1, (uint64_t)1 << 40, &o->ops) != 0)
                 return -1;
-            }
             break;
         case O_DUR:
-            if (parse_u64(optarg, 1, 600000, &v) != 0) {
-                fprintf(stderr, "lfp-bench: bad --duration-ms\n");
+            if (option_u64("duration-ms", optarg, 1, 600000, &v) != 0)
                 return -1;
-            }
             o->duration_ms = (unsigned)v;
             break;
         case O_REPS:
-            if (parse_u64(optarg, 1, 1000, &v) != 0) {
-                fprintf(stderr, "lfp-bench: --reps must be 1..1000\n");
+            if (option_u64("reps", optarg, 1, 1000, &v) != 0)
                 return -1;
-            }
             o->reps = (unsigned)v;
             break;
         case O_ALLOC:
@@ -303,22 +306,15 @@ static int parse_options(int argc, char **argv, struct options *o)
         case O_SIZED:
             o->sized_free = 1;
             break;
-        case O_CACHE: {
-            char *end;
-            unsigned long v = strtoul(optarg, &end, 10);
-            if (*end != '\0' || v > LFP_CACHE_MAX) {
-                fprintf(stderr, "lfp-bench: --cache takes 0..%u\n", LFP_CACHE_MAX);
+        case O_CACHE:
+            if (option_u64("cache", optarg, 0, LFP_CACHE_MAX, &v) != 0)
                 return -1;
-            }
             bench_lfp_cache = (unsigned)v;
             break;
-        }
         case O_SPIKE:
             /* The pointer array alone is 8 bytes a block. */
-            if (parse_u64(optarg, 1, (uint64_t)1 << 32, &o->spike_blocks) != 0) {
-                fprintf(stderr, "lfp-bench: --spike-blocks must be 1..2^32\n");
+            if (option_u64("spike-blocks", optarg, 1, (uint64_t)1 << 32, &o->spike_blocks) != 0)
                 return -1;
-            }
             break;
         case O_HELP:
             usage(stdout);

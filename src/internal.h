@@ -98,8 +98,6 @@ struct lfp_pool {
     /* The reserved range: address space mapped without access, slabs made
      * accessible in it at positions claimed in range_claim (a bit each). */
     size_t range_slots;
-    size_t range_span;           /* bytes per position: 1 << range_shift blocks */
-    size_t range_bytes;
     void *range_map;
     size_t range_map_size;
     _Atomic uint64_t *range_claim;

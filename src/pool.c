@@ -454,8 +454,6 @@ void *lfp_os_reserve(size_t size)
     return m == MAP_FAILED ? NULL : m;
 }
 
-/* A new mapping over the part, not mprotect: it starts zero-filled, and the
- * kernel never hands its address to anyone else meanwhile. */
 /* Access changes only, never a new mapping: a failed mmap(MAP_FIXED) may
  * leave a hole in the reservation, where anything could be mapped next. The
  * pages read as zero: never touched, or dropped by lfp_os_decommit. */

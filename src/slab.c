@@ -119,18 +119,25 @@ static int lfp_reg_set(uintptr_t base, size_t size, struct lfp_slab *d)
     return LFP_OK;
 }
 
+/* Bytes of one position of the range. */
+static size_t lfp_range_span(const struct lfp_pool *pool)
+{
+    return pool->stride << pool->range_shift;
+}
+
 /* The slab an address may lie in, found without a fault: through the
- * pool's range when it lies there, else through the registry. An interior
- * address of the range gives a position past its end (see
- * lfp_stride_index), so NULL. */
+ * pool's range when it is a block start there, else through the registry
+ * (which has no entry in the range: an interior address of the range, whose
+ * lfp_stride_index is past every position, finds NULL there). The acquire
+ * pairs with lfp_slab_new's release, for lookups that race the slab's
+ * making (a foreign or stale pointer); a block the caller holds came to it
+ * through the depot or a magazine, ordered after the making anyway. */
 static struct lfp_slab *lfp_slab_lookup(const struct lfp_pool *pool, uintptr_t addr)
 {
-    uintptr_t off = addr - pool->base;
-    if (pool->range != NULL && off < pool->range_bytes) {
-        uint64_t k = lfp_stride_index(pool, off) >> pool->range_shift;
-        return k < pool->range_slots
-                   ? atomic_load_explicit(&pool->range[k], memory_order_acquire)
-                   : NULL;
+    if (pool->range != NULL) {
+        uint64_t k = lfp_stride_index(pool, addr - pool->base) >> pool->range_shift;
+        if (k < pool->range_slots)
+            return atomic_load_explicit(&pool->range[k], memory_order_acquire);
     }
     return lfp_reg_find(addr);
 }
@@ -235,6 +242,12 @@ static size_t lfp_range_blocks(const struct lfp_pool *pool, size_t pos)
     return left < per ? left : per;
 }
 
+/* The range's tables: a slab pointer per position, then the claim bitmap. */
+static size_t lfp_range_tables_size(size_t slots)
+{
+    return slots * sizeof(struct lfp_slab *) + (slots + 63) / 64 * sizeof(uint64_t);
+}
+
 /*
  * Reserve the pool's range: address space for slabs at fixed positions, so
  * that lfp_free checks a block of a growable pool as it does a fixed pool's
@@ -248,12 +261,6 @@ static size_t lfp_range_blocks(const struct lfp_pool *pool, size_t pos)
  * Its tables sit at the start of the same reservation, made accessible
  * there: pages of them become resident only as positions are used.
  */
-/* The range's tables: a slab pointer per position, then the claim bitmap. */
-static size_t lfp_range_tables_size(size_t slots)
-{
-    return slots * sizeof(struct lfp_slab *) + (slots + 63) / 64 * sizeof(uint64_t);
-}
-
 static void lfp_range_setup(struct lfp_pool *pool)
 {
     size_t ps = lfp_page_size(), stride = pool->stride;
@@ -300,10 +307,8 @@ static void lfp_range_setup(struct lfp_pool *pool)
     pool->range_map = m;
     pool->range_map_size = size;
     pool->base = LFP__ROUND((uintptr_t)m + tables, pad);
-    pool->range_bytes = slots * span;
     pool->range_slots = slots;
     pool->range_claim = claim;
-    pool->range_span = span;
     pool->range_shift = (unsigned)__builtin_ctzll(blocks);
     size_t positions = slots * blocks;
     atomic_store(&pool->carved, pool->max_blocks != 0 && pool->max_blocks < positions
@@ -329,18 +334,15 @@ static struct lfp_slab *lfp_slab_new(struct lfp_pool *pool, size_t nblocks, size
     struct lfp_node *n = lfp_stack_pop(&lfp_slab_spare);
     struct lfp_slab *d = n ? LFP_CONTAINER(n, struct lfp_slab, free_link)
                            : lfp_sys_zalloc(sizeof(*d), 0);
-    if (d == NULL) {
-        if (pos != SIZE_MAX)
-            lfp_range_unclaim(pool, pos);
-        return NULL;
-    }
+    if (d == NULL)
+        goto fail_pos;
     _Atomic uint64_t *used = NULL;
     if (lfp_checked(pool) && (used = lfp_sys_zalloc(lfp_used_bytes(nblocks), 0)) == NULL)
         goto fail;
     size_t size;
     uintptr_t base;
     if (pos != SIZE_MAX) {
-        size = pool->range_span;
+        size = lfp_range_span(pool);
         base = pool->base + pos * size;
         if (!lfp_os_commit((void *)base, size))
             goto fail;
@@ -380,12 +382,13 @@ static struct lfp_slab *lfp_slab_new(struct lfp_pool *pool, size_t nblocks, size
     atomic_fetch_add_explicit(&pool->slab_mapped, size, memory_order_relaxed);
     return d;
 fail:
-    if (pos != SIZE_MAX)
-        lfp_range_unclaim(pool, pos);
     /* No stale bitmap in a recycled descriptor. */
     atomic_store_explicit(&d->used, NULL, memory_order_relaxed);
     lfp_sys_free(used);
     lfp_stack_push(&lfp_slab_spare, &d->free_link, &d->free_link);
+fail_pos:
+    if (pos != SIZE_MAX)
+        lfp_range_unclaim(pool, pos);
     return NULL;
 }
 
