@@ -11,6 +11,7 @@
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #ifndef __has_feature
 #define __has_feature(x) 0
@@ -112,6 +113,14 @@ static inline int cmp_addr(const void *a, const void *b)
     return x < y ? -1 : x > y;
 }
 
+/* Seconds on the monotonic clock, for deadlines and reported durations. */
+static inline double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
 /* A per-thread pseudo-random sequence (xorshift64); the seed must not be 0. */
 static inline uint64_t xorshift(uint64_t *s)
 {
@@ -123,6 +132,15 @@ static inline uint64_t xorshift(uint64_t *s)
 }
 
 #ifdef LFPOOL_H
+/* A pool made from cfg, which lfp_pool_create() must accept. */
+static inline lfp_pool *create_pool(const struct lfp_config *cfg)
+{
+    lfp_pool *pool = NULL;
+    CHECK_EQ(lfp_pool_create(cfg, &pool), LFP_OK);
+    REQUIRE(pool != NULL);
+    return pool;
+}
+
 /* Allocate until the pool says no or max blocks are out; returns how many. */
 static inline size_t alloc_all(lfp_pool *pool, void **out, size_t max)
 {
@@ -132,6 +150,20 @@ static inline size_t alloc_all(lfp_pool *pool, void **out, size_t max)
     return n;
 }
 
+/* Free the n blocks of v, each of which the pool must take back. */
+static inline void free_all(lfp_pool *pool, void **v, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        CHECK_EQ(lfp_free(pool, v[i]), LFP_OK);
+}
+
+/* The pool must verify, then destroy reporting in_use blocks still out. */
+static inline void verify_and_destroy(lfp_pool *pool, size_t in_use)
+{
+    CHECK_EQ(lfp_pool_verify(pool), LFP_OK);
+    CHECK_EQ(lfp_pool_destroy(pool), in_use);
+}
+
 /* A pool's statistics, which must be available. */
 static inline struct lfp_stats stats_of(const lfp_pool *pool)
 {
@@ -139,6 +171,50 @@ static inline struct lfp_stats stats_of(const lfp_pool *pool)
     memset(&s, 0, sizeof s);
     REQUIRE(lfp_pool_stats(pool, &s) == LFP_OK);
     return s;
+}
+
+/* True if two snapshots agree on every block count and on the bytes reserved. */
+static inline bool same_stats(const struct lfp_stats *a, const struct lfp_stats *b)
+{
+    return a->blocks_total == b->blocks_total && a->blocks_in_use == b->blocks_in_use &&
+           a->blocks_cached == b->blocks_cached && a->blocks_carved == b->blocks_carved &&
+           a->bytes_reserved == b->bytes_reserved &&
+           a->blocks_in_use_max == b->blocks_in_use_max;
+}
+
+/* After a concurrent run, its threads joined: with this thread's cache
+ * flushed, no block is in use or cached, the pool verifies, and the owner
+ * table (one word per block, free_mark when no thread holds it) shows no
+ * block still held. Returns the statistics it read. */
+static inline struct lfp_stats check_settled_after_threads(lfp_pool *pool,
+                                                           _Atomic int *owner,
+                                                           size_t capacity, int free_mark)
+{
+    lfp_thread_flush();
+    struct lfp_stats s = stats_of(pool);
+    CHECK_EQ(s.blocks_in_use, 0);
+    CHECK_EQ(s.blocks_cached, 0);
+    CHECK_EQ(lfp_pool_verify(pool), LFP_OK);
+    long still_owned = 0;
+    for (size_t i = 0; i < capacity; i++)
+        still_owned += atomic_load(&owner[i]) != free_mark;
+    CHECK_EQ(still_owned, 0);
+    return s;
+}
+
+/* How a pool's flags name its mode in failure notes. */
+static inline const char *mode_name(unsigned flags)
+{
+    return (flags & LFP_GROWABLE) ? "growable" : (flags & LFP_NO_CACHE) ? "LFP_NO_CACHE"
+                                                                      : "cached";
+}
+
+/* After the checks of one scenario, say which and in what mode if any of
+ * them failed (before: check_failures when it began). */
+static inline void note_failures(int before, const char *what, unsigned flags)
+{
+    if (atomic_load(&check_failures) != before)
+        fprintf(stderr, "  ... while checking %s (%s)\n", what, mode_name(flags));
 }
 
 /* Set by the AArch64 cross files' qemu-user wrapper (LFP_TEST_QEMU=1):

@@ -41,18 +41,6 @@ static const unsigned modes[] = {LFP_CHECKED, LFP_CHECKED | LFP_NO_CACHE,
 
 #define FOR_EACH_MODE(m) for (size_t m = 0; m < sizeof modes / sizeof modes[0]; m++)
 
-static const char *mode_name(unsigned flags)
-{
-    return (flags & LFP_GROWABLE) ? "growable" : (flags & LFP_NO_CACHE) ? "LFP_NO_CACHE"
-                                                                      : "cached";
-}
-
-static void note_failures(int before, const char *what, unsigned flags)
-{
-    if (atomic_load(&check_failures) != before)
-        fprintf(stderr, "  ... while checking %s (%s)\n", what, mode_name(flags));
-}
-
 /* A pool of CAP blocks at most: fixed, or growable in 64 KiB slabs. */
 static lfp_pool *make_pool(size_t block_size, unsigned flags)
 {
@@ -66,23 +54,7 @@ static lfp_pool *make_pool(size_t block_size, unsigned flags)
     } else {
         cfg.capacity = CAP;
     }
-    lfp_pool *pool = NULL;
-    CHECK_EQ(lfp_pool_create(&cfg, &pool), LFP_OK);
-    REQUIRE(pool != NULL);
-    return pool;
-}
-
-static void free_all(lfp_pool *pool, void **v, size_t n)
-{
-    for (size_t i = 0; i < n; i++)
-        CHECK_EQ(lfp_free(pool, v[i]), LFP_OK);
-}
-
-/* A pool no thread uses any more, consistent and with every block free. */
-static void verify_and_destroy(lfp_pool *pool)
-{
-    CHECK_EQ(lfp_pool_verify(pool), LFP_OK);
-    CHECK_EQ(lfp_pool_destroy(pool), 0);
+    return create_pool(&cfg);
 }
 
 static size_t count_ptr(void *const *v, size_t n, const void *p)
@@ -188,7 +160,7 @@ static void double_free_returns_edouble_and_leaves_the_pool_intact(void)
         CHECK_EQ(reports_of(LFP_ECORRUPT), 0);
         free_all(pool, v, n);
         CHECK_EQ(lfp_free(pool, keep), LFP_OK);
-        verify_and_destroy(pool);
+        verify_and_destroy(pool, 0);
         CHECK_EQ(reports_of(LFP_ELEAK), 0);
         note_failures(before, "double free", modes[m]);
     }
@@ -224,7 +196,7 @@ static void double_free_within_one_bulk_call_frees_nothing(void)
         CHECK_EQ(lfp_free_bulk(pool, rest, 7), LFP_OK);
         CHECK_EQ(lfp_free(pool, v[4]), LFP_EDOUBLE);
         CHECK_EQ(stats_of(pool).blocks_in_use, 0);
-        verify_and_destroy(pool);
+        verify_and_destroy(pool, 0);
         note_failures(before, "double free in lfp_free_bulk", modes[m]);
     }
 }
@@ -259,7 +231,7 @@ static void write_after_free_is_reported_at_the_next_alloc_of_that_block(void)
             CHECK_EQ(reports_of(LFP_ECORRUPT), 0);
             CHECK_EQ(lfp_free(pool, q), LFP_OK);
         }
-        verify_and_destroy(pool);
+        verify_and_destroy(pool, 0);
         note_failures(before, "write after free", modes[m]);
     }
 }
@@ -312,7 +284,7 @@ static void zero_and_init_pools_are_checked_without_false_reports(void)
         CHECK_EQ(lfp_free(pool, q), LFP_EDOUBLE);
         CHECK_EQ(reports_of(LFP_ECORRUPT), 0);
         CHECK_EQ(reports_of(LFP_EDOUBLE), 2);
-        verify_and_destroy(pool);
+        verify_and_destroy(pool, 0);
         note_failures(before, "LFP_ZERO and init", modes[m]);
     }
 }
@@ -344,7 +316,7 @@ static void foreign_pointers_are_reported_as_eforeign(void)
         CHECK_EQ(lfp_free(pool, NULL), LFP_OK);
         CHECK_EQ(reports_of(LFP_EFOREIGN), 0);
         CHECK_EQ(lfp_free(pool, p), LFP_OK);
-        verify_and_destroy(pool);
+        verify_and_destroy(pool, 0);
         free(heap);
         note_failures(before, "foreign pointers", modes[m]);
     }
@@ -408,7 +380,7 @@ static void growable_checked_pool_survives_trim_and_regrowth(void)
     }
     CHECK_EQ(reports_of(LFP_EFOREIGN), 3);
     CHECK_EQ(reports_of(LFP_EDOUBLE) + reports_of(LFP_ECORRUPT), 0);
-    verify_and_destroy(pool);
+    verify_and_destroy(pool, 0);
 }
 
 static void environment_variable_turns_checked_mode_on(void)
@@ -430,7 +402,7 @@ static void environment_variable_turns_checked_mode_on(void)
         CHECK_EQ(lfp_free(pool, p), LFP_OK);
         if (on)
             CHECK_EQ(lfp_free(pool, p), LFP_EDOUBLE);
-        verify_and_destroy(pool);
+        verify_and_destroy(pool, 0);
     }
 }
 
@@ -681,7 +653,7 @@ static void threads_freeing_each_others_blocks_see_no_false_report(void)
         CHECK_EQ(reports_of(LFP_ECORRUPT), 0);
         CHECK_EQ(reports_of(LFP_EFOREIGN), 0);
         CHECK_EQ(stats_of(pool).blocks_in_use, 0);
-        verify_and_destroy(pool);
+        verify_and_destroy(pool, 0);
         CHECK_EQ(reports_of(LFP_ELEAK), 0);
         free(handoff);
         free(ts);

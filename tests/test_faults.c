@@ -96,14 +96,6 @@ static void count_report(lfp_pool *pool, void *ptr, int err, const char *what)
 
 /* ---- what every scenario checks afterwards ---- */
 
-static bool same_stats(const struct lfp_stats *a, const struct lfp_stats *b)
-{
-    return a->blocks_total == b->blocks_total && a->blocks_in_use == b->blocks_in_use &&
-           a->blocks_cached == b->blocks_cached && a->blocks_carved == b->blocks_carved &&
-           a->bytes_reserved == b->bytes_reserved &&
-           a->blocks_in_use_max == b->blocks_in_use_max;
-}
-
 /* The blocks are distinct blocks of the pool. Sorts a copy. */
 static void check_distinct_and_owned(lfp_pool *pool, void **blocks, size_t n)
 {

@@ -62,13 +62,6 @@ extern _Atomic long lfp_test_range_bytes;
             return;                                                        \
     } while (0)
 
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
-
 static void sleep_ms(long ms)
 {
     struct timespec ts = { ms / 1000, (ms % 1000) * 1000000L };
@@ -343,14 +336,6 @@ static void test_invalid_growable_configurations_are_rejected_with_einval(void)
 }
 
 /* ---- the OS refusing memory ---- */
-
-static bool same_stats(const struct lfp_stats *a, const struct lfp_stats *b)
-{
-    return a->blocks_total == b->blocks_total && a->blocks_in_use == b->blocks_in_use &&
-           a->blocks_cached == b->blocks_cached && a->blocks_carved == b->blocks_carved &&
-           a->bytes_reserved == b->bytes_reserved &&
-           a->blocks_in_use_max == b->blocks_in_use_max;
-}
 
 static void test_os_refusing_a_slab_fails_alloc_with_enomem_and_leaves_pool_intact(void)
 {
@@ -1093,15 +1078,6 @@ static uint64_t stamp(uint64_t owner, void *p)
     return (owner << 48) ^ (uint64_t)(uintptr_t)p;
 }
 
-static uint64_t rand_next(uint64_t *s)
-{
-    uint64_t x = *s;
-    x ^= x << 13;
-    x ^= x >> 7;
-    x ^= x << 17;
-    return *s = x;
-}
-
 #define STAMP_AT(p) (*(volatile uint64_t *)((char *)(p) + 64))
 
 static void *churn_main(void *arg)
@@ -1112,7 +1088,7 @@ static void *churn_main(void *arg)
     void *held[CHURN_HELD];
     int n = 0;
     for (long op = 0; op < sh->ops; op++) {
-        uint64_t r = rand_next(&rng);
+        uint64_t r = xorshift(&rng);
         unsigned what = (unsigned)(r % 100);
         if (what < 45 && n < CHURN_HELD) {
             void *p = lfp_alloc(sh->pool);

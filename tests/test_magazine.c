@@ -20,20 +20,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include <lfpool.h>
 
 #include "check.h"
 
 /* ---- utilities ---- */
-
-static double knob_scale(void)
-{
-    const char *s = getenv("LFP_STRESS_SCALE");
-    double v = s && *s ? strtod(s, NULL) : 1.0;
-    return v > 0 ? v : 1.0;
-}
 
 static int knob_threads(void)
 {
@@ -49,10 +41,7 @@ static lfp_pool *make_pool(size_t block_size, size_t capacity, unsigned cache_si
     cfg.capacity = capacity;
     cfg.cache_size = cache_size;
     cfg.flags = flags;
-    lfp_pool *pool = NULL;
-    CHECK_EQ(lfp_pool_create(&cfg, &pool), LFP_OK);
-    REQUIRE(pool != NULL);
-    return pool;
+    return create_pool(&cfg);
 }
 
 /* Number of duplicates among v[0..n) (sorts v). */
@@ -65,7 +54,8 @@ static size_t duplicates(void **v, size_t n)
     return d;
 }
 
-static size_t free_all(lfp_pool *pool, void **v, size_t n)
+/* Free the n blocks of v; returns how many the pool refused. */
+static size_t count_failed_frees(lfp_pool *pool, void **v, size_t n)
 {
     size_t bad = 0;
     for (size_t i = 0; i < n; i++)
@@ -81,16 +71,9 @@ static void check_all_blocks_available(lfp_pool *pool, size_t capacity)
     REQUIRE(v != NULL);
     size_t n = alloc_all(pool, v, capacity + 1);
     CHECK_EQ(n, capacity);
-    CHECK_EQ(free_all(pool, v, n), 0);
+    CHECK_EQ(count_failed_frees(pool, v, n), 0);
     CHECK_EQ(duplicates(v, n), 0);
     free(v);
-}
-
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
 }
 
 /* ---- helper threads that run one command at a time, then park ---- */
@@ -163,7 +146,7 @@ static void cmd_alloc(struct helper *a)
 
 static void cmd_free(struct helper *a)
 {
-    a->bad += free_all(a->pool, a->blocks, a->n);
+    a->bad += count_failed_frees(a->pool, a->blocks, a->n);
     a->n = 0;
 }
 
@@ -213,8 +196,7 @@ static void a_freed_block_is_reused_first_and_only_by_the_freeing_thread(void)
     helper_stop(&a);
     lfp_thread_flush();
     CHECK_EQ(stats_of(pool).blocks_cached, 0);
-    CHECK_EQ(lfp_pool_verify(pool), LFP_OK);
-    CHECK_EQ(lfp_pool_destroy(pool), 0);
+    verify_and_destroy(pool, 0);
 }
 
 static void an_exiting_thread_hands_its_cached_blocks_back(void)
@@ -244,8 +226,7 @@ static void an_exiting_thread_hands_its_cached_blocks_back(void)
     CHECK_EQ(lfp_pool_verify(pool), LFP_OK);
     check_all_blocks_available(pool, CAP);
     lfp_thread_flush();
-    CHECK_EQ(lfp_pool_verify(pool), LFP_OK);
-    CHECK_EQ(lfp_pool_destroy(pool), 0);
+    verify_and_destroy(pool, 0);
 }
 
 static void an_exiting_thread_that_holds_blocks_leaves_them_in_use(void)
@@ -271,12 +252,11 @@ static void an_exiting_thread_that_holds_blocks_leaves_them_in_use(void)
     CHECK_EQ(s.blocks_cached, 0);
     CHECK_EQ(lfp_pool_verify(pool), LFP_OK);
     /* Another thread frees what the dead one held. */
-    CHECK_EQ(free_all(pool, kept, keep), 0);
+    CHECK_EQ(count_failed_frees(pool, kept, keep), 0);
     free(kept);
     CHECK_EQ(stats_of(pool).blocks_in_use, 0);
     check_all_blocks_available(pool, CAP);
-    CHECK_EQ(lfp_pool_verify(pool), LFP_OK);
-    CHECK_EQ(lfp_pool_destroy(pool), 0);
+    verify_and_destroy(pool, 0);
 }
 
 static void thread_flush_moves_only_the_calling_threads_cache_to_the_depot(void)
@@ -293,7 +273,7 @@ static void thread_flush_moves_only_the_calling_threads_cache_to_the_depot(void)
 
     void *v[90];
     CHECK_EQ(alloc_all(pool, v, 90), 90);
-    CHECK_EQ(free_all(pool, v, 90), 0);
+    CHECK_EQ(count_failed_frees(pool, v, 90), 0);
     size_t both = stats_of(pool).blocks_cached;
     CHECK(both > helper_part);
 
@@ -311,8 +291,7 @@ static void thread_flush_moves_only_the_calling_threads_cache_to_the_depot(void)
     lfp_thread_flush();
     helper_stop(&a);
     CHECK_EQ(stats_of(pool).blocks_cached, 0);
-    CHECK_EQ(lfp_pool_verify(pool), LFP_OK);
-    CHECK_EQ(lfp_pool_destroy(pool), 0);
+    verify_and_destroy(pool, 0);
 }
 
 static void small_pools_cache_little_and_live_threads_strand_at_most_two_magazines_each(void)
@@ -364,7 +343,7 @@ static void small_pools_cache_little_and_live_threads_strand_at_most_two_magazin
            "(bound %zu), %zu cached elsewhere\n",
            cs, nt, n, CAP, bound, s.blocks_cached);
     CHECK_EQ(lfp_pool_verify(pool), LFP_OK);
-    CHECK_EQ(free_all(pool, v, n), 0);
+    CHECK_EQ(count_failed_frees(pool, v, n), 0);
     for (int t = 0; t < nt; t++)
         helper_stop(&ag[t]);
     free(ag);
@@ -373,8 +352,7 @@ static void small_pools_cache_little_and_live_threads_strand_at_most_two_magazin
     CHECK_EQ(s.blocks_cached, 0);
     CHECK_EQ(s.blocks_in_use, 0);
     check_all_blocks_available(pool, CAP);
-    CHECK_EQ(lfp_pool_verify(pool), LFP_OK);
-    CHECK_EQ(lfp_pool_destroy(pool), 0);
+    verify_and_destroy(pool, 0);
 }
 
 /* ---- thread churn over many pools ---- */
@@ -513,7 +491,7 @@ static void short_lived_threads_over_many_pools_recycle_their_caches(void)
     }
     /* Not scaled below 1000 threads: the second half's 500 must show a leak
      * of 8 KiB per thread over the RSS limit. */
-    long nthreads = (long)(2000 * knob_scale());
+    long nthreads = (long)(2000 * stress_scale());
     if (nthreads < 1000)
         nthreads = 1000;
     long waves = nthreads / CHURN_WAVE;
@@ -632,8 +610,7 @@ static void destroyed_pools_cached_blocks_never_reach_its_successor(int p1_calle
     helper_stop(&a);
     CHECK_EQ(stats_of(p2).blocks_cached, 0);
     check_all_blocks_available(p2, CAP);
-    CHECK_EQ(lfp_pool_verify(p2), LFP_OK);
-    CHECK_EQ(lfp_pool_destroy(p2), 0);
+    verify_and_destroy(p2, 0);
 }
 
 static void destroyed_pools_cached_blocks_never_reach_a_successor_over_caller_memory(void)
@@ -666,8 +643,7 @@ static void destroy_counts_blocks_freed_into_a_live_threads_cache_as_free(void)
     CHECK_EQ(b.n, 5);
     struct lfp_stats s = stats_of(pool);
     CHECK_EQ(s.blocks_in_use, 4 + 5);
-    CHECK_EQ(lfp_pool_verify(pool), LFP_OK);
-    CHECK_EQ(lfp_pool_destroy(pool), 4 + 5);
+    verify_and_destroy(pool, 4 + 5);
     /* B lives on past the destroy, flushes, and exits: neither touches the
      * destroyed pool. */
     helper_run(&b, cmd_flush);
@@ -831,7 +807,7 @@ static void producers_and_consumers(unsigned flags)
     memset(&pc, 0, sizeof pc);
     pc.np = nt / 2 > 0 ? nt / 2 : 1;
     pc.nc = nt - pc.np > 0 ? nt - pc.np : 1;
-    pc.per_producer = (long)((double)check_env("LFP_STRESS_OPS", 200000) / 2 * knob_scale());
+    pc.per_producer = (long)((double)check_env("LFP_STRESS_OPS", 200000) / 2 * stress_scale());
     if (pc.per_producer < 1000)
         pc.per_producer = 1000;
     /* Room for full rings and full caches everywhere, and then some. */
@@ -846,7 +822,7 @@ static void producers_and_consumers(unsigned flags)
     REQUIRE(alloc_all(pc.pool, all, pc.capacity) == pc.capacity);
     qsort(all, pc.capacity, sizeof *all, cmp_addr);
     pc.base = (uintptr_t)all[0];
-    CHECK_EQ(free_all(pc.pool, all, pc.capacity), 0);
+    CHECK_EQ(count_failed_frees(pc.pool, all, pc.capacity), 0);
     lfp_thread_flush();
 
     pc.owner = malloc(pc.capacity * sizeof *pc.owner);
@@ -873,7 +849,7 @@ static void producers_and_consumers(unsigned flags)
     for (int i = 0; i < pc.np + pc.nc; i++)
         REQUIRE(pthread_join(tid[i], NULL) == 0);
     printf("  %s: %d producers, %d consumers, %ld blocks freed across threads in %.2f s\n",
-           (flags & LFP_NO_CACHE) ? "LFP_NO_CACHE" : "cached", pc.np, pc.nc,
+           mode_name(flags), pc.np, pc.nc,
            atomic_load(&pc.freed), now_s() - t0);
 
     CHECK_EQ(atomic_load(&pc.stalled), 0);
@@ -884,19 +860,10 @@ static void producers_and_consumers(unsigned flags)
     CHECK_EQ(atomic_load(&pc.bad_errno), 0);
     CHECK_EQ(atomic_load(&pc.freed), pc.per_producer * pc.np);
 
-    lfp_thread_flush();
-    struct lfp_stats s = stats_of(pc.pool);
-    CHECK_EQ(s.blocks_in_use, 0);
-    CHECK_EQ(s.blocks_cached, 0);
-    CHECK_EQ(lfp_pool_verify(pc.pool), LFP_OK);
-    long owned = 0;
-    for (size_t i = 0; i < pc.capacity; i++)
-        owned += atomic_load(&pc.owner[i]) != PC_FREE;
-    CHECK_EQ(owned, 0);
+    check_settled_after_threads(pc.pool, pc.owner, pc.capacity, PC_FREE);
     check_all_blocks_available(pc.pool, pc.capacity);
     lfp_thread_flush();
-    CHECK_EQ(lfp_pool_verify(pc.pool), LFP_OK);
-    CHECK_EQ(lfp_pool_destroy(pc.pool), 0);
+    verify_and_destroy(pc.pool, 0);
     free(all);
     free(pc.owner);
     free(pc.rings);
@@ -952,8 +919,7 @@ static void bulk_calls_move_more_than_a_magazine_and_cache_at_most_two(void)
     CHECK(stats_of(pool).blocks_cached <= 2 * 64);
     lfp_thread_flush();
     CHECK_EQ(stats_of(pool).blocks_cached, 0);
-    CHECK_EQ(lfp_pool_verify(pool), LFP_OK);
-    CHECK_EQ(lfp_pool_destroy(pool), 0);
+    verify_and_destroy(pool, 0);
     free(v);
 }
 
@@ -1014,7 +980,7 @@ static void one_thread_keeps_separate_caches_for_hundreds_of_pools(void)
         for (size_t i = 0; i < n; i++)
             bad_owner += lfp_owns(pool[k], v[i]) != 1;
         bad_count += duplicates(v, n) != 0;
-        wrong += free_all(pool[k], v, n);
+        wrong += count_failed_frees(pool[k], v, n);
     }
     CHECK_EQ(bad_count, 0);
     CHECK_EQ(bad_owner, 0);

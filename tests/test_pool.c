@@ -19,18 +19,6 @@
 
 static const unsigned cache_modes[] = {0, LFP_NO_CACHE};
 
-static const char *mode_name(unsigned flags)
-{
-    return (flags & LFP_NO_CACHE) ? "LFP_NO_CACHE" : "cached";
-}
-
-/* Print where a failure happened when the checks above it counted one. */
-static void note_failures(int before, const char *what, unsigned flags)
-{
-    if (atomic_load(&check_failures) != before)
-        fprintf(stderr, "  ... while checking %s (%s)\n", what, mode_name(flags));
-}
-
 static size_t effective_align(size_t align)
 {
     return align ? align : alignof(max_align_t);
@@ -51,11 +39,7 @@ static lfp_pool *make_pool(size_t block_size, size_t align, size_t capacity, uns
     cfg.align = align;
     cfg.capacity = capacity;
     cfg.flags = flags;
-    lfp_pool *pool = NULL;
-    int rc = lfp_pool_create(&cfg, &pool);
-    CHECK_EQ(rc, LFP_OK);
-    REQUIRE(pool != NULL);
-    return pool;
+    return create_pool(&cfg);
 }
 
 /* 1 if the n ranges [v[i], v[i] + len) are pairwise disjoint (so also
@@ -80,18 +64,6 @@ static int contains_ptr(void *const *v, size_t n, const void *p)
         if (v[i] == p)
             return 1;
     return 0;
-}
-
-static void free_all(lfp_pool *pool, void **v, size_t n)
-{
-    for (size_t i = 0; i < n; i++)
-        CHECK_EQ(lfp_free(pool, v[i]), LFP_OK);
-}
-
-static void verify_and_destroy(lfp_pool *pool, size_t in_use)
-{
-    CHECK_EQ(lfp_pool_verify(pool), LFP_OK);
-    CHECK_EQ(lfp_pool_destroy(pool), in_use);
 }
 
 /* ------------------------------------------------------------------ */
@@ -394,42 +366,61 @@ static void free_log(struct ctor_log *log)
     free(log);
 }
 
-static lfp_pool *make_ctor_pool(size_t bs, size_t cap, unsigned flags, struct ctor_log *log,
-                                int with_fini)
+/* One constructor scenario in one cache mode: a pool of cap blocks of bs
+ * bytes whose init (and fini, with_fini) log into log. */
+struct ctor_fixture {
+    lfp_pool *pool;
+    struct ctor_log *log;
+    unsigned flags;
+    int before; /* check_failures when the scenario began */
+};
+
+static struct ctor_fixture ctor_fixture_open(size_t bs, size_t cap, unsigned flags,
+                                             int with_fini)
 {
+    struct ctor_fixture f = {0};
+    f.before = atomic_load(&check_failures);
+    f.flags = flags;
+    f.log = new_log(bs, cap + 1);
     struct lfp_config cfg = {0};
     cfg.block_size = bs;
     cfg.capacity = cap;
     cfg.flags = flags;
     cfg.init = ctor;
     cfg.fini = with_fini ? dtor : NULL;
-    cfg.arg = log;
-    lfp_pool *pool = NULL;
-    CHECK_EQ(lfp_pool_create(&cfg, &pool), LFP_OK);
-    REQUIRE(pool != NULL);
-    return pool;
+    cfg.arg = f.log;
+    f.pool = create_pool(&cfg);
+    return f;
+}
+
+/* Ends a scenario that left every block free: verify, destroy, free the
+ * log, and name the scenario and mode if it failed. */
+static void ctor_fixture_close(struct ctor_fixture *f, const char *what)
+{
+    verify_and_destroy(f->pool, 0);
+    free_log(f->log);
+    note_failures(f->before, what, f->flags);
 }
 
 static void init_runs_exactly_once_per_carved_block(void)
 {
     enum { CAP = 500, BS = 40 };
     for (size_t m = 0; m < 2; m++) {
-        int before = atomic_load(&check_failures);
-        struct ctor_log *log = new_log(BS, CAP + 1);
-        lfp_pool *pool = make_ctor_pool(BS, CAP, cache_modes[m], log, 0);
-        CHECK_EQ(log->inits, stats_of(pool).blocks_carved);
+        struct ctor_fixture f = ctor_fixture_open(BS, CAP, cache_modes[m], 0);
+        struct ctor_log *log = f.log;
+        CHECK_EQ(log->inits, stats_of(f.pool).blocks_carved);
 
         void *v[CAP];
-        v[0] = lfp_alloc(pool);
+        v[0] = lfp_alloc(f.pool);
         REQUIRE(v[0] != NULL);
         CHECK(log->inits >= 1);
-        CHECK_EQ(log->inits, stats_of(pool).blocks_carved);
+        CHECK_EQ(log->inits, stats_of(f.pool).blocks_carved);
         CHECK(contains_ptr(log->init_at, log->inits < log->max ? log->inits : log->max, v[0]));
 
-        size_t n = 1 + alloc_all(pool, v + 1, CAP - 1);
+        size_t n = 1 + alloc_all(f.pool, v + 1, CAP - 1);
         CHECK_EQ(n, CAP);
         CHECK_EQ(log->inits, CAP);
-        CHECK_EQ(stats_of(pool).blocks_carved, CAP);
+        CHECK_EQ(stats_of(f.pool).blocks_carved, CAP);
         /* Each carved block was constructed once: the addresses are distinct. */
         CHECK(ranges_disjoint(log->init_at, CAP, 1));
         size_t unconstructed = 0;
@@ -438,13 +429,11 @@ static void init_runs_exactly_once_per_carved_block(void)
         CHECK_EQ(unconstructed, 0);
 
         /* Reuse constructs nothing again. */
-        free_all(pool, v, CAP);
-        CHECK_EQ(alloc_all(pool, v, CAP), CAP);
-        free_all(pool, v, CAP);
+        free_all(f.pool, v, CAP);
+        CHECK_EQ(alloc_all(f.pool, v, CAP), CAP);
+        free_all(f.pool, v, CAP);
         CHECK_EQ(log->inits, CAP);
-        verify_and_destroy(pool, 0);
-        free_log(log);
-        note_failures(before, "init once per carved block", cache_modes[m]);
+        ctor_fixture_close(&f, "init once per carved block");
     }
 }
 
@@ -452,22 +441,18 @@ static void constructed_state_survives_free_and_realloc(void)
 {
     enum { CAP = 256, BS = 24 };
     for (size_t m = 0; m < 2; m++) {
-        int before = atomic_load(&check_failures);
-        struct ctor_log *log = new_log(BS, CAP + 1);
-        lfp_pool *pool = make_ctor_pool(BS, CAP, cache_modes[m], log, 0);
+        struct ctor_fixture f = ctor_fixture_open(BS, CAP, cache_modes[m], 0);
         void *v[CAP];
-        CHECK_EQ(alloc_all(pool, v, CAP), CAP);
+        CHECK_EQ(alloc_all(f.pool, v, CAP), CAP);
         /* Free them all, so every block has been on a free list. */
-        free_all(pool, v, CAP);
-        CHECK_EQ(alloc_all(pool, v, CAP), CAP);
+        free_all(f.pool, v, CAP);
+        CHECK_EQ(alloc_all(f.pool, v, CAP), CAP);
         size_t broken = 0;
         for (size_t i = 0; i < CAP; i++)
             broken += !is_constructed(v[i], BS);
         CHECK_EQ(broken, 0);
-        free_all(pool, v, CAP);
-        verify_and_destroy(pool, 0);
-        free_log(log);
-        note_failures(before, "constructed state across free", cache_modes[m]);
+        free_all(f.pool, v, CAP);
+        ctor_fixture_close(&f, "constructed state across free");
     }
 }
 
@@ -476,43 +461,52 @@ static unsigned char pattern_byte(const void *block, size_t j)
     return (unsigned char)(((uintptr_t)block >> 3) * 31u + j * 7u + 1u);
 }
 
+static void fill_pattern(void *block, size_t bs)
+{
+    for (size_t j = 0; j < bs; j++)
+        ((unsigned char *)block)[j] = pattern_byte(block, j);
+}
+
+/* With init the whole block is the caller's while free: pattern the n
+ * blocks of v, free them, take n again (the same ones: the pool holds n),
+ * check that no byte changed, and free them. */
+static void check_pattern_survives_free_and_realloc(lfp_pool *pool, void **v, size_t n,
+                                                    size_t bs)
+{
+    for (size_t i = 0; i < n; i++)
+        fill_pattern(v[i], bs);
+    free_all(pool, v, n);
+    CHECK_EQ(alloc_all(pool, v, n), n);
+    size_t changed = 0;
+    for (size_t i = 0; i < n; i++)
+        for (size_t j = 0; j < bs; j++)
+            changed += ((unsigned char *)v[i])[j] != pattern_byte(v[i], j);
+    CHECK_EQ(changed, 0);
+    free_all(pool, v, n);
+}
+
 static void with_init_the_whole_block_keeps_its_bytes_while_free(void)
 {
     enum { CAP = 128, BS = 100 };
     for (size_t m = 0; m < 2; m++) {
-        int before = atomic_load(&check_failures);
-        struct ctor_log *log = new_log(BS, CAP + 1);
-        lfp_pool *pool = make_ctor_pool(BS, CAP, cache_modes[m], log, 0);
+        struct ctor_fixture f = ctor_fixture_open(BS, CAP, cache_modes[m], 0);
 
         /* One block, freed and taken straight back. */
-        void *p = lfp_alloc(pool);
+        void *p = lfp_alloc(f.pool);
         REQUIRE(p != NULL);
-        for (size_t j = 0; j < BS; j++)
-            ((unsigned char *)p)[j] = pattern_byte(p, j);
-        CHECK_EQ(lfp_free(pool, p), LFP_OK);
-        void *q = lfp_alloc(pool);
+        fill_pattern(p, BS);
+        CHECK_EQ(lfp_free(f.pool, p), LFP_OK);
+        void *q = lfp_alloc(f.pool);
         REQUIRE(q != NULL);
-        if (!(cache_modes[m] & LFP_NO_CACHE))
+        if (!(f.flags & LFP_NO_CACHE))
             CHECK(q == p);
-        CHECK_EQ(lfp_free(pool, q), LFP_OK);
+        CHECK_EQ(lfp_free(f.pool, q), LFP_OK);
 
         /* Every block, all free at once, then all taken again. */
         void *v[CAP];
-        CHECK_EQ(alloc_all(pool, v, CAP), CAP);
-        for (size_t i = 0; i < CAP; i++)
-            for (size_t j = 0; j < BS; j++)
-                ((unsigned char *)v[i])[j] = pattern_byte(v[i], j);
-        free_all(pool, v, CAP);
-        CHECK_EQ(alloc_all(pool, v, CAP), CAP);
-        size_t changed = 0;
-        for (size_t i = 0; i < CAP; i++)
-            for (size_t j = 0; j < BS; j++)
-                changed += ((unsigned char *)v[i])[j] != pattern_byte(v[i], j);
-        CHECK_EQ(changed, 0);
-        free_all(pool, v, CAP);
-        verify_and_destroy(pool, 0);
-        free_log(log);
-        note_failures(before, "block bytes kept with init", cache_modes[m]);
+        CHECK_EQ(alloc_all(f.pool, v, CAP), CAP);
+        check_pattern_survives_free_and_realloc(f.pool, v, CAP, BS);
+        ctor_fixture_close(&f, "block bytes kept with init");
     }
 }
 
@@ -520,20 +514,18 @@ static void fini_runs_once_per_carved_block_at_destroy(void)
 {
     enum { CAP = 1000, BS = 32 };
     for (size_t m = 0; m < 2; m++) {
-        int before = atomic_load(&check_failures);
-        struct ctor_log *log = new_log(BS, CAP + 1);
-        lfp_pool *pool = make_ctor_pool(BS, CAP, cache_modes[m], log, 1);
+        struct ctor_fixture f = ctor_fixture_open(BS, CAP, cache_modes[m], 1);
+        struct ctor_log *log = f.log;
         void *v[10];
-        CHECK_EQ(alloc_all(pool, v, 10), 10);
-        CHECK_EQ(lfp_free(pool, v[3]), LFP_OK);
-        CHECK_EQ(lfp_free(pool, v[4]), LFP_OK);
-        struct lfp_stats s = stats_of(pool);
+        CHECK_EQ(alloc_all(f.pool, v, 10), 10);
+        CHECK_EQ(lfp_free(f.pool, v[3]), LFP_OK);
+        CHECK_EQ(lfp_free(f.pool, v[4]), LFP_OK);
+        struct lfp_stats s = stats_of(f.pool);
         CHECK(s.blocks_carved >= 10);
         CHECK(s.blocks_carved < CAP); /* carving is lazy */
         CHECK_EQ(log->finis, 0);
-        CHECK_EQ(lfp_pool_verify(pool), LFP_OK);
         /* Destroy with blocks in use, free and cached alike. */
-        CHECK_EQ(lfp_pool_destroy(pool), 8);
+        verify_and_destroy(f.pool, 8);
         CHECK_EQ(log->finis, s.blocks_carved);
         CHECK_EQ(log->inits, s.blocks_carved);
         if (log->finis == log->inits && log->finis <= log->max) {
@@ -543,7 +535,7 @@ static void fini_runs_once_per_carved_block_at_destroy(void)
             CHECK(memcmp(log->init_at, log->fini_at, log->finis * sizeof(void *)) == 0);
         }
         free_log(log);
-        note_failures(before, "fini at destroy", cache_modes[m]);
+        note_failures(f.before, "fini at destroy", f.flags);
     }
 }
 
@@ -588,9 +580,7 @@ static void caller_memory_pool_keeps_every_block_inside_the_buffer_and_leaves_it
         memset(buf, 0xEE, bytes);
         cfg.mem = buf;
         cfg.mem_size = bytes;
-        lfp_pool *pool = NULL;
-        CHECK_EQ(lfp_pool_create(&cfg, &pool), LFP_OK);
-        REQUIRE(pool != NULL);
+        lfp_pool *pool = create_pool(&cfg);
 
         void *v[CAP + 1];
         CHECK_EQ(alloc_all(pool, v, CAP + 1), CAP);
@@ -636,9 +626,7 @@ static void caller_memory_pool_with_init_fits_in_pool_bytes(void)
         REQUIRE(posix_memalign(&buf, alignof(max_align_t), bytes) == 0);
         cfg.mem = buf;
         cfg.mem_size = bytes;
-        lfp_pool *pool = NULL;
-        CHECK_EQ(lfp_pool_create(&cfg, &pool), LFP_OK);
-        REQUIRE(pool != NULL);
+        lfp_pool *pool = create_pool(&cfg);
         void *v[CAP + 1];
         CHECK_EQ(alloc_all(pool, v, CAP + 1), CAP);
         size_t outside = 0;
@@ -646,17 +634,7 @@ static void caller_memory_pool_with_init_fits_in_pool_bytes(void)
             outside += (uintptr_t)v[i] < (uintptr_t)buf ||
                        (uintptr_t)v[i] + BS > (uintptr_t)buf + bytes;
         CHECK_EQ(outside, 0);
-        for (size_t i = 0; i < CAP; i++)
-            for (size_t j = 0; j < BS; j++)
-                ((unsigned char *)v[i])[j] = pattern_byte(v[i], j);
-        free_all(pool, v, CAP);
-        CHECK_EQ(alloc_all(pool, v, CAP), CAP);
-        size_t changed = 0;
-        for (size_t i = 0; i < CAP; i++)
-            for (size_t j = 0; j < BS; j++)
-                changed += ((unsigned char *)v[i])[j] != pattern_byte(v[i], j);
-        CHECK_EQ(changed, 0);
-        free_all(pool, v, CAP);
+        check_pattern_survives_free_and_realloc(pool, v, CAP, BS);
         verify_and_destroy(pool, 0);
         CHECK_EQ(log->inits, CAP);
         CHECK_EQ(log->finis, CAP);
@@ -760,9 +738,7 @@ static void stats_keep_a_copy_of_the_name_and_count_blocks_in_use_exactly(void)
         cfg.capacity = 2048;
         cfg.flags = cache_modes[m];
         cfg.name = name;
-        lfp_pool *pool = NULL;
-        CHECK_EQ(lfp_pool_create(&cfg, &pool), LFP_OK);
-        REQUIRE(pool != NULL);
+        lfp_pool *pool = create_pool(&cfg);
         memset(name, 'X', sizeof name - 1);
         name[sizeof name - 1] = '\0';
         struct lfp_stats s = stats_of(pool);
@@ -868,8 +844,7 @@ static void free_bulk_frees_every_block_and_skips_null_entries(void)
         void *nulls[4] = {NULL, NULL, NULL, NULL};
         CHECK_EQ(lfp_free_bulk(pool, nulls, 4), LFP_OK);
         CHECK_EQ(stats_of(pool).blocks_in_use, skipped);
-        CHECK_EQ(lfp_pool_verify(pool), LFP_OK);
-        CHECK_EQ(lfp_pool_destroy(pool), skipped);
+        verify_and_destroy(pool, skipped);
         note_failures(before, "lfp_free_bulk", cache_modes[m]);
     }
 }

@@ -83,13 +83,6 @@ struct race {
     atomic_ulong signals;
 };
 
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
-
 static void spin_ns(long ns)
 {
     double until = now_s() + (double)ns * 1e-9;
@@ -120,15 +113,6 @@ static void stall_handler(int sig)
     errno = saved;
 }
 
-static uint64_t next_rand(uint64_t *s)
-{
-    uint64_t x = *s;
-    x ^= x << 13;
-    x ^= x >> 7;
-    x ^= x << 17;
-    return *s = x;
-}
-
 struct churner {
     struct race *r;
     uint64_t id;
@@ -142,7 +126,7 @@ static void *churn(void *arg)
     uint64_t seq = 0;
     void *held[MAX_BURST];
     while (!atomic_load_explicit(&r->stop, memory_order_relaxed)) {
-        unsigned want = 1 + (unsigned)(next_rand(&rng) % MAX_BURST), got = 0;
+        unsigned want = 1 + (unsigned)(xorshift(&rng) % MAX_BURST), got = 0;
         for (; got < want; got++) {
             void *b = lfp_alloc(r->pool);
             if (b == NULL) {
@@ -184,7 +168,7 @@ static void *preempter(void *arg)
     uint64_t rng = 0x2545f4914f6cdd1dull;
     struct timespec gap = { 0, 5000 };
     while (!atomic_load_explicit(&r->stop, memory_order_relaxed)) {
-        int t = (int)(next_rand(&rng) % (uint64_t)r->nthreads);
+        int t = (int)(xorshift(&rng) % (uint64_t)r->nthreads);
         if (pthread_kill(r->churners[t], SIGUSR1) == 0)
             atomic_fetch_add_explicit(&r->signals, 1, memory_order_relaxed);
         nanosleep(&gap, NULL);

@@ -28,7 +28,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include <lfpool.h>
 
@@ -359,13 +358,6 @@ static void *worker_main(void *arg)
     return NULL;
 }
 
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
-
 static void add_counters(struct counters *t, const struct counters *c)
 {
     t->ops += c->ops;
@@ -421,8 +413,7 @@ static void stress(unsigned flags)
     qsort(all, CAPACITY, sizeof *all, cmp_addr);
     sh.base = (uintptr_t)all[0];
     CHECK_EQ((uintptr_t)all[CAPACITY - 1] - sh.base, (CAPACITY - 1) * sh.stride);
-    for (size_t i = 0; i < CAPACITY; i++)
-        CHECK_EQ(lfp_free(sh.pool, all[i]), LFP_OK);
+    free_all(sh.pool, all, CAPACITY);
     lfp_thread_flush();
 
     sh.owner = malloc(CAPACITY * sizeof *sh.owner);
@@ -477,7 +468,7 @@ static void stress(unsigned flags)
     printf("  %s: %d threads, %ld ops in %.2f s: %ld allocs, %ld frees (%ld of them "
            "cross-thread), %ld parked, %ld taken over, %ld bulk allocs, %ld bulk frees, "
            "%ld flushes, %ld times exhausted, %ld freed by main at the end\n",
-           (flags & LFP_NO_CACHE) ? "LFP_NO_CACHE" : "cached", nthreads, total.ops, elapsed,
+           mode_name(flags), nthreads, total.ops, elapsed,
            total.allocs, total.frees, total.cross_frees, total.parked, total.taken,
            total.bulk_allocs, total.bulk_frees, total.flushes, total.exhausted, leftovers);
 
@@ -492,28 +483,16 @@ static void stress(unsigned flags)
         CHECK(total.cross_frees * 100 >= total.frees);
 
     /* Conservation. */
-    lfp_thread_flush();
-    REQUIRE(lfp_pool_stats(sh.pool, &st) == LFP_OK);
-    CHECK_EQ(st.blocks_in_use, 0);
-    CHECK_EQ(st.blocks_cached, 0);
+    st = check_settled_after_threads(sh.pool, sh.owner, CAPACITY, FREE_OWNER);
     CHECK(st.blocks_carved <= CAPACITY);
-    CHECK_EQ(lfp_pool_verify(sh.pool), LFP_OK);
-    long still_owned = 0;
-    for (size_t i = 0; i < CAPACITY; i++)
-        still_owned += atomic_load(&sh.owner[i]) != FREE_OWNER;
-    CHECK_EQ(still_owned, 0);
 
     /* Nothing was lost: every block can be taken once more. */
-    size_t got = 0;
-    while (got < CAPACITY && (all[got] = lfp_alloc(sh.pool)) != NULL)
-        got++;
+    size_t got = alloc_all(sh.pool, all, CAPACITY);
     CHECK_EQ(got, CAPACITY);
     CHECK(lfp_alloc(sh.pool) == NULL);
-    for (size_t i = 0; i < got; i++)
-        CHECK_EQ(lfp_free(sh.pool, all[i]), LFP_OK);
+    free_all(sh.pool, all, got);
     lfp_thread_flush();
-    CHECK_EQ(lfp_pool_verify(sh.pool), LFP_OK);
-    CHECK_EQ(lfp_pool_destroy(sh.pool), 0);
+    verify_and_destroy(sh.pool, 0);
 
     free(all);
     free(sh.owner);

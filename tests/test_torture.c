@@ -147,13 +147,6 @@ static int torture_threads(void)
     return n > 64 ? 64 : n;
 }
 
-static double now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
-
 static double started;
 
 static void report(struct torture *t, enum damage kind)
@@ -162,7 +155,7 @@ static void report(struct torture *t, enum damage kind)
     int none = NONE;
     if (atomic_compare_exchange_strong(&t->first, &none, (int)kind)) {
         t->ops_at_first = atomic_load(&t->ops);
-        t->time_at_first = now() - started;
+        t->time_at_first = now_s() - started;
     }
     atomic_store(&t->stop, 1);
 }
@@ -332,7 +325,7 @@ static void *worker_main(void *p)
     for (long n = 0; n < t->iterations; n++) {
         if (atomic_load_explicit(&t->stop, memory_order_relaxed))
             break;
-        if ((n & 63) == 0 && now() > t->deadline)
+        if ((n & 63) == 0 && now_s() > t->deadline)
             break;
         if (cycle(w) < 0)
             break;
@@ -419,7 +412,7 @@ static int run_epoch(struct torture *t, struct worker *ws, int nthreads)
     atomic_store_explicit(&t->go, 1, memory_order_release);
 
     while (atomic_load_explicit(&t->finished, memory_order_acquire) < nthreads &&
-           now() < t->deadline + 10)
+           now_s() < t->deadline + 10)
         usleep(1000);
     int stuck = nthreads - atomic_load_explicit(&t->finished, memory_order_acquire);
     if (stuck == 0)
@@ -457,12 +450,12 @@ static void torture(size_t cap)
     /* Epochs of a bounded number of iterations per thread, the pool checked
      * whole after each, so damage that leaves no trace in the owner table
      * is caught soon after it happens. */
-    started = now();
+    started = now_s();
     t.deadline = started + limit;
     long done = 0, epochs = 0;
     int stuck = 0;
     while (atomic_load(&t.first) == NONE && (iterations < 0 || done < iterations) &&
-           now() < t.deadline) {
+           now_s() < t.deadline) {
         t.iterations = iterations < 0 || iterations - done > EPOCH ? EPOCH : iterations - done;
         stuck = run_epoch(&t, ws, nthreads);
         done += t.iterations;
@@ -477,7 +470,7 @@ static void torture(size_t cap)
                 report(&t, d);
         }
     }
-    double secs = now() - started;
+    double secs = now_s() - started;
 #ifdef TORTURE_HOOKED
     if (stuck == 0)
         lfp_test_pop_hook = NULL;
