@@ -746,6 +746,91 @@ static void test_foreign_pointers_of_every_kind_are_rejected_without_fault(void)
     check_foreign_pointers_of_every_kind(false);
 }
 
+/* Threads grow and release the range's positions at once (an automatic trim
+ * of every slab's worth freed, releases through call_rcu): claims, releases
+ * and the claim hint must lose no position. Once every release is done, all
+ * of the range serves again: its positions hold exactly the blocks the
+ * range has room for. */
+enum { CHURN_SLOTS = 8, CHURN_PER = 16 };
+
+struct churner {
+    lfp_pool *pool;
+    long rounds;
+    uint64_t seed;
+    long bad_frees;
+};
+
+static void *churner_main(void *arg)
+{
+    struct churner *c = arg;
+    void *b[4 * CHURN_PER];
+    for (long r = 0; r < c->rounds; r++) {
+        size_t n = 1 + xorshift(&c->seed) % (4 * CHURN_PER);
+        size_t got = alloc_all(c->pool, b, n);
+        for (size_t i = 0; i < got; i++)
+            c->bad_frees += lfp_free(c->pool, b[i]) != LFP_OK;
+        if (r % 16 == 0)
+            lfp_thread_flush(); /* cached blocks pin slabs: let them go */
+    }
+    return NULL;
+}
+
+/* Blocks of the range among n freshly allocated ones, then all freed. */
+static int in_range_after_fill(lfp_pool *pool, uintptr_t lo, void **b, int n)
+{
+    int in = 0;
+    for (int i = 0; i < n; i++) {
+        REQUIRE((b[i] = lfp_alloc(pool)) != NULL);
+        in += (uintptr_t)b[i] - lo < CHURN_SLOTS * 64 * KiB;
+    }
+    CHECK_EQ(lfp_free_bulk(pool, b, (size_t)n), LFP_OK);
+    return in;
+}
+
+static void test_range_positions_churned_by_threads_are_never_lost(void)
+{
+    enum { N = CHURN_SLOTS * CHURN_PER };
+    struct lfp_config cfg = { .block_size = 4 * KiB, .flags = LFP_GROWABLE,
+                              .slab_size = 64 * KiB, .cache_size = 4,
+                              .trim_threshold = 64 * KiB };
+    atomic_store(&lfp_test_range_bytes, (long)(CHURN_SLOTS * 64 * KiB));
+    lfp_pool *pool;
+    int rc = lfp_pool_create(&cfg, &pool);
+    atomic_store(&lfp_test_range_bytes, 0);
+    CHECK_EQ(rc, LFP_OK);
+    if (rc != LFP_OK)
+        return;
+    void *first = lfp_alloc(pool); /* opens position 0: the range's start */
+    REQUIRE(first != NULL);
+    uintptr_t lo = slab_of(first, 64 * KiB);
+    CHECK_EQ(lfp_free(pool, first), LFP_OK);
+
+    enum { THREADS = 3 };
+    struct churner c[THREADS];
+    pthread_t t[THREADS];
+    for (int i = 0; i < THREADS; i++) {
+        c[i] = (struct churner){ pool, scaled(20000, 500), 0x9e3779b97f4a7c15ull * (i + 1), 0 };
+        REQUIRE(pthread_create(&t[i], NULL, churner_main, &c[i]) == 0);
+    }
+    for (int i = 0; i < THREADS; i++) {
+        REQUIRE(pthread_join(t[i], NULL) == 0);
+        CHECK_EQ(c[i].bad_frees, 0);
+    }
+    lfp_thread_flush();
+
+    /* Releases left to call_rcu hold their positions until they run. */
+    void *b[N];
+    int in = 0;
+    for (double t0 = now_s(); now_s() - t0 < 20.0; sleep_ms(10)) {
+        lfp_pool_trim(pool);
+        if ((in = in_range_after_fill(pool, lo, b, N)) == N)
+            break;
+    }
+    CHECK_EQ(in, N);
+    CHECK_EQ(lfp_pool_verify(pool), LFP_OK);
+    CHECK_EQ(lfp_pool_destroy(pool), 0);
+}
+
 /* A pool whose range is full takes slabs of its own, found through the
  * registry: both kinds serve, free, trim and verify alike. */
 static void test_slabs_beyond_a_full_range_work_like_those_in_it(void)
@@ -1215,6 +1300,7 @@ int main(void)
     RUN(test_trim_of_fixed_pool_or_null_releases_nothing);
     RUN(test_foreign_pointers_of_every_kind_are_rejected_without_fault);
     RUN(test_slabs_beyond_a_full_range_work_like_those_in_it);
+    RUN(test_range_positions_churned_by_threads_are_never_lost);
     RUN(test_trim_threshold_trims_automatically_and_zero_never_does);
     RUN(test_automatic_trim_and_destroy_work_in_a_forked_child);
     RUN(test_ranges_leave_room_under_an_address_space_limit);
