@@ -746,6 +746,18 @@ static void test_foreign_pointers_of_every_kind_are_rejected_without_fault(void)
     check_foreign_pointers_of_every_kind(false);
 }
 
+/* A pool whose range is at most range_bytes; NULL (a failed check) when
+ * it cannot be made. */
+static lfp_pool *create_with_range(const struct lfp_config *cfg, size_t range_bytes)
+{
+    atomic_store(&lfp_test_range_bytes, (long)range_bytes);
+    lfp_pool *pool = NULL;
+    int rc = lfp_pool_create(cfg, &pool);
+    atomic_store(&lfp_test_range_bytes, 0);
+    CHECK_EQ(rc, LFP_OK);
+    return rc == LFP_OK ? pool : NULL;
+}
+
 /* Threads grow and release the range's positions at once (an automatic trim
  * of every slab's worth freed, releases through call_rcu): claims, releases
  * and the claim hint must lose no position. Once every release is done, all
@@ -793,12 +805,8 @@ static void test_range_positions_churned_by_threads_are_never_lost(void)
     struct lfp_config cfg = { .block_size = 4 * KiB, .flags = LFP_GROWABLE,
                               .slab_size = 64 * KiB, .cache_size = 4,
                               .trim_threshold = 64 * KiB };
-    atomic_store(&lfp_test_range_bytes, (long)(CHURN_SLOTS * 64 * KiB));
-    lfp_pool *pool;
-    int rc = lfp_pool_create(&cfg, &pool);
-    atomic_store(&lfp_test_range_bytes, 0);
-    CHECK_EQ(rc, LFP_OK);
-    if (rc != LFP_OK)
+    lfp_pool *pool = create_with_range(&cfg, CHURN_SLOTS * 64 * KiB);
+    if (pool == NULL)
         return;
     void *first = lfp_alloc(pool); /* opens position 0: the range's start */
     REQUIRE(first != NULL);
@@ -838,12 +846,8 @@ static void test_slabs_beyond_a_full_range_work_like_those_in_it(void)
     enum { PER = 16, SLABS = 8, N = PER * SLABS };
     struct lfp_config cfg = { .block_size = 4 * KiB, .flags = LFP_GROWABLE,
                               .slab_size = 64 * KiB, .cache_size = 4 };
-    atomic_store(&lfp_test_range_bytes, (long)(3 * 64 * KiB)); /* 3 slabs */
-    lfp_pool *pool;
-    int rc = lfp_pool_create(&cfg, &pool);
-    atomic_store(&lfp_test_range_bytes, 0);
-    CHECK_EQ(rc, LFP_OK);
-    if (rc != LFP_OK)
+    lfp_pool *pool = create_with_range(&cfg, 3 * 64 * KiB); /* 3 slabs */
+    if (pool == NULL)
         return;
     void *b[N];
     for (int i = 0; i < N; i++) {
