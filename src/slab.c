@@ -424,8 +424,8 @@ void __tsan_release(void *addr);
 static void lfp_slab_release_rcu(struct rcu_head *h)
 {
     struct lfp_slab *d = LFP_CONTAINER(h, struct lfp_slab, rcu);
+    LFP_TSAN_ACQUIRE(d); /* before the first read of d */
     struct lfp_pool *pool = d->home;
-    LFP_TSAN_ACQUIRE(d);
     lfp_slab_release(d, false);
     /* The last touch of the pool: its destroy waits for this. */
     atomic_fetch_sub_explicit(&pool->releasing, 1, memory_order_release);
