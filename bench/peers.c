@@ -32,6 +32,8 @@
 /* A pool sized for the workload must not take the machine's memory. */
 #define POOL_BYTES_MAX ((size_t)512 << 20)
 
+unsigned bench_lfp_cache;
+
 /* ------------------------------------------------------------------------ */
 /* Sizing shared by the fixed pools (lfpool, mutex-list). */
 
@@ -48,6 +50,12 @@ static size_t pool_capacity(const struct bench_params *p, size_t stride)
         slack = 4 * LFP_CACHE_DEFAULT;
         n = (size_t)p->threads * (p->per_thread + slack) + p->in_flight;
     }
+    /* lfpool caps a magazine at capacity / 16 (so that idle threads cannot
+     * starve a small pool); the bench measures the magazine size asked for,
+     * so its pools are never that small. */
+    size_t mag = bench_lfp_cache ? bench_lfp_cache : LFP_CACHE_DEFAULT;
+    if (n < 16 * mag)
+        n = 16 * mag;
     return n;
 }
 
@@ -70,8 +78,6 @@ static void *alloc_lines(size_t bytes)
 
 /* ------------------------------------------------------------------------ */
 /* lfpool */
-
-unsigned bench_lfp_cache;
 
 struct lfp_row_global {
     lfp_pool *pool;

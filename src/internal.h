@@ -29,7 +29,7 @@ struct lfp_slab;
 /*
  * A free block as the pool sees it: two words at the block's start, or, for
  * pools with a constructor, at link_off bytes past it (after the caller's
- * bytes). The depot is a stack of batches; a batch is a chain of free blocks.
+ * bytes). The depot holds stacks of batches; a batch is a chain of free blocks.
  *   next   in a batch's first block: the next batch (the stack's link);
  *          in its second block: the batch's length (a batch of one has no
  *          second block, so a NULL chain means length 1);
@@ -43,6 +43,11 @@ struct lfp_free {
 _Static_assert(offsetof(struct lfp_free, next) == offsetof(struct lfp_node, next),
                "a batch's first block is the depot stack's node");
 _Static_assert(sizeof(struct lfp_free) == LFP_LINK_BYTES, "links fit LFP_LINK_BYTES");
+
+/* One of a pool's depot stacks. */
+struct lfp_depot_stack {
+    alignas(LFP_CACHELINE) struct lfp_stack stack;
+};
 
 struct lfp_pool {
     /* Read on every call, written only by lfp_pool_create. */
@@ -67,9 +72,7 @@ struct lfp_pool {
     char *name;
     void *map;            /* our own mapping, or NULL for caller memory */
     size_t map_size;
-
-    /* The shared free list; on its own cache line, it is the contended one. */
-    alignas(LFP_CACHELINE) struct lfp_stack depot;
+    uint32_t depot_mask;  /* depot stacks - 1 (a power of two) */
 
     /* Fixed pools: blocks carved so far, the bound of lfp_block_index.
      * Growable pools: the block positions of their reserved range (see
@@ -108,6 +111,9 @@ struct lfp_pool {
     /* Checked fixed pools only: a bit per block, set while it is in use. */
     _Atomic uint64_t *used;
     size_t used_size;
+    /* The depot, the shared free list: one stack per CPU (see pool.c), each
+     * on its own cache line, as they are the contended words. */
+    struct lfp_depot_stack depot[];
 };
 
 static inline bool lfp_growable(const struct lfp_pool *pool)
@@ -200,6 +206,9 @@ static inline bool lfp_range_live(const struct lfp_pool *pool, size_t q)
 void lfp_depot_push(struct lfp_pool *pool, struct lfp_free *first, struct lfp_free *last,
                     size_t nblocks);
 struct lfp_free *lfp_depot_pop(struct lfp_pool *pool, uint32_t *len);
+/* Detach every batch of the depot (for a trim); they are the caller's, linked
+ * through next. */
+struct lfp_free *lfp_depot_take_all(struct lfp_pool *pool);
 /* New blocks, at most want, chained through chain; 0 with errno ENOBUFS
  * (no more may be made) or ENOMEM. */
 uint32_t lfp_carve(struct lfp_pool *pool, uint32_t want, struct lfp_free **first);

@@ -1,10 +1,11 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * The fixed-block pool: layout, creation and teardown, lazy carving, the
- * depot (a tagged Treiber stack of batches), ownership checks, statistics
- * and the consistency check.
+ * depot (tagged Treiber stacks of batches, one per CPU), ownership checks,
+ * statistics and the consistency check.
  */
 #include <errno.h>
+#include <sched.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -93,6 +94,40 @@ LFP_API size_t lfp_pool_bytes(const struct lfp_config *cfg)
     return lfp_layout_of(cfg, &lay) == LFP_OK ? lay.span : 0;
 }
 
+/*
+ * The depot is one tagged stack per CPU (the CPU count rounded up to a power
+ * of two, at most LFP_DEPOT_STACKS_MAX). A thread pushes onto the stack of
+ * the CPU it runs on and pops from it first, so a magazine it spilled comes
+ * back to it, or to a thread on the same CPU, with its blocks still in that
+ * CPU's caches, and threads on different CPUs do not contend on one head.
+ * When that stack is empty, a pop takes from the others in turn: any thread
+ * reaches every free block, and blocks are carved only when a pop found
+ * every stack empty.
+ */
+#define LFP_DEPOT_STACKS_MAX 64u
+
+static uint32_t lfp_depot_stacks(void)
+{
+    static _Atomic uint32_t cached;
+    uint32_t n = atomic_load_explicit(&cached, memory_order_relaxed);
+    if (n == 0) {
+        long cpus = sysconf(_SC_NPROCESSORS_CONF);
+        n = 1;
+        while (n < LFP_DEPOT_STACKS_MAX && (long)n < cpus)
+            n <<= 1;
+        atomic_store_explicit(&cached, n, memory_order_relaxed);
+    }
+    return n;
+}
+
+/* The caller's own depot stack: its CPU's (glibc reads it from the rseq
+ * area, without a system call); the first when the CPU is unknown. */
+static uint32_t lfp_depot_home(const struct lfp_pool *pool)
+{
+    int cpu = sched_getcpu();
+    return cpu >= 0 ? (uint32_t)cpu & pool->depot_mask : 0;
+}
+
 /* Blocks per magazine. A thread caches at most two magazines per pool, so
  * capping a magazine at a sixteenth of the most blocks the pool may hold
  * lets one idle thread strand at most an eighth of a small pool. */
@@ -139,9 +174,14 @@ LFP_API int lfp_pool_create(const struct lfp_config *cfg, lfp_pool **out)
         return LFP_EINVAL;
     }
 
-    struct lfp_pool *pool = lfp_sys_zalloc(sizeof(*pool), LFP_CACHELINE);
+    uint32_t nstacks = lfp_depot_stacks();
+    struct lfp_pool *pool = lfp_sys_zalloc(sizeof(*pool) + nstacks * sizeof(pool->depot[0]),
+                                           LFP_CACHELINE);
     if (pool == NULL)
         return LFP_ENOMEM;
+    pool->depot_mask = nstacks - 1;
+    for (uint32_t i = 0; i < nstacks; i++)
+        lfp_stack_init(&pool->depot[i].stack);
     pool->flags = cfg->flags | (lfp_checked_by_env() ? LFP_CHECKED : 0);
     /* Memory the library maps is page or slab aligned. */
     if (lfp_shadow_ok((uintptr_t)cfg->mem, lay.stride))
@@ -157,7 +197,6 @@ LFP_API int lfp_pool_create(const struct lfp_config *cfg, lfp_pool **out)
     pool->fini = cfg->fini;
     pool->arg = cfg->arg;
     lfp_divisor_init(pool, lay.stride);
-    lfp_stack_init(&pool->depot);
     atomic_init(&pool->carved, 0);
     atomic_init(&pool->retired, 0);
 
@@ -238,7 +277,8 @@ void lfp_batch_seal(struct lfp_free *first, uint32_t len)
 void lfp_depot_push(struct lfp_pool *pool, struct lfp_free *first, struct lfp_free *last,
                     size_t nblocks)
 {
-    lfp_stack_push(&pool->depot, (struct lfp_node *)first, (struct lfp_node *)last);
+    lfp_stack_push(&pool->depot[lfp_depot_home(pool)].stack, (struct lfp_node *)first,
+                   (struct lfp_node *)last);
     if (lfp_growable(pool)) {
         /* The automatic trim policy: an O(1) check per magazine pushed. */
         size_t n = atomic_fetch_add_explicit(&pool->depot_blocks, nblocks,
@@ -256,8 +296,15 @@ struct lfp_free *lfp_depot_pop(struct lfp_pool *pool, uint32_t *len)
 {
     /* A growable pool's pop may read a block whose slab a trim is releasing:
      * the read-side section keeps the slab mapped until the pop is done. */
+    uint32_t home = lfp_depot_home(pool);
+    struct lfp_free *b = NULL;
     lfp_depot_read_lock(pool);
-    struct lfp_free *b = (struct lfp_free *)lfp_stack_pop(&pool->depot);
+    for (uint32_t i = 0; i <= pool->depot_mask && b == NULL; i++) {
+        /* An empty stack costs one plain load, not a CAS. */
+        struct lfp_stack *s = &pool->depot[(home + i) & pool->depot_mask].stack;
+        if (lfp_stack_peek(s) != NULL)
+            b = (struct lfp_free *)lfp_stack_pop(s);
+    }
     lfp_depot_read_unlock(pool);
     if (b != NULL) {
         *len = b->chain ? (uint32_t)(uintptr_t)b->chain->next : 1;
@@ -265,6 +312,22 @@ struct lfp_free *lfp_depot_pop(struct lfp_pool *pool, uint32_t *len)
             atomic_fetch_sub_explicit(&pool->depot_blocks, *len, memory_order_relaxed);
     }
     return b;
+}
+
+struct lfp_free *lfp_depot_take_all(struct lfp_pool *pool)
+{
+    struct lfp_free *all = NULL;
+    for (uint32_t i = 0; i <= pool->depot_mask; i++) {
+        struct lfp_free *b = (struct lfp_free *)lfp_stack_pop_all(&pool->depot[i].stack);
+        if (b == NULL)
+            continue;
+        struct lfp_free *last = b;
+        while (last->next != NULL)
+            last = last->next;
+        last->next = all;
+        all = b;
+    }
+    return all;
 }
 
 uint32_t lfp_carve(struct lfp_pool *pool, uint32_t want, struct lfp_free **first)
@@ -530,8 +593,10 @@ LFP_API int lfp_pool_verify(lfp_pool *pool)
         return LFP_ENOMEM;
 
     int err = LFP_OK;
-    for (struct lfp_free *b = pool->depot.head.ptr; b != NULL && err == LFP_OK; b = b->next)
-        err = lfp_verify_batch(&v, b);
+    for (uint32_t i = 0; i <= pool->depot_mask && err == LFP_OK; i++)
+        for (struct lfp_free *b = pool->depot[i].stack.head.ptr; b != NULL && err == LFP_OK;
+             b = b->next)
+            err = lfp_verify_batch(&v, b);
     if (err == LFP_OK)
         err = lfp_slots_walk(pool, lfp_verify_block, &v);
     if (err == LFP_OK) {

@@ -701,7 +701,7 @@ size_t lfp_slab_trim(struct lfp_pool *pool, bool wait)
     /* Take the whole depot: from here its blocks are this thread's, and a
      * slab all of whose blocks are among them is free for good. Threads
      * that find the depot empty meanwhile grow the pool instead. */
-    struct lfp_free *batches = (struct lfp_free *)lfp_stack_pop_all(&pool->depot);
+    struct lfp_free *batches = lfp_depot_take_all(pool);
     struct lfp_trim_ctx t = { .pool = pool };
     t.keep.size = pool->mag_size ? pool->mag_size : 1;
     lfp_depot_list_each(pool, batches, lfp_trim_count, &t);

@@ -5,6 +5,7 @@
 #ifndef LFP_TESTS_CHECK_H
 #define LFP_TESTS_CHECK_H
 
+#include <sched.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdint.h>
@@ -215,6 +216,33 @@ static inline void note_failures(int before, const char *what, unsigned flags)
 {
     if (atomic_load(&check_failures) != before)
         fprintf(stderr, "  ... while checking %s (%s)\n", what, mode_name(flags));
+}
+
+/* Two CPUs the calling thread may run on, and its affinity to restore with
+ * sched_setaffinity afterwards. When it may run on one CPU only, says the
+ * test is skipped and returns false. For the tests of the depot's per-CPU
+ * stacks. */
+static inline bool check_two_cpus(cpu_set_t *saved, int *a, int *b)
+{
+    int found = 0;
+    if (sched_getaffinity(0, sizeof(*saved), saved) == 0)
+        for (int c = 0; c < CPU_SETSIZE && found < 2; c++)
+            if (CPU_ISSET(c, saved))
+                *(found++ == 0 ? a : b) = c;
+    if (found < 2)
+        printf("  skipped: this thread may run on one CPU only\n");
+    return found == 2;
+}
+
+/* Move the calling thread onto cpu; notes it when sched_getcpu does not
+ * confirm the move (qemu-user may not tell). */
+static inline void check_pin(int cpu)
+{
+    cpu_set_t set;
+    CPU_ZERO(&set);
+    CPU_SET(cpu, &set);
+    if (sched_setaffinity(0, sizeof(set), &set) != 0 || sched_getcpu() != cpu)
+        printf("  note: could not confirm a move to CPU %d\n", cpu);
 }
 
 /* Set by the AArch64 cross files' qemu-user wrapper (LFP_TEST_QEMU=1):

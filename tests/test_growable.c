@@ -1290,6 +1290,40 @@ static void test_threads_churning_through_magazines_while_trimming_stay_consiste
     CHECK_EQ(lfp_pool_destroy(sh.pool), 0);
 }
 
+/* The depot keeps a stack per CPU: a trim must gather the free blocks of
+ * every one of them. Half of each slab's blocks are freed on one CPU, half on
+ * another; every slab is then free, and the trim releases them all. */
+static void test_trim_releases_slabs_whose_blocks_are_spread_over_cpus(void)
+{
+    cpu_set_t saved;
+    int c0 = 0, c1 = 0;
+    if (!check_two_cpus(&saved, &c0, &c1))
+        return;
+    const size_t n = 4096;
+    struct lfp_config cfg = { .block_size = 64, .flags = LFP_GROWABLE, .cache_size = 16,
+                              .slab_size = 64 * KiB };
+    lfp_pool *pool;
+    CREATE_OR_RETURN(&cfg, &pool);
+    void **b = malloc(n * sizeof(void *));
+    REQUIRE(b != NULL);
+    CHECK_EQ(alloc_all(pool, b, n), n);
+    size_t mapped = stats_of(pool).bytes_reserved;
+    check_pin(c0);
+    for (size_t i = 0; i < n; i += 2)
+        CHECK_EQ(lfp_free(pool, b[i]), LFP_OK);
+    lfp_thread_flush();
+    check_pin(c1);
+    for (size_t i = 1; i < n; i += 2)
+        CHECK_EQ(lfp_free(pool, b[i]), LFP_OK);
+    CHECK_EQ(lfp_pool_trim(pool), mapped);
+    struct lfp_stats st = stats_of(pool);
+    CHECK_EQ(st.blocks_total, 0);
+    CHECK_EQ(st.bytes_reserved, 0);
+    verify_and_destroy(pool, 0);
+    free(b);
+    CHECK_EQ(sched_setaffinity(0, sizeof saved, &saved), 0);
+}
+
 int main(void)
 {
     RUN(test_growable_pool_grows_on_demand_far_beyond_one_slab);
@@ -1302,6 +1336,7 @@ int main(void)
     RUN(test_trim_gives_freed_memory_back_to_the_os);
     RUN(test_trim_keeps_slabs_with_a_block_in_use_or_cached);
     RUN(test_trim_of_fixed_pool_or_null_releases_nothing);
+    RUN(test_trim_releases_slabs_whose_blocks_are_spread_over_cpus);
     RUN(test_foreign_pointers_of_every_kind_are_rejected_without_fault);
     RUN(test_slabs_beyond_a_full_range_work_like_those_in_it);
     RUN(test_range_positions_churned_by_threads_are_never_lost);

@@ -1000,6 +1000,41 @@ static void one_thread_keeps_separate_caches_for_hundreds_of_pools(void)
     free(held);
 }
 
+/* The depot keeps a stack per CPU. A thread on one CPU spills every block
+ * of a fixed pool onto its CPU's stack; a thread on another CPU must find
+ * them there (the pool has carved all it may, so it has nothing else to
+ * give), with or without magazines. */
+static void blocks_spilled_on_one_cpu_serve_a_thread_on_another(void)
+{
+    cpu_set_t saved;
+    int c0 = 0, c1 = 0;
+    if (!check_two_cpus(&saved, &c0, &c1))
+        return;
+    const size_t cap = 4096;
+    void **v = malloc((cap + 1) * sizeof *v);
+    REQUIRE(v != NULL);
+    for (int k = 0; k < 2; k++) {
+        unsigned flags = k ? LFP_NO_CACHE : 0;
+        int before = atomic_load(&check_failures);
+        lfp_pool *pool = make_pool(64, cap, 16, flags);
+        check_pin(c0);
+        size_t n = alloc_all(pool, v, cap + 1);
+        CHECK_EQ(n, cap);
+        free_all(pool, v, n);
+        lfp_thread_flush();
+        check_pin(c1);
+        n = alloc_all(pool, v, cap + 1);
+        CHECK_EQ(n, cap);
+        CHECK_EQ(stats_of(pool).blocks_carved, cap);
+        free_all(pool, v, n);
+        CHECK_EQ(duplicates(v, n), 0);
+        verify_and_destroy(pool, 0);
+        note_failures(before, "blocks taken from another CPU's depot stack", flags);
+    }
+    free(v);
+    CHECK_EQ(sched_setaffinity(0, sizeof saved, &saved), 0);
+}
+
 int main(void)
 {
     RUN(a_freed_block_is_reused_first_and_only_by_the_freeing_thread);
@@ -1014,5 +1049,6 @@ int main(void)
     RUN(blocks_freed_by_consumer_threads_are_conserved_and_never_doubly_owned);
     RUN(bulk_calls_move_more_than_a_magazine_and_cache_at_most_two);
     RUN(one_thread_keeps_separate_caches_for_hundreds_of_pools);
+    RUN(blocks_spilled_on_one_cpu_serve_a_thread_on_another);
     return check_done();
 }
