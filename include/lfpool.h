@@ -145,7 +145,8 @@ struct lfp_config {
                               must be 0 when mem is NULL */
     const char *name;    /**< optional; the pool keeps its own copy */
     unsigned cache_size; /**< blocks per magazine; 0 = the library's choice
-                              (LFP_CACHE_DEFAULT). Requested or default, it is
+                              (LFP_CACHE_BYTES of blocks, 16 to
+                              LFP_CACHE_DEFAULT blocks). Requested or default, it is
                               capped at capacity / 16 (max_blocks / 16 for a
                               bounded growable pool): stats.cache_size says
                               what applies */
@@ -196,8 +197,12 @@ struct lfp_stats {
     size_t cache_size;        /**< effective blocks per magazine, 0 = no cache */
 };
 
-/** Default blocks per magazine (see README, "Choosing cache_size"). */
-#define LFP_CACHE_DEFAULT 256u
+/** Most blocks per magazine the library chooses (see README, "Choosing
+ *  cache_size"): for cache_size 0 a magazine holds LFP_CACHE_BYTES worth of
+ *  blocks, at least 16 and at most this many. */
+#define LFP_CACHE_DEFAULT 512u
+/** Bytes of blocks per magazine the library aims at when it chooses. */
+#define LFP_CACHE_BYTES (32u << 10)
 /** Largest accepted lfp_config::cache_size. */
 #define LFP_CACHE_MAX 4096u
 /** Most pools that may exist at once in a process. */

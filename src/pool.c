@@ -128,14 +128,21 @@ static uint32_t lfp_depot_home(const struct lfp_pool *pool)
     return cpu >= 0 ? (uint32_t)cpu & pool->depot_mask : 0;
 }
 
-/* Blocks per magazine. A thread caches at most two magazines per pool, so
- * capping a magazine at a sixteenth of the most blocks the pool may hold
- * lets one idle thread strand at most an eighth of a small pool. */
-static uint32_t lfp_mag_size(const struct lfp_config *cfg)
+/* Blocks per magazine. The library's choice is a magazine of about
+ * LFP_CACHE_BYTES, within [16, LFP_CACHE_DEFAULT] blocks, so that what an
+ * idle thread strands is bounded in bytes too. A thread caches at most two
+ * magazines per pool, so capping a magazine at a sixteenth of the most
+ * blocks the pool may hold lets one idle thread strand at most an eighth of
+ * a small pool. */
+static uint32_t lfp_mag_size(const struct lfp_config *cfg, size_t stride)
 {
     if (cfg->flags & LFP_NO_CACHE)
         return 0;
-    size_t m = cfg->cache_size ? cfg->cache_size : LFP_CACHE_DEFAULT;
+    size_t m = cfg->cache_size;
+    if (m == 0) {
+        m = LFP_CACHE_BYTES / stride;
+        m = m < 16 ? 16 : m > LFP_CACHE_DEFAULT ? LFP_CACHE_DEFAULT : m;
+    }
     size_t most = cfg->capacity;
     if (cfg->flags & LFP_GROWABLE)
         most = cfg->max_blocks ? cfg->max_blocks : SIZE_MAX;
@@ -186,7 +193,7 @@ LFP_API int lfp_pool_create(const struct lfp_config *cfg, lfp_pool **out)
     /* Memory the library maps is page or slab aligned. */
     if (lfp_shadow_ok((uintptr_t)cfg->mem, lay.stride))
         pool->flags |= LFP_F_SHADOW;
-    pool->mag_size = lfp_mag_size(cfg);
+    pool->mag_size = lfp_mag_size(cfg, lay.stride);
     pool->link_off = lay.link_off;
     pool->span = lay.span;
     pool->stride = lay.stride;

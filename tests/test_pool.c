@@ -73,22 +73,22 @@ static void create_then_destroy_round_trip_reports_the_configuration(void)
     for (size_t m = 0; m < 2; m++) {
         int before = atomic_load(&check_failures);
         unsigned flags = cache_modes[m];
-        lfp_pool *pool = make_pool(48, 0, 4096, flags);
+        lfp_pool *pool = make_pool(48, 0, 16384, flags);
         struct lfp_stats s = stats_of(pool);
         CHECK(s.name == NULL);
         CHECK_EQ(s.block_size, 48);
         CHECK_EQ(s.stride, expected_stride(48, 0));
         CHECK_EQ(s.align, alignof(max_align_t));
-        CHECK_EQ(s.blocks_total, 4096);
+        CHECK_EQ(s.blocks_total, 16384);
         CHECK_EQ(s.blocks_in_use, 0);
         CHECK_EQ(s.blocks_in_use_max, 0);
         CHECK_EQ(s.blocks_cached, 0);
-        CHECK(s.blocks_carved <= 4096);
-        CHECK(s.bytes_reserved >= 4096 * s.stride);
+        CHECK(s.blocks_carved <= 16384);
+        CHECK(s.bytes_reserved >= 16384 * s.stride);
         if (flags & LFP_NO_CACHE)
             CHECK_EQ(s.cache_size, 0);
-        else
-            CHECK_EQ(s.cache_size, LFP_CACHE_DEFAULT); /* 4096 / 16 >= 64 */
+        else /* 32 KiB / 48 > 512, and 16384 / 16 >= 512 */
+            CHECK_EQ(s.cache_size, LFP_CACHE_DEFAULT);
         verify_and_destroy(pool, 0);
         note_failures(before, "create/destroy round trip", flags);
     }
@@ -117,6 +117,28 @@ static void explicit_cache_size_is_honoured_and_small_pools_get_a_smaller_cache(
         CHECK_EQ(alloc_all(pool, v, caps[i] + 1), caps[i]);
         free_all(pool, v, caps[i]);
         free(v);
+        verify_and_destroy(pool, 0);
+    }
+}
+
+/* cache_size 0: a magazine of LFP_CACHE_BYTES of blocks, 16 to
+ * LFP_CACHE_DEFAULT blocks. */
+static void the_default_cache_holds_a_fixed_number_of_bytes_within_bounds(void)
+{
+    static const struct {
+        size_t block_size, cache_size;
+    } cases[] = {
+        {8, LFP_CACHE_DEFAULT},  {64, LFP_CACHE_BYTES / 64}, {256, LFP_CACHE_BYTES / 256},
+        {1024, LFP_CACHE_BYTES / 1024}, {4096, 16}, {65536, 16},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        lfp_pool *pool = make_pool(cases[i].block_size, 0, 1024, 0);
+        CHECK_EQ(stats_of(pool).cache_size, cases[i].cache_size < 1024 / 16
+                                                 ? cases[i].cache_size : 1024 / 16);
+        verify_and_destroy(pool, 0);
+        struct lfp_config cfg = { .block_size = cases[i].block_size, .flags = LFP_GROWABLE };
+        pool = create_pool(&cfg);
+        CHECK_EQ(stats_of(pool).cache_size, cases[i].cache_size);
         verify_and_destroy(pool, 0);
     }
 }
@@ -986,6 +1008,7 @@ int main(void)
 {
     RUN(create_then_destroy_round_trip_reports_the_configuration);
     RUN(explicit_cache_size_is_honoured_and_small_pools_get_a_smaller_cache);
+    RUN(the_default_cache_holds_a_fixed_number_of_bytes_within_bounds);
     RUN(every_block_is_aligned_to_the_configured_alignment);
     RUN(stride_is_block_size_rounded_up_to_align_and_at_least_two_pointers);
     RUN(small_block_sizes_hold_their_bytes_without_overlap);
