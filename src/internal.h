@@ -196,7 +196,8 @@ static inline size_t lfp_block_index(const struct lfp_pool *pool, const void *p)
  * answer cannot change under it. */
 static inline bool lfp_range_live(const struct lfp_pool *pool, size_t q)
 {
-    return pool->range == NULL ||
+    /* Fixed pools fall through: the growable pool's test is the jump. */
+    return LFP_LIKELY(pool->range == NULL) ||
            atomic_load_explicit(&pool->range[q >> pool->range_shift],
                                 memory_order_relaxed) != NULL;
 }
