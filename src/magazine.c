@@ -517,9 +517,9 @@ static LFP_NOINLINE int lfp_free_unlisted(struct lfp_pool *pool, void *block)
 }
 
 /* Fast path: the ownership check (a multiply and a compare, no division)
- * and a store into this thread's magazine; 27 instructions on x86-64, no taken jump
- * before the return for a fixed pool, no
- * atomic read-modify-write, no access to the block itself. */
+ * and a store into this thread's magazine; 27 instructions on x86-64, with
+ * no taken jump before the return for a fixed pool; no atomic
+ * read-modify-write, no access to the block itself. */
 LFP_API int lfp_free(lfp_pool *pool, void *block)
 {
     if (LFP_UNLIKELY(pool == NULL))
