@@ -7,8 +7,8 @@
  * keeps a small cache of free blocks per pool (two "magazines"), so the usual
  * lfp_alloc()/lfp_free() touches only memory of the calling thread: no atomic
  * read-modify-write, no lock. When a thread's magazines run empty or full it
- * trades a whole magazine with the pool's shared depot, a lock-free stack,
- * with one compare-and-swap. Blocks may be freed by a thread other than the
+ * trades a whole magazine with the pool's shared depot (lock-free stacks,
+ * one per CPU) with one compare-and-swap. Blocks may be freed by a thread other than the
  * one that allocated them.
  *
  * Memory: a thread's first call on a pool mallocs its cache (two magazines
