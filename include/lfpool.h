@@ -13,7 +13,7 @@
  *
  * Memory: a thread's first call on a pool mallocs its cache (two magazines
  * of cache_size pointers), which is not async-signal-safe; if malloc fails,
- * the thread works on the shared stack instead.
+ * the thread works on the shared depot directly instead.
  *
  * Concurrency contract (who may call what at the same time):
  *

@@ -303,14 +303,28 @@ struct lfp_free *lfp_depot_pop(struct lfp_pool *pool, uint32_t *len)
 {
     /* A growable pool's pop may read a block whose slab a trim is releasing:
      * the read-side section keeps the slab mapped until the pop is done. */
-    uint32_t home = lfp_depot_home(pool);
+    uint32_t home = lfp_depot_home(pool), mask = pool->depot_mask;
+    uintptr_t tags[LFP_DEPOT_STACKS_MAX];
     struct lfp_free *b = NULL;
     lfp_depot_read_lock(pool);
-    for (uint32_t i = 0; i <= pool->depot_mask && b == NULL; i++) {
-        /* An empty stack costs one plain load, not a CAS. */
-        struct lfp_stack *s = &pool->depot[(home + i) & pool->depot_mask].stack;
-        if (lfp_stack_peek(s) != NULL)
-            b = (struct lfp_free *)lfp_stack_pop(s);
+    for (bool again = true; again && b == NULL;) {
+        for (uint32_t i = 0; i <= mask && b == NULL; i++) {
+            /* An empty stack costs two plain loads, not a CAS. */
+            struct lfp_stack *s = &pool->depot[(home + i) & mask].stack;
+            tags[i] = lfp_stack_tag(s);
+            if (lfp_stack_peek(s) != NULL)
+                b = (struct lfp_free *)lfp_stack_pop(s);
+        }
+        /* Each stack was empty when looked at, but not all at one time: a
+         * block may have moved from a stack not yet seen to one already
+         * passed. Every push and pop moves a stack's tag, so when no tag
+         * moved since, each stack stayed empty from its first look to now,
+         * and the depot was empty at the moment between the two passes
+         * (then the caller may carve). Otherwise look again: some other
+         * thread got on meanwhile, so this stays lock-free. */
+        again = false;
+        for (uint32_t i = 0; i <= mask && b == NULL && !again; i++)
+            again = lfp_stack_tag(&pool->depot[(home + i) & mask].stack) != tags[i];
     }
     lfp_depot_read_unlock(pool);
     if (b != NULL) {
