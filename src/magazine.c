@@ -221,7 +221,9 @@ static LFP_NOINLINE struct lfp_slot *lfp_slot_bind(struct lfp_pool *pool)
      * whatever the rounds held died with that pool. */
     uint32_t m = pool->mag_size;
     if (s->buf_rounds < m) {
-        void **buf = lfp_sys_alloc(2 * (size_t)m * sizeof(void *), 0);
+        /* Whole cache lines: no other thread's data shares a line with
+         * the rounds this thread writes on every call. */
+        void **buf = lfp_sys_alloc(2 * (size_t)m * sizeof(void *), LFP_CACHELINE);
         if (buf == NULL)
             return NULL;
         lfp_sys_free(s->buf);
