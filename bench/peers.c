@@ -37,23 +37,33 @@ unsigned bench_lfp_cache;
 /* ------------------------------------------------------------------------ */
 /* Sizing shared by the fixed pools (lfpool, mutex-list). */
 
+/* The blocks per magazine lfpool uses at this stride: --cache, or the
+ * library's choice for cache_size 0 (LFP_CACHE_BYTES of blocks, 16 to
+ * LFP_CACHE_DEFAULT). */
+static size_t lfp_magazine(size_t stride)
+{
+    size_t m = LFP_CACHE_BYTES / stride;
+    if (bench_lfp_cache)
+        return bench_lfp_cache;
+    return m < 16 ? 16 : m > LFP_CACHE_DEFAULT ? LFP_CACHE_DEFAULT : m;
+}
+
 /* Threads' caches (two magazines each, plus partly filled ones in the
  * depot) hold blocks that are free but not available to other threads, so a
  * fixed pool needs slack over the blocks actually live at once. Generous
- * slack where memory allows; with large blocks, four default magazines per
- * thread, which still covers the caches. */
+ * slack where memory allows; with large blocks, four magazines per thread,
+ * which still covers the caches. */
 static size_t pool_capacity(const struct bench_params *p, size_t stride)
 {
-    size_t slack = 1024;
+    size_t mag = lfp_magazine(stride), slack = 1024;
     size_t n = (size_t)p->threads * (p->per_thread + slack) + p->in_flight;
     if (n > POOL_BYTES_MAX / stride) {
-        slack = 4 * LFP_CACHE_DEFAULT;
+        slack = 4 * mag;
         n = (size_t)p->threads * (p->per_thread + slack) + p->in_flight;
     }
     /* lfpool caps a magazine at capacity / 16 (so that idle threads cannot
      * starve a small pool); the bench measures the magazine size asked for,
      * so its pools are never that small. */
-    size_t mag = bench_lfp_cache ? bench_lfp_cache : LFP_CACHE_DEFAULT;
     if (n < 16 * mag)
         n = 16 * mag;
     return n;
