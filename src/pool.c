@@ -101,8 +101,8 @@ LFP_API size_t lfp_pool_bytes(const struct lfp_config *cfg)
  * back to it, or to a thread on the same CPU, with its blocks still in that
  * CPU's caches, and threads on different CPUs do not contend on one head.
  * When that stack is empty, a pop takes from the others in turn: any thread
- * reaches every free block, and blocks are carved only when a pop found
- * every stack empty.
+ * reaches every free block, and blocks are carved only when a pop found the
+ * depot empty at one moment (see lfp_depot_pop).
  */
 #define LFP_DEPOT_STACKS_MAX 64u
 
@@ -120,8 +120,10 @@ static uint32_t lfp_depot_stacks(void)
     return n;
 }
 
-/* The caller's own depot stack: its CPU's (glibc reads it from the rseq
- * area, without a system call); the first when the CPU is unknown. */
+/* The caller's own depot stack: its CPU's; the first when the CPU is
+ * unknown. glibc 2.35 and later read the CPU from the rseq area without a
+ * system call; without rseq it is a vDSO call on x86-64 and a system call
+ * on AArch64, once per depot exchange (every call of a LFP_NO_CACHE pool). */
 static uint32_t lfp_depot_home(const struct lfp_pool *pool)
 {
     int cpu = sched_getcpu();
