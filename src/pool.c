@@ -311,11 +311,10 @@ struct lfp_free *lfp_depot_pop(struct lfp_pool *pool, uint32_t *len)
     lfp_depot_read_lock(pool);
     for (bool again = true; again && b == NULL;) {
         for (uint32_t i = 0; i <= mask && b == NULL; i++) {
-            /* An empty stack costs two plain loads, not a CAS. */
+            /* An empty stack costs three plain loads, no CAS. */
             struct lfp_stack *s = &pool->depot[(home + i) & mask].stack;
             tags[i] = lfp_stack_tag(s);
-            if (lfp_stack_peek(s) != NULL)
-                b = (struct lfp_free *)lfp_stack_pop(s);
+            b = (struct lfp_free *)lfp_stack_pop(s);
         }
         /* Each stack was empty when looked at, but not all at one time: a
          * block may have moved from a stack not yet seen to one already

@@ -45,17 +45,16 @@ struct lfp_node *lfp_stack_pop(struct lfp_stack *s);
 /* Detach the whole stack; returns its former top (a NULL-terminated chain). */
 struct lfp_node *lfp_stack_pop_all(struct lfp_stack *s);
 
-/* The top node at some instant, for a racy emptiness check. Acquire, so
- * that a lfp_stack_tag read after it is not read before it. */
+/* The top node at some instant, for a racy emptiness check. */
 static inline struct lfp_node *lfp_stack_peek(const struct lfp_stack *s)
 {
-    return __atomic_load_n(&s->head.ptr, __ATOMIC_ACQUIRE);
+    return __atomic_load_n(&s->head.ptr, __ATOMIC_RELAXED);
 }
 
 /* The stack's tag: every push and pop changes it (to a value it never had),
  * so a stack seen empty between two reads of the same tag was empty all
- * the time between them. Acquire, so that the peek after it is read after
- * it. */
+ * the time between them. Acquire, so that the reads of the head that
+ * follow it (a pop's) are not made before it. */
 static inline uintptr_t lfp_stack_tag(const struct lfp_stack *s)
 {
     return __atomic_load_n(&s->head.tag, __ATOMIC_ACQUIRE);
