@@ -203,6 +203,8 @@ static inline bool lfp_range_live(const struct lfp_pool *pool, size_t q)
 }
 
 /* pool.c: the depot and carving. */
+/* The calling thread's CPU now (a hint), or negative when unknown. */
+int lfp_cpu(void);
 /* Push the batches first .. last (linked through next), nblocks in all. */
 void lfp_depot_push(struct lfp_pool *pool, struct lfp_free *first, struct lfp_free *last,
                     size_t nblocks);

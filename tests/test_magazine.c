@@ -24,6 +24,7 @@
 #include <lfpool.h>
 
 #include "check.h"
+#include "internal.h"
 
 /* ---- utilities ---- */
 
@@ -1035,6 +1036,45 @@ static void blocks_spilled_on_one_cpu_serve_a_thread_on_another(void)
     CHECK_EQ(sched_setaffinity(0, sizeof saved, &saved), 0);
 }
 
+/* The depot's CPU (read from the thread's rseq area where glibc registered
+ * one, else from sched_getcpu) is the CPU the thread was moved to, on the
+ * main thread and on a new one (each thread has its own area). */
+static void cpu_of(int *got)
+{
+    cpu_set_t saved;
+    REQUIRE(sched_getaffinity(0, sizeof saved, &saved) == 0);
+    int moved = 0;
+    for (int c = 0; c < CPU_SETSIZE && moved < 8; c++) {
+        if (!CPU_ISSET(c, &saved))
+            continue;
+        check_pin(c);
+        int lib = lfp_cpu(), libc = sched_getcpu();
+        CHECK_EQ(lib, libc);
+        if (libc == c)
+            CHECK_EQ(lib, c);
+        moved++;
+    }
+    CHECK(moved >= 1);
+    CHECK_EQ(sched_setaffinity(0, sizeof saved, &saved), 0);
+    *got = moved;
+}
+
+static void *cpu_of_thread(void *arg)
+{
+    cpu_of(arg);
+    return NULL;
+}
+
+static void the_depot_finds_the_cpu_each_thread_runs_on(void)
+{
+    int on_main = 0, on_new = 0;
+    cpu_of(&on_main);
+    pthread_t t;
+    REQUIRE(pthread_create(&t, NULL, cpu_of_thread, &on_new) == 0);
+    REQUIRE(pthread_join(t, NULL) == 0);
+    CHECK_EQ(on_new, on_main);
+}
+
 int main(void)
 {
     RUN(a_freed_block_is_reused_first_and_only_by_the_freeing_thread);
@@ -1050,5 +1090,6 @@ int main(void)
     RUN(bulk_calls_move_more_than_a_magazine_and_cache_at_most_two);
     RUN(one_thread_keeps_separate_caches_for_hundreds_of_pools);
     RUN(blocks_spilled_on_one_cpu_serve_a_thread_on_another);
+    RUN(the_depot_finds_the_cpu_each_thread_runs_on);
     return check_done();
 }
