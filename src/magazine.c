@@ -3,11 +3,13 @@
  * Per-thread magazines (Bonwick & Adams, 2001) in front of the depot.
  *
  * Each thread owns a cache (struct lfp_tcache) with one slot per pool id.
- * A slot holds two magazines, "loaded" and "previous": chains of free blocks
- * linked through the blocks themselves, so a magazine costs no memory of its
- * own. alloc pops loaded; free pushes loaded. Only when loaded is empty
- * (alloc) or full (free) does the thread swap with previous or trade one
- * whole magazine with the depot, one CAS for cap blocks.
+ * A slot holds two magazines, "loaded" and "previous": arrays of block
+ * pointers (rounds) in one buffer of the slot's, so the fast path touches
+ * neither the block nor memory another thread writes. alloc takes the last
+ * round of loaded; free appends to it. Only when loaded is empty (alloc) or
+ * full (free) does the thread swap with previous or trade one whole magazine
+ * with the depot, one CAS for cap blocks; in the depot a magazine is a chain
+ * linked through its blocks, built or walked once per exchange.
  *
  * Thread caches are registered in a global push-only list and recycled when
  * their thread exits, so other threads may always walk them (statistics,
