@@ -126,10 +126,12 @@ static uint32_t lfp_depot_stacks(void)
 /* The CPU the calling thread runs on (it may move at any time: a hint), or
  * a negative number. The kernel keeps it in the thread's rseq area, which
  * glibc registers (2.35 and later; __rseq_size is 0 when it could not, as
- * under valgrind or qemu-user): a load, where sched_getcpu is a call that
- * reads the same field (3.7 ns a call on the machine of the README's
- * results), and without rseq a vDSO call on x86-64, a system call on
- * AArch64. Test builds ask sched_getcpu, which a test may supply. */
+ * under valgrind or qemu-user, and cpu_id negative): a load, where
+ * sched_getcpu is a call that reads the same field (3.7 ns a call on the
+ * machine of the README's results), and without rseq a vDSO call on x86-64,
+ * a system call on AArch64. Builds whose compiler or C library lacks what
+ * meson checks for, and test builds (a test may supply sched_getcpu), call
+ * sched_getcpu. */
 int lfp_cpu(void)
 {
 #if defined(LFP_HAVE_RSEQ) && !defined(LFP_TEST_HOOKS)
@@ -323,14 +325,14 @@ void lfp_depot_push(struct lfp_pool *pool, struct lfp_free *first, struct lfp_fr
     }
 }
 
-struct lfp_free *lfp_depot_pop(struct lfp_pool *pool, uint32_t *len)
+/* Every stack in turn from home's, until one gives a batch; NULL when the
+ * depot was empty at one moment during the call. Out of line: the common
+ * pop finds its batch on its own CPU's stack. */
+static LFP_NOINLINE struct lfp_free *lfp_depot_scan(struct lfp_pool *pool, uint32_t home)
 {
-    /* A growable pool's pop may read a block whose slab a trim is releasing:
-     * the read-side section keeps the slab mapped until the pop is done. */
-    uint32_t home = lfp_depot_home(pool), mask = pool->depot_mask;
+    uint32_t mask = pool->depot_mask;
     uintptr_t tags[LFP_DEPOT_STACKS_MAX];
     struct lfp_free *b = NULL;
-    lfp_depot_read_lock(pool);
     for (bool again = true; again && b == NULL;) {
         for (uint32_t i = 0; i <= mask && b == NULL; i++) {
             /* An empty stack costs three plain loads, no CAS. */
@@ -349,6 +351,18 @@ struct lfp_free *lfp_depot_pop(struct lfp_pool *pool, uint32_t *len)
         for (uint32_t i = 0; i <= mask && b == NULL && !again; i++)
             again = lfp_stack_tag(&pool->depot[(home + i) & mask].stack) != tags[i];
     }
+    return b;
+}
+
+struct lfp_free *lfp_depot_pop(struct lfp_pool *pool, uint32_t *len)
+{
+    uint32_t home = lfp_depot_home(pool);
+    /* A growable pool's pop may read a block whose slab a trim is releasing:
+     * the read-side section keeps the slab mapped until the pop is done. */
+    lfp_depot_read_lock(pool);
+    struct lfp_free *b = (struct lfp_free *)lfp_stack_pop(&pool->depot[home].stack);
+    if (b == NULL) /* the scan looks at home's stack again, in its passes */
+        b = lfp_depot_scan(pool, home);
     lfp_depot_read_unlock(pool);
     if (b != NULL) {
         *len = b->chain ? (uint32_t)(uintptr_t)b->chain->next : 1;

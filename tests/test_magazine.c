@@ -1038,25 +1038,26 @@ static void blocks_spilled_on_one_cpu_serve_a_thread_on_another(void)
 
 /* The depot's CPU (read from the thread's rseq area where glibc registered
  * one, else from sched_getcpu) is the CPU the thread was moved to, on the
- * main thread and on a new one (each thread has its own area). */
-static void cpu_of(int *got)
+ * main thread and on a new one (each thread has its own area). A move the
+ * C library does not confirm is not counted; qemu-user may confirm none. */
+static void cpu_of(int *confirmed)
 {
     cpu_set_t saved;
     REQUIRE(sched_getaffinity(0, sizeof saved, &saved) == 0);
-    int moved = 0;
-    for (int c = 0; c < CPU_SETSIZE && moved < 8; c++) {
+    int tried = 0;
+    *confirmed = 0;
+    for (int c = 0; c < CPU_SETSIZE && tried < 8; c++) {
         if (!CPU_ISSET(c, &saved))
             continue;
+        tried++;
         check_pin(c);
-        int lib = lfp_cpu(), libc = sched_getcpu();
-        CHECK_EQ(lib, libc);
-        if (libc == c)
-            CHECK_EQ(lib, c);
-        moved++;
+        if (sched_getcpu() != c)
+            continue;
+        CHECK_EQ(lfp_cpu(), c);
+        (*confirmed)++;
     }
-    CHECK(moved >= 1);
+    CHECK(check_under_qemu() || *confirmed == tried);
     CHECK_EQ(sched_setaffinity(0, sizeof saved, &saved), 0);
-    *got = moved;
 }
 
 static void *cpu_of_thread(void *arg)
@@ -1072,7 +1073,8 @@ static void the_depot_finds_the_cpu_each_thread_runs_on(void)
     pthread_t t;
     REQUIRE(pthread_create(&t, NULL, cpu_of_thread, &on_new) == 0);
     REQUIRE(pthread_join(t, NULL) == 0);
-    CHECK_EQ(on_new, on_main);
+    printf("  CPUs confirmed: %d on the main thread, %d on a new one\n", on_main, on_new);
+    CHECK(check_under_qemu() || (on_main >= 1 && on_new >= 1));
 }
 
 int main(void)
