@@ -184,13 +184,18 @@ struct lfp_stats {
     size_t blocks_in_use;     /**< allocated and not yet freed */
     size_t blocks_in_use_max; /**< high-water mark of blocks taken out of the
                                    shared free list (in use, or cached in some
-                                   thread's magazine); for a fixed pool without
+                                   thread's magazine), plus, for a fixed pool
+                                   with a cache, the rest of the last carve
+                                   (see blocks_carved); for a fixed pool without
                                    a cache, the peak of blocks_in_use; for a
                                    growable pool, of blocks in its slabs */
     size_t blocks_cached;     /**< free blocks sitting in threads' magazines */
     size_t blocks_carved;     /**< fixed pool: blocks made ready so far (carving
-                                   is lazy); growable pool: blocks in its slabs
-                                   now (falls after a trim) */
+                                   is lazy: with a cache, 64 KiB of blocks at a
+                                   time, at most a quarter of the pool and at
+                                   least a magazine; without, one block);
+                                   growable pool: blocks in its slabs now
+                                   (falls after a trim) */
     size_t bytes_reserved;    /**< memory the pool holds: a fixed pool's
                                    mapping (address space, resident as
                                    carved); a growable pool's live slabs */

@@ -78,6 +78,9 @@ struct lfp_pool {
      * Growable pools: the block positions of their reserved range (see
      * slab.c), or 0 without one, so that check sends them to the slabs. */
     alignas(LFP_CACHELINE) _Atomic size_t carved;
+    /* Fixed pools: carves whose blocks are not all in the depot yet (see
+     * lfp_carve); a thread that finds nothing to take waits for them. */
+    _Atomic uint32_t carving;
     /* Growable pools with a range: the slab at each position of the range,
      * NULL while none is there; position k holds blocks k << range_shift
      * on. NULL for every other pool. Read by lfp_free with carved. */
@@ -212,9 +215,29 @@ struct lfp_free *lfp_depot_pop(struct lfp_pool *pool, uint32_t *len);
 /* Detach every batch of the depot (for a trim); they are the caller's, linked
  * through next. */
 struct lfp_free *lfp_depot_take_all(struct lfp_pool *pool);
+/* Bytes a cached fixed pool carves at least at a time (see lfp_carve). */
+#define LFP_CARVE_BYTES (64u << 10)
 /* New blocks, at most want, chained through chain; 0 with errno ENOBUFS
- * (no more may be made) or ENOMEM. */
+ * (no more may be made) or ENOMEM. Blocks made with them go to the depot. */
 uint32_t lfp_carve(struct lfp_pool *pool, uint32_t want, struct lfp_free **first);
+/* A batch from the depot (its length in *len), else up to want new blocks
+ * (their number in *len); NULL with errno ENOBUFS or ENOMEM when the pool
+ * has none to give. */
+struct lfp_free *lfp_depot_take(struct lfp_pool *pool, uint32_t want, uint32_t *len);
+/* n new blocks from start: the first min(want, n), chained through chain,
+ * for the caller (returns how many); the rest to the depot, in batches of
+ * the pool's magazine size. */
+uint32_t lfp_carve_split(struct lfp_pool *pool, uintptr_t start, size_t n, uint32_t want,
+                         struct lfp_free **first);
+/* Blocks linked into depot batches of the pool's magazine size (one block
+ * each without a cache) as they are added, then pushed with one CAS. */
+struct lfp_batcher {
+    struct lfp_free *head, *tail, *cur;
+    uint32_t cur_len, size;
+    size_t count;
+};
+void lfp_batcher_add(struct lfp_batcher *b, struct lfp_free *l);
+void lfp_batcher_push(struct lfp_pool *pool, struct lfp_batcher *b);
 /* Make a newly carved block ready: construct it, fill it (checked mode),
  * poison it; returns its links, open for writing. */
 struct lfp_free *lfp_block_fresh(struct lfp_pool *pool, void *block);

@@ -293,8 +293,8 @@ static bool lfp_mag_refill(struct lfp_pool *pool, struct lfp_slot *s)
         lfp_set32(&s->nprev, 0);
         return true;
     }
-    struct lfp_free *b = lfp_depot_pop(pool, &n);
-    if (b == NULL && (n = lfp_carve(pool, lfp_get32(&s->cap), &b)) == 0)
+    struct lfp_free *b = lfp_depot_take(pool, lfp_get32(&s->cap), &n);
+    if (b == NULL)
         return false;
     /* Batches of a cached pool hold at most its magazine size. The walk is
      * the one pointer chase of the design: one load per block, once per
@@ -385,14 +385,15 @@ static void lfp_depot_push_singles(struct lfp_pool *pool, struct lfp_free *first
 static struct lfp_free *lfp_take_one(struct lfp_pool *pool, struct lfp_slot *s)
 {
     uint32_t n;
-    struct lfp_free *b = lfp_depot_pop(pool, &n);
-    /* One block at a time: carving only when the depot is empty keeps the
-     * carved count equal to the peak of blocks in use. */
-    if (b == NULL && (n = lfp_carve(pool, 1, &b)) == 0)
+    /* One block at a time: for a pool without a cache, carving only when
+     * the depot is empty keeps the carved count equal to the peak of blocks
+     * in use. */
+    struct lfp_free *b = lfp_depot_take(pool, 1, &n);
+    if (b == NULL)
         return NULL;
     lfp_take(pool, s, 1);
     if (n > 1) {
-        /* A cached thread's batch (or a new slab's): the rest goes back. */
+        /* A cached thread's batch: the rest goes back. */
         lfp_depot_push_singles(pool, b->chain);
         b->chain = NULL;
     }

@@ -451,45 +451,6 @@ static void lfp_slab_retire(struct lfp_pool *pool, struct lfp_slab *d)
     atomic_fetch_sub_explicit(&pool->slab_mapped, d->map_size, memory_order_relaxed);
 }
 
-/* Link blocks into depot batches of the pool's size (one block each for
- * pools without a cache); the chain grows at *head. Returns its last batch. */
-struct lfp_batcher {
-    struct lfp_free *head, *tail, *cur;
-    uint32_t cur_len, size;
-    size_t count;
-};
-
-static void lfp_batcher_add(struct lfp_batcher *b, struct lfp_free *l)
-{
-    if (b->cur != NULL && b->cur_len == b->size) {
-        lfp_batch_seal(b->cur, b->cur_len);
-        b->cur = NULL;
-    }
-    if (b->cur == NULL) {
-        l->chain = NULL;
-        l->next = b->head;
-        if (b->head == NULL)
-            b->tail = l;
-        b->head = l;
-        b->cur = l;
-        b->cur_len = 1;
-    } else {
-        /* Insert after the batch's first block, which stays the head. */
-        l->chain = b->cur->chain;
-        b->cur->chain = l;
-        b->cur_len++;
-    }
-    b->count++;
-}
-
-static void lfp_batcher_push(struct lfp_pool *pool, struct lfp_batcher *b)
-{
-    if (b->cur != NULL)
-        lfp_batch_seal(b->cur, b->cur_len);
-    if (b->head != NULL)
-        lfp_depot_push(pool, b->head, b->tail, b->count);
-}
-
 /* Count up to n more blocks in the pool's total, within max_blocks: all n,
  * or with partial as many as fit. Returns the count added, maybe 0. */
 static size_t lfp_total_add(struct lfp_pool *pool, size_t n, bool partial)
@@ -543,22 +504,7 @@ uint32_t lfp_slab_grow(struct lfp_pool *pool, uint32_t want, struct lfp_free **f
      * finds a block also finds its slab. */
     lfp_stack_push(&pool->slabs, &d->pool_link, &d->pool_link);
 
-    uint32_t mine = want < n ? want : (uint32_t)n;
-    struct lfp_free *own = NULL;
-    struct lfp_batcher rest = { .size = pool->mag_size ? pool->mag_size : 1 };
-    for (size_t i = n; i-- > 0;) {
-        struct lfp_free *l =
-            lfp_block_fresh(pool, (void *)(lfp_slab_base(d) + i * pool->stride));
-        if (i < mine) {
-            l->chain = own;
-            own = l;
-        } else {
-            lfp_batcher_add(&rest, l);
-        }
-    }
-    lfp_batcher_push(pool, &rest);
-    *first = own;
-    return mine;
+    return lfp_carve_split(pool, lfp_slab_base(d), n, want, first);
 }
 
 /* call_rcu's worker thread does not survive fork(): liburcu's hooks stop it

@@ -375,7 +375,8 @@ static long free_mem_uncarved(void)
 
 static long free_big_uncarved(void)
 {
-    REQUIRE(stats_of(fx.big).blocks_carved < 1000);
+    /* Far above what a few allocations carve (runs of LFP_CARVE_BYTES). */
+    REQUIRE(stats_of(fx.big).blocks_carved < 10000);
     void *p = (char *)fx.held[0][0] + 90000 * fx.stride;
     CHECK_EQ(lfp_owns(fx.big, p), 0);
     return lfp_free(fx.big, p);

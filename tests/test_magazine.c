@@ -20,6 +20,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <lfpool.h>
 
@@ -1036,6 +1037,127 @@ static void blocks_spilled_on_one_cpu_serve_a_thread_on_another(void)
     CHECK_EQ(sched_setaffinity(0, sizeof saved, &saved), 0);
 }
 
+/* A cached fixed pool carves a run of LFP_CARVE_BYTES (at most a quarter
+ * of the pool, at least a magazine) when its depot is empty; the caller's
+ * magazine takes its share and the depot the rest, from which the next
+ * magazines come before anything more is carved. Blocks stay distinct and
+ * the pool's counts add up. */
+static void a_cached_fixed_pool_carves_in_runs_and_serves_magazines_from_them(void)
+{
+    static const struct {
+        size_t block, capacity;
+        unsigned cache, flags;
+        size_t run; /* blocks the first allocation carves */
+    } cases[] = {
+        {64, 1u << 16, 0, 0, (64u << 10) / 64},     /* magazine 512, run 1024 */
+        {4096, 4096, 0, 0, (64u << 10) / 4096},     /* magazine 16 = run */
+        {64, 1000, 0, 0, 1000 / 4},                 /* a quarter of the pool */
+        {64, 1u << 16, 2048, 0, 2048},              /* a magazine above the run */
+        {64, 1u << 16, 0, LFP_NO_CACHE, 1},         /* one block at a time */
+    };
+    _Static_assert(LFP_CARVE_BYTES == 64u << 10, "the cases above assume 64 KiB runs");
+    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+        int before = atomic_load(&check_failures);
+        lfp_pool *pool = make_pool(cases[c].block, cases[c].capacity, cases[c].cache,
+                                   cases[c].flags);
+        size_t run = cases[c].run, n = run + 1;
+        void **v = malloc(n * sizeof *v);
+        REQUIRE(v != NULL);
+        v[0] = lfp_alloc(pool);
+        CHECK(v[0] != NULL);
+        CHECK_EQ(stats_of(pool).blocks_carved, run);
+        /* The rest of the run serves before a second one is carved. */
+        for (size_t i = 1; i < run; i++)
+            v[i] = lfp_alloc(pool);
+        CHECK_EQ(stats_of(pool).blocks_carved, run);
+        v[run] = lfp_alloc(pool);
+        CHECK(v[run] != NULL);
+        size_t second = run + (cases[c].run < cases[c].capacity ? run : 0);
+        if (second > cases[c].capacity)
+            second = cases[c].capacity;
+        CHECK_EQ(stats_of(pool).blocks_carved, second);
+        CHECK_EQ(stats_of(pool).blocks_in_use, n);
+        for (size_t i = 0; i < n; i++)
+            CHECK(v[i] != NULL && lfp_owns(pool, v[i]));
+        free_all(pool, v, n);
+        CHECK_EQ(duplicates(v, n), 0);
+        verify_and_destroy(pool, 0);
+        free(v);
+        if (atomic_load(&check_failures) != before)
+            fprintf(stderr, "  case %zu: %zu-byte blocks, capacity %zu\n", c,
+                    cases[c].block, cases[c].capacity);
+    }
+}
+
+/* The last run of a fixed pool is still being made ready (its constructor
+ * runs) by one thread when another finds the depot empty and the pool
+ * carved out: the second must wait for the run's blocks, which count as
+ * free, not fail with ENOBUFS. */
+static _Atomic int run_phase; /* 1: hold the constructor; 2: B is calling */
+static _Atomic int run_inits, run_release;
+
+static void slow_init(void *block, void *arg)
+{
+    (void)block;
+    (void)arg;
+    if (atomic_load(&run_phase) >= 1 && atomic_fetch_add(&run_inits, 1) == 1)
+        while (!atomic_load(&run_release))
+            sched_yield();
+}
+
+static void *alloc_one(void *pool)
+{
+    return lfp_alloc(pool);
+}
+
+static void *alloc_one_after_a(void *pool)
+{
+    while (atomic_load(&run_inits) < 2)
+        sched_yield();
+    atomic_store(&run_phase, 2);
+    return lfp_alloc(pool);
+}
+
+static void a_thread_waits_for_a_run_in_flight_instead_of_failing(void)
+{
+    enum { CAP = 256, HELD = CAP - CAP / 4 };
+    struct lfp_config cfg = {0};
+    cfg.block_size = 64;
+    cfg.capacity = CAP;
+    cfg.init = slow_init;
+    lfp_pool *pool = create_pool(&cfg);
+    REQUIRE(stats_of(pool).cache_size == CAP / 16);
+    /* Three runs of a quarter each, all in use: the depot is empty. */
+    void **v = malloc(HELD * sizeof *v);
+    REQUIRE(v != NULL);
+    CHECK_EQ(alloc_all(pool, v, HELD), HELD);
+    CHECK_EQ(stats_of(pool).blocks_carved, HELD);
+    atomic_store(&run_inits, 0);
+    atomic_store(&run_release, 0);
+    atomic_store(&run_phase, 1);
+    pthread_t a, b;
+    REQUIRE(pthread_create(&a, NULL, alloc_one, pool) == 0);
+    REQUIRE(pthread_create(&b, NULL, alloc_one_after_a, pool) == 0);
+    while (atomic_load(&run_phase) < 2)
+        sched_yield();
+    struct timespec ts = {0, 100 * 1000 * 1000}; /* B is in lfp_alloc by now */
+    nanosleep(&ts, NULL);
+    CHECK_EQ(stats_of(pool).blocks_carved, CAP); /* A holds the last run */
+    atomic_store(&run_release, 1);
+    void *pa = NULL, *pb = NULL;
+    pthread_join(a, &pa);
+    pthread_join(b, &pb);
+    atomic_store(&run_phase, 0);
+    CHECK(pa != NULL);
+    CHECK(pb != NULL); /* ENOBUFS here without the wait */
+    CHECK(pa != pb);
+    CHECK_EQ(lfp_free(pool, pa), LFP_OK);
+    CHECK_EQ(lfp_free(pool, pb), LFP_OK);
+    free_all(pool, v, HELD);
+    free(v);
+    verify_and_destroy(pool, 0);
+}
+
 /* The depot's CPU (read from the thread's rseq area where glibc registered
  * one, else from sched_getcpu) is the CPU the thread was moved to, on the
  * main thread and on a new one (each thread has its own area). A move the
@@ -1092,6 +1214,8 @@ int main(void)
     RUN(bulk_calls_move_more_than_a_magazine_and_cache_at_most_two);
     RUN(one_thread_keeps_separate_caches_for_hundreds_of_pools);
     RUN(blocks_spilled_on_one_cpu_serve_a_thread_on_another);
+    RUN(a_cached_fixed_pool_carves_in_runs_and_serves_magazines_from_them);
+    RUN(a_thread_waits_for_a_run_in_flight_instead_of_failing);
     RUN(the_depot_finds_the_cpu_each_thread_runs_on);
     return check_done();
 }

@@ -131,7 +131,9 @@ static void write_to_a_freed_block_of_a_growable_pool(void)
 }
 
 /* A neighbour of the first block handed out: carved with it, for the
- * thread's magazine, but never handed out. */
+ * thread's magazine or the depot, but never handed out. Past its first 16
+ * bytes, which hold its links while it is in the depot (readable there by
+ * concurrent pops, as in write_to_a_block_in_the_depot). */
 static void write_to_a_block_never_handed_out(void)
 {
     lfp_pool *pool = make_pool(64, 0);
@@ -139,7 +141,7 @@ static void write_to_a_block_never_handed_out(void)
     size_t stride = stats_of(pool).stride;
     char *next = lfp_owns(pool, p + stride) ? p + stride : p - stride;
     REQUIRE(lfp_owns(pool, next));
-    poke(next, 0);
+    poke(next, 24);
 }
 
 /* 40-byte blocks in a 48-byte stride: the padding is not the caller's. */
