@@ -410,6 +410,8 @@ uint32_t lfp_carve(struct lfp_pool *pool, uint32_t want, struct lfp_free **first
         r = r < most ? r : most;
         run = r > run ? r : run;
     }
+    /* Carved out: fail before counting (below), so that threads which find
+     * nothing to carve never keep each other waiting in lfp_depot_take. */
     size_t cur = atomic_load_explicit(&pool->carved, memory_order_acquire);
     if (cur >= pool->capacity) {
         errno = ENOBUFS;
@@ -510,7 +512,6 @@ void lfp_batcher_push(struct lfp_pool *pool, struct lfp_batcher *b)
     if (b->head != NULL)
         lfp_depot_push(pool, b->head, b->tail, b->count);
 }
-
 
 struct lfp_free *lfp_block_fresh(struct lfp_pool *pool, void *block)
 {
