@@ -32,7 +32,9 @@
  * thread hands its cached blocks back and never touches a destroyed pool.
  *
  * Fork: the child keeps the pools; blocks that other (now absent) threads of
- * the parent had cached stay counted as cached and are not reused. Once a
+ * the parent had cached stay counted as cached and are not reused, and so
+ * do blocks they were making ready (carving, growing) or trimming when the
+ * parent forked: the child does not wait for those. Once a
  * growable pool has trimmed itself automatically, liburcu's fork hooks are
  * registered: they stop its call_rcu thread around fork() and start one in
  * the child.
@@ -153,7 +155,11 @@ struct lfp_config {
     /** Optional constructor, run once per block when the pool first carves
      *  it. With a constructor the pool keeps its free-list links outside the
      *  block's bytes, so a block's constructed state survives lfp_free() and a
-     *  later lfp_alloc(); this costs LFP_LINK_BYTES per block. */
+     *  later lfp_alloc(); this costs LFP_LINK_BYTES per block. init and fini
+     *  must return (no thread exit, cancellation or longjmp out of them),
+     *  must not call into the same pool, and must not wait for anything a
+     *  thread allocating from the pool may hold: such a thread, finding the
+     *  pool at its bound, waits for the blocks being made ready. */
     void (*init)(void *block, void *arg);
     /** Optional destructor, run on each carved block, free or in use, before
      *  its memory is released: by lfp_pool_destroy(), and for a growable

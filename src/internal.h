@@ -78,9 +78,13 @@ struct lfp_pool {
      * Growable pools: the block positions of their reserved range (see
      * slab.c), or 0 without one, so that check sends them to the slabs. */
     alignas(LFP_CACHELINE) _Atomic size_t carved;
-    /* Fixed pools: carves whose blocks are not all in the depot yet (see
-     * lfp_carve); a thread that finds nothing to take waits for them. */
-    _Atomic uint32_t carving;
+    /* Carves, slab growths and trims whose blocks are not all in the depot
+     * yet (see lfp_carve, lfp_slab_grow, lfp_slab_trim): a thread that
+     * finds nothing to take waits for them (lfp_depot_take). The low 32
+     * bits count those in flight, the high 32 those landed, so that a
+     * waiter also sees that one landed since it looked (struct
+     * lfp_inflight). */
+    _Atomic uint64_t inbound;
     /* Growable pools with a range: the slab at each position of the range,
      * NULL while none is there; position k holds blocks k << range_shift
      * on. NULL for every other pool. Read by lfp_free with carved. */
@@ -204,6 +208,25 @@ static inline bool lfp_range_live(const struct lfp_pool *pool, size_t q)
            atomic_load_explicit(&pool->range[q >> pool->range_shift],
                                 memory_order_relaxed) != NULL;
 }
+
+/* magazine.c: blocks on their way to a pool's depot. An operation that
+ * takes blocks out of sight of lfp_depot_pop without handing them out (a
+ * carve or growth whose rest goes to the depot, a trim) counts itself in
+ * pool->inbound from lfp_inflight_begin until lfp_inflight_landed, and
+ * keeps this record, on its own stack, in the thread's list until
+ * lfp_inflight_end (LIFO: operations nest only through init, fini and
+ * signal handlers). A forked child, which has only the forking thread,
+ * counts in flight only what that thread's list says. */
+struct lfp_inflight {
+    struct lfp_pool *pool;
+    struct lfp_inflight *next;
+    bool counted;  /* between begin and landed */
+    bool trimming; /* holds pool->trimming */
+};
+
+void lfp_inflight_begin(struct lfp_pool *pool, struct lfp_inflight *r, bool trimming);
+void lfp_inflight_landed(struct lfp_inflight *r);
+void lfp_inflight_end(struct lfp_inflight *r);
 
 /* pool.c: the depot and carving. */
 /* The calling thread's CPU now (a hint), or negative when unknown. */

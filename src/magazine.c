@@ -93,8 +93,89 @@ static inline void lfp_take(struct lfp_pool *pool, struct lfp_slot *s, intptr_t 
 
 /* ---- pool ids ---- */
 
+/* ---- blocks on their way to a depot (struct lfp_inflight) ---- */
+
+#define LFP_INBOUND_LANDED (((uint64_t)1 << 32) - 1) /* in flight - 1, landed + 1 */
+
+static __thread struct lfp_inflight *lfp_inflight_list
+    __attribute__((tls_model("initial-exec")));
+
+void lfp_inflight_begin(struct lfp_pool *pool, struct lfp_inflight *r, bool trimming)
+{
+    r->pool = pool;
+    r->counted = true;
+    r->trimming = trimming;
+    r->next = lfp_inflight_list;
+    lfp_inflight_list = r;
+    /* Relaxed: the caller's claim (carved, total) or a trim's emptying of
+     * the stacks, RMWs with release that follow, publish it. */
+    atomic_fetch_add_explicit(&pool->inbound, 1, memory_order_relaxed);
+}
+
+void lfp_inflight_landed(struct lfp_inflight *r)
+{
+    r->counted = false;
+    /* Release: a waiter whose acquire load reads this (or a later RMW)
+     * sees the blocks pushed before it. */
+    atomic_fetch_add_explicit(&r->pool->inbound, LFP_INBOUND_LANDED, memory_order_release);
+}
+
+void lfp_inflight_end(struct lfp_inflight *r)
+{
+    if (r->counted)
+        lfp_inflight_landed(r);
+    lfp_inflight_list = r->next;
+}
+
+/* In a child process only the forking thread runs: the carves, growths and
+ * trims other threads had in flight stopped with them (their blocks are
+ * lost to the child), so a thread that finds a pool at its bound must wait
+ * only for the forking thread's own (when fork was called from init, fini
+ * or a signal handler in the middle of one); nor is a pool being trimmed
+ * unless that thread is trimming it. */
+static void lfp_pools_after_fork(void)
+{
+    for (uint32_t i = 0; i < LFP_MAX_POOLS; i++) {
+        struct lfp_pool *pool = atomic_load_explicit(&lfp_pool_table[i], memory_order_relaxed);
+        if (pool == NULL)
+            continue;
+        uint64_t mine = 0;
+        bool trimming = false;
+        for (struct lfp_inflight *r = lfp_inflight_list; r != NULL; r = r->next)
+            if (r->pool == pool) {
+                mine += r->counted;
+                trimming = trimming || r->trimming;
+            }
+        uint64_t v = atomic_load_explicit(&pool->inbound, memory_order_relaxed);
+        atomic_store_explicit(&pool->inbound, (v & ~(uint64_t)UINT32_MAX) | mine,
+                              memory_order_relaxed);
+        if (!trimming)
+            atomic_flag_clear_explicit(&pool->trimming, memory_order_relaxed);
+    }
+}
+
+/* Registered at the first pool's creation; tried again at the next one
+ * if pthread_atfork failed (out of memory). The lock is taken only until
+ * registration succeeds. */
+static pthread_mutex_t lfp_atfork_lock = PTHREAD_MUTEX_INITIALIZER;
+static _Atomic bool lfp_atfork_done;
+
+static int lfp_atfork_register(void)
+{
+    if (atomic_load_explicit(&lfp_atfork_done, memory_order_acquire))
+        return LFP_OK;
+    pthread_mutex_lock(&lfp_atfork_lock);
+    bool done = atomic_load_explicit(&lfp_atfork_done, memory_order_relaxed) ||
+                pthread_atfork(NULL, NULL, lfp_pools_after_fork) == 0;
+    atomic_store_explicit(&lfp_atfork_done, done, memory_order_release);
+    pthread_mutex_unlock(&lfp_atfork_lock);
+    return done ? LFP_OK : LFP_ENOMEM;
+}
+
 int lfp_pool_id_acquire(struct lfp_pool *pool)
 {
+    if (lfp_atfork_register() != LFP_OK)
+        return LFP_ENOMEM;
     /* Lowest free id first, so the common few pools get fast-path entries. */
     for (uint32_t i = 0; i < LFP_MAX_POOLS; i++) {
         struct lfp_pool *expect = NULL;

@@ -421,14 +421,15 @@ uint32_t lfp_carve(struct lfp_pool *pool, uint32_t want, struct lfp_free **first
      * before its claim, which releases the count: a thread whose acquire
      * load sees the pool carved out then sees the count too, until the
      * blocks are in the depot (lfp_depot_take). */
+    struct lfp_inflight r;
     bool counted = run > want;
     if (counted)
-        atomic_fetch_add_explicit(&pool->carving, 1, memory_order_relaxed);
+        lfp_inflight_begin(pool, &r, false);
     size_t n;
     do {
         if (cur >= pool->capacity) {
             if (counted)
-                atomic_fetch_sub_explicit(&pool->carving, 1, memory_order_release);
+                lfp_inflight_end(&r);
             errno = ENOBUFS;
             return 0;
         }
@@ -439,26 +440,46 @@ uint32_t lfp_carve(struct lfp_pool *pool, uint32_t want, struct lfp_free **first
     /* Blocks cur .. cur+n-1 are this thread's alone from here on. */
     uint32_t mine = lfp_carve_split(pool, pool->base + cur * pool->stride, n, want, first);
     if (counted)
-        atomic_fetch_sub_explicit(&pool->carving, 1, memory_order_release);
+        lfp_inflight_end(&r);
     return mine;
 }
+
+#ifdef LFP_TEST_HOOKS
+/* Test builds only: called by lfp_depot_take when it found nothing to take
+ * and nothing to carve, before it looks at what is in flight. */
+void (*_Atomic lfp_test_take_hook)(void);
+#endif
 
 struct lfp_free *lfp_depot_take(struct lfp_pool *pool, uint32_t want, uint32_t *len)
 {
     for (;;) {
+        uint64_t before = atomic_load_explicit(&pool->inbound, memory_order_acquire);
         struct lfp_free *b = lfp_depot_pop(pool, len);
         if (b != NULL || (*len = lfp_carve(pool, want, &b)) != 0)
             return b;
-        /* Carved out, but another thread's run may still be on its way to
-         * the depot: its blocks count as free (the capacity rule of the
-         * README), so wait for them rather than fail. The wait ends when
-         * that thread has made up to LFP_CARVE_BYTES of blocks ready; the
-         * acquire pairs with the release that follows its push, so the
-         * pop above then sees the push. */
-        if (lfp_growable(pool) || errno != ENOBUFS ||
-            atomic_load_explicit(&pool->carving, memory_order_acquire) == 0)
+        if (errno != ENOBUFS)
+            return NULL; /* ENOMEM: waiting would not make memory */
+#ifdef LFP_TEST_HOOKS
+        void (*hook)(void) = atomic_load(&lfp_test_take_hook);
+        if (hook != NULL)
+            hook();
+#endif
+        /* At the bound, but another thread's blocks may still be on their
+         * way to the depot: a run or a new slab being made ready, or the
+         * depot a trim took and is handing back. They count as free (the
+         * capacity rule of the README), so wait for them rather than fail.
+         * The wait ends when that thread is done (up to LFP_CARVE_BYTES or
+         * a slab of blocks made ready, or one trim); the acquire pairs with
+         * the release that follows its push, so the pop above then sees
+         * the push. One that landed after the first load (the landed count
+         * moved) may have pushed after the pop looked: look again. Only
+         * when none was in flight or landed between the two loads was the
+         * pool without a free block outside the magazines at one moment. */
+        uint64_t now = atomic_load_explicit(&pool->inbound, memory_order_acquire);
+        if ((uint32_t)now != 0)
+            sched_yield();
+        else if (now == before)
             return NULL;
-        sched_yield();
     }
 }
 

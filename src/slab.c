@@ -53,6 +53,8 @@
 /* Test builds only: when > 0, ranges are at most this many bytes (1: none),
  * so that a test can fill one and see slabs go elsewhere. */
 _Atomic long lfp_test_range_bytes;
+/* Test builds only: called by a trim once it holds the whole depot. */
+void (*_Atomic lfp_test_trim_hook)(void);
 #endif
 
 #define LFP_CONTAINER(ptr, type, member) \
@@ -432,8 +434,9 @@ static void lfp_slab_release_rcu(struct rcu_head *h)
 }
 #endif
 
-/* Take a slab out of its pool: destructors, registry, counters. Its blocks
- * must all be free and in the caller's hands. */
+/* Take a slab out of its pool: destructors, registry, counters (but the
+ * pool's total, which the caller keeps). Its blocks must all be free and
+ * in the caller's hands. */
 static void lfp_slab_retire(struct lfp_pool *pool, struct lfp_slab *d)
 {
     size_t n = lfp_slab_blocks(d);
@@ -447,7 +450,6 @@ static void lfp_slab_retire(struct lfp_pool *pool, struct lfp_slab *d)
     else
         lfp_reg_set(lfp_slab_base(d), d->map_size, NULL);
     atomic_store_explicit(&d->pool, NULL, memory_order_release);
-    atomic_fetch_sub_explicit(&pool->total, n, memory_order_relaxed);
     atomic_fetch_sub_explicit(&pool->slab_mapped, d->map_size, memory_order_relaxed);
 }
 
@@ -455,7 +457,10 @@ static void lfp_slab_retire(struct lfp_pool *pool, struct lfp_slab *d)
  * or with partial as many as fit. Returns the count added, maybe 0. */
 static size_t lfp_total_add(struct lfp_pool *pool, size_t n, bool partial)
 {
-    size_t cur = atomic_load_explicit(&pool->total, memory_order_relaxed), k;
+    /* Release on success, to publish the caller's count of itself in
+     * pool->inbound; acquire on the loads, so that a thread that finds the
+     * pool at its bound sees every earlier claimer's count (lfp_slab_grow). */
+    size_t cur = atomic_load_explicit(&pool->total, memory_order_acquire), k;
     do {
         k = n;
         if (pool->max_blocks != 0 && cur + k > pool->max_blocks) {
@@ -464,8 +469,8 @@ static size_t lfp_total_add(struct lfp_pool *pool, size_t n, bool partial)
                 return 0;
         }
     } while (!atomic_compare_exchange_weak_explicit(&pool->total, &cur, cur + k,
-                                                    memory_order_relaxed,
-                                                    memory_order_relaxed));
+                                                    memory_order_release,
+                                                    memory_order_acquire));
     return k;
 }
 
@@ -474,16 +479,23 @@ uint32_t lfp_slab_grow(struct lfp_pool *pool, uint32_t want, struct lfp_free **f
     /* A whole position of the range if one is free and fits the bound, else
      * a slab of its own (the last one may be cut short by the bound). */
     if (pool->max_blocks != 0 &&
-        atomic_load_explicit(&pool->total, memory_order_relaxed) >= pool->max_blocks) {
+        atomic_load_explicit(&pool->total, memory_order_acquire) >= pool->max_blocks) {
         errno = ENOBUFS;
         return 0;
     }
+    /* The slab's blocks beyond want go to the depot only once made ready:
+     * in flight until then, counted as lfp_carve counts a fixed pool's run
+     * (the claim in lfp_total_add releases the count). At the bound the
+     * check above fails first, without counting. */
+    struct lfp_inflight r;
+    lfp_inflight_begin(pool, &r, false);
     size_t n = 0, pos = pool->range != NULL ? lfp_range_claim(pool) : SIZE_MAX;
     if (pos != SIZE_MAX && (n = lfp_total_add(pool, lfp_range_blocks(pool, pos), false)) == 0) {
         lfp_range_unclaim(pool, pos);
         pos = SIZE_MAX;
     }
     if (pos == SIZE_MAX && (n = lfp_total_add(pool, pool->slab_blocks, true)) == 0) {
+        lfp_inflight_end(&r);
         errno = ENOBUFS;
         return 0;
     }
@@ -491,6 +503,7 @@ uint32_t lfp_slab_grow(struct lfp_pool *pool, uint32_t want, struct lfp_free **f
     struct lfp_slab *d = lfp_slab_new(pool, n, pos);
     if (d == NULL) {
         atomic_fetch_sub_explicit(&pool->total, n, memory_order_relaxed);
+        lfp_inflight_end(&r);
         errno = ENOMEM;
         return 0;
     }
@@ -504,7 +517,9 @@ uint32_t lfp_slab_grow(struct lfp_pool *pool, uint32_t want, struct lfp_free **f
      * finds a block also finds its slab. */
     lfp_stack_push(&pool->slabs, &d->pool_link, &d->pool_link);
 
-    return lfp_carve_split(pool, lfp_slab_base(d), n, want, first);
+    uint32_t mine = lfp_carve_split(pool, lfp_slab_base(d), n, want, first);
+    lfp_inflight_end(&r);
+    return mine;
 }
 
 /* call_rcu's worker thread does not survive fork(): liburcu's hooks stop it
@@ -646,8 +661,19 @@ size_t lfp_slab_trim(struct lfp_pool *pool, bool wait)
 
     /* Take the whole depot: from here its blocks are this thread's, and a
      * slab all of whose blocks are among them is free for good. Threads
-     * that find the depot empty meanwhile grow the pool instead. */
+     * that find the depot empty meanwhile grow the pool instead, or, at
+     * max_blocks, wait for the blocks kept to come back (lfp_depot_take):
+     * the trim counts itself in flight, and the pops' CAS release the
+     * count to any thread whose acquire reads of the stacks' tags find
+     * them emptied. */
+    struct lfp_inflight r;
+    lfp_inflight_begin(pool, &r, true);
     struct lfp_free *batches = lfp_depot_take_all(pool);
+#ifdef LFP_TEST_HOOKS
+    void (*hook)(void) = atomic_load(&lfp_test_trim_hook);
+    if (hook != NULL)
+        hook();
+#endif
     struct lfp_trim_ctx t = { .pool = pool };
     t.keep.size = pool->mag_size ? pool->mag_size : 1;
     lfp_depot_list_each(pool, batches, lfp_trim_count, &t);
@@ -677,6 +703,15 @@ size_t lfp_slab_trim(struct lfp_pool *pool, bool wait)
     if (kept_first != NULL)
         lfp_stack_push(&pool->slabs, kept_first, kept_last);
     lfp_batcher_push(pool, &t.keep);
+    /* The victims' blocks leave the pool's total before their destructors
+     * run: a thread waiting at max_blocks then sees the kept blocks back
+     * and room to grow (landed releases both), and does not wait for fini
+     * to run over whole slabs. */
+    size_t gone = 0;
+    for (struct lfp_slab *d = victims; d != NULL; d = (struct lfp_slab *)d->free_link.next)
+        gone += lfp_slab_blocks(d);
+    atomic_fetch_sub_explicit(&pool->total, gone, memory_order_relaxed);
+    lfp_inflight_landed(&r);
 
     size_t released = 0;
     struct lfp_slab *list = victims;
@@ -689,6 +724,7 @@ size_t lfp_slab_trim(struct lfp_pool *pool, bool wait)
                               pool->trim_above,
                           memory_order_relaxed);
     atomic_flag_clear_explicit(&pool->trimming, memory_order_release);
+    lfp_inflight_end(&r);
 
     /* The automatic policy leaves the wait to call_rcu, when it can. */
     if (list != NULL && !wait) {

@@ -46,6 +46,11 @@ extern _Atomic long lfp_test_map_fail_at;
 /* ... and when set to n > 0, pools reserve ranges of at most n bytes (1:
  * none at all), so that their slabs go to the registry. */
 extern _Atomic long lfp_test_range_bytes;
+/* ... and when set, called by a trim once it holds the whole depot. */
+extern void (*_Atomic lfp_test_trim_hook)(void);
+/* ... and when set, called by an allocating thread that found nothing to
+ * take and nothing to make, before it looks at what is in flight. */
+extern void (*_Atomic lfp_test_take_hook)(void);
 
 #define KiB ((size_t)1024)
 #define MiB (KiB * 1024)
@@ -1324,6 +1329,349 @@ static void test_trim_releases_slabs_whose_blocks_are_spread_over_cpus(void)
     CHECK_EQ(sched_setaffinity(0, sizeof saved, &saved), 0);
 }
 
+/* ---- blocks on their way to the depot ---- */
+
+/* A pool at max_blocks whose depot is empty for the moment, because another
+ * thread is making a new slab ready or trimming, still has free blocks: a
+ * thread that allocates then must wait for them, not fail with ENOBUFS.
+ * While held_armed is set, the first thread through hold_here stays there
+ * until held_release is. */
+static _Atomic int held_armed, held_calls, held_release, held_done;
+static void *(*held_first)(void *);
+static void *held_ret;
+
+static void hold_here(void)
+{
+    if (atomic_load(&held_armed) && atomic_fetch_add(&held_calls, 1) == 0)
+        while (!atomic_load(&held_release))
+            sched_yield();
+}
+
+static void hold_in_init(void *block, void *arg)
+{
+    (void)block;
+    (void)arg;
+    hold_here();
+}
+
+static void *alloc_one(void *pool)
+{
+    return lfp_alloc(pool);
+}
+
+static void *trim_one(void *pool)
+{
+    return (void *)(uintptr_t)lfp_pool_trim(pool);
+}
+
+static void *held_main(void *pool)
+{
+    held_ret = held_first(pool);
+    atomic_store(&held_done, 1);
+    return NULL;
+}
+
+/* Run first(pool) on a new thread until it is held, with the pool at its
+ * bound (checked). */
+static pthread_t hold_start(lfp_pool *pool, size_t bound, void *(*first)(void *))
+{
+    atomic_store(&held_calls, 0);
+    atomic_store(&held_release, 0);
+    atomic_store(&held_done, 0);
+    atomic_store(&held_armed, 1);
+    held_first = first;
+    pthread_t a;
+    REQUIRE(pthread_create(&a, NULL, held_main, pool) == 0);
+    while (atomic_load(&held_calls) == 0)
+        sched_yield();
+    CHECK_EQ(stats_of(pool).blocks_total, bound);
+    return a;
+}
+
+/* Let the held thread go on; returns its result. */
+static void *hold_end(pthread_t a)
+{
+    atomic_store(&held_release, 1);
+    REQUIRE(pthread_join(a, NULL) == 0);
+    atomic_store(&held_armed, 0);
+    return held_ret;
+}
+
+/* Called by lfp_depot_take (test hook) when it found nothing to take and
+ * nothing to make: while waiting (WAIT), or, once (LAND), after letting
+ * the held thread finish, so that its blocks landed after the depot was
+ * looked at and before lfp_depot_take looks at what is in flight. */
+enum held_mode { WAIT, LAND };
+static _Atomic int take_mode, take_calls;
+
+static void take_hook(void)
+{
+    if (atomic_fetch_add(&take_calls, 1) == 0 && atomic_load(&take_mode) == LAND) {
+        atomic_store(&held_release, 1);
+        while (!atomic_load(&held_done))
+            sched_yield();
+    }
+}
+
+static _Atomic int second_done;
+
+static void *second_main(void *pool)
+{
+    void *p = lfp_alloc(pool);
+    atomic_store(&second_done, 1);
+    return p;
+}
+
+/* lfp_alloc(pool) on a second thread while first(pool) is held, then let
+ * the first go on: in mode WAIT once the second has found nothing twice,
+ * in mode LAND in the second's hook (or once the second has returned, in
+ * either mode). Returns the second thread's block; *first_ret gets the
+ * first's result. */
+static void *alloc_while_held(lfp_pool *pool, size_t bound, void *(*first)(void *),
+                              enum held_mode mode, void **first_ret)
+{
+    atomic_store(&take_mode, mode);
+    atomic_store(&take_calls, 0);
+    atomic_store(&second_done, 0);
+    atomic_store(&lfp_test_take_hook, take_hook);
+    pthread_t a = hold_start(pool, bound, first), b;
+    REQUIRE(pthread_create(&b, NULL, second_main, pool) == 0);
+    int calls = mode == WAIT ? 2 : 1;
+    while (atomic_load(&take_calls) < calls && !atomic_load(&second_done))
+        sched_yield();
+    *first_ret = hold_end(a);
+    void *got = NULL;
+    REQUIRE(pthread_join(b, &got) == 0);
+    atomic_store(&lfp_test_take_hook, NULL);
+    return got;
+}
+
+/* A pool bounded at two 1024-block slabs (48-byte blocks and their 16 link
+ * bytes), with init as constructor, whose first slab, made up front, is
+ * all in use: its blocks in *blocks, which has room for both slabs'. */
+enum { SLAB_BLOCKS = 1024 };
+
+static lfp_pool *pool_with_first_slab_in_use(void (*init)(void *, void *), void ***blocks)
+{
+    struct lfp_config cfg = { .block_size = 48, .flags = LFP_GROWABLE,
+                              .capacity = SLAB_BLOCKS, .max_blocks = 2 * SLAB_BLOCKS,
+                              .slab_size = 64 * KiB, .init = init };
+    lfp_pool *pool = NULL;
+    CHECK_EQ(lfp_pool_create(&cfg, &pool), LFP_OK);
+    *blocks = malloc(2 * SLAB_BLOCKS * sizeof(void *));
+    REQUIRE(pool != NULL && *blocks != NULL);
+    CHECK_EQ(alloc_all(pool, *blocks, SLAB_BLOCKS), SLAB_BLOCKS);
+    CHECK_EQ(stats_of(pool).blocks_total, SLAB_BLOCKS);
+    return pool;
+}
+
+/* Free the first n blocks (NULL ones free nothing), check and destroy
+ * the pool. */
+static void free_check_destroy(lfp_pool *pool, void **blocks, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        CHECK_EQ(lfp_free(pool, blocks[i]), LFP_OK);
+    verify_and_destroy(pool, 0);
+    free(blocks);
+}
+
+/* The child must have exited with status 0; a SIGALRM (its alarm, against
+ * a hang) or a non-zero status fails the test. */
+static void check_child(pid_t pid)
+{
+    int status = 0;
+    REQUIRE(waitpid(pid, &status, 0) == pid);
+    CHECK(WIFEXITED(status));
+    CHECK_EQ(WIFEXITED(status) ? WEXITSTATUS(status) : -1, 0);
+}
+
+static void test_a_thread_at_max_blocks_waits_for_a_slab_being_made_ready(void)
+{
+    /* The second and last slab the bound allows is held in its first
+     * constructor call, before any of its blocks reaches the depot. */
+    for (int mode = WAIT; mode <= LAND; mode++) {
+        void **b;
+        lfp_pool *pool = pool_with_first_slab_in_use(hold_in_init, &b);
+        void *pa = NULL;
+        void *pb = alloc_while_held(pool, 2 * SLAB_BLOCKS, alloc_one, mode, &pa);
+        /* ENOBUFS here without the wait (WAIT), or without looking again
+         * when the slab's blocks landed after the depot was looked at
+         * (LAND). */
+        CHECK(pa != NULL && pb != NULL && pa != pb);
+        CHECK_EQ(stats_of(pool).blocks_total, 2 * SLAB_BLOCKS);
+        b[SLAB_BLOCKS] = pa;
+        b[SLAB_BLOCKS + 1] = pb != pa ? pb : NULL;
+        free_check_destroy(pool, b, SLAB_BLOCKS + 2);
+    }
+}
+
+/* A process forked while one of its threads is making a slab ready: in the
+ * child, which has only the forking thread, nothing is on its way to the
+ * depot any more, so at the bound lfp_alloc fails at once with ENOBUFS
+ * rather than wait for ever. */
+static void test_a_child_forked_during_growth_does_not_wait_for_it(void)
+{
+#ifdef CHECK_TSAN
+    printf("  skipped under TSan: it does not support fork() in a threaded program\n");
+#else
+    void **b;
+    lfp_pool *pool = pool_with_first_slab_in_use(hold_in_init, &b);
+    pthread_t a = hold_start(pool, 2 * SLAB_BLOCKS, alloc_one);
+    fflush(NULL);
+    pid_t pid = fork();
+    REQUIRE(pid >= 0);
+    if (pid == 0) {
+        alarm(20);
+        errno = 0;
+        void *p = lfp_alloc(pool);
+        _exit(p == NULL && errno == ENOBUFS ? 0 : 1);
+    }
+    check_child(pid);
+    b[SLAB_BLOCKS] = hold_end(a);
+    CHECK(b[SLAB_BLOCKS] != NULL);
+    free_check_destroy(pool, b, SLAB_BLOCKS + 1);
+#endif
+}
+
+/* fork() called by a constructor, in the middle of a growth: the child goes
+ * on with that growth, which is its own, and later, at the bound, gets
+ * ENOBUFS rather than wait for ever on a count gone wrong. */
+static _Atomic int fork_armed;
+static pid_t fork_child = -1; /* 0 in the child */
+
+static void fork_in_init(void *block, void *arg)
+{
+    (void)block;
+    (void)arg;
+    if (atomic_exchange(&fork_armed, 0)) {
+        fflush(NULL);
+        fork_child = fork();
+        REQUIRE(fork_child >= 0);
+    }
+}
+
+static void test_a_child_forked_by_a_constructor_finishes_that_growth(void)
+{
+#ifdef CHECK_TSAN
+    printf("  skipped under TSan: it does not support fork() in a threaded program\n");
+#else
+    void **b;
+    lfp_pool *pool = pool_with_first_slab_in_use(fork_in_init, &b);
+    atomic_store(&fork_armed, 1);
+    b[SLAB_BLOCKS] = lfp_alloc(pool); /* forks in the new slab's first init */
+    if (fork_child == 0) {
+        alarm(20);
+        size_t got = SLAB_BLOCKS + (b[SLAB_BLOCKS] != NULL);
+        got += alloc_all(pool, b + got, 2 * SLAB_BLOCKS - got);
+        errno = 0;
+        bool ok = got == 2 * SLAB_BLOCKS && lfp_alloc(pool) == NULL && errno == ENOBUFS;
+        _exit(ok ? 0 : 1);
+    }
+    check_child(fork_child);
+    CHECK(b[SLAB_BLOCKS] != NULL);
+    free_check_destroy(pool, b, SLAB_BLOCKS + 1);
+#endif
+}
+
+/* A process forked while one of its threads is trimming a pool: the child
+ * can trim the pool itself. */
+static void test_a_child_forked_during_a_trim_can_trim(void)
+{
+#ifdef CHECK_TSAN
+    printf("  skipped under TSan: it does not support fork() in a threaded program\n");
+#else
+    /* Two 16-block slabs, all in use; the first slab's blocks are freed,
+     * and a trim that will release it is held in the parent. */
+    enum { PER = 16, MAX = 2 * PER };
+    const size_t slab = 64 * KiB;
+    struct lfp_config cfg = { .block_size = 4 * KiB, .flags = LFP_GROWABLE | LFP_NO_CACHE,
+                              .capacity = MAX, .slab_size = slab };
+    lfp_pool *pool;
+    CREATE_OR_RETURN(&cfg, &pool);
+    void *b[MAX];
+    CHECK_EQ(alloc_all(pool, b, MAX), MAX);
+    uintptr_t first = slab_of(b[0], slab);
+    for (size_t i = 0; i < MAX; i++)
+        if (slab_of(b[i], slab) == first) {
+            CHECK_EQ(lfp_free(pool, b[i]), LFP_OK);
+            b[i] = NULL;
+        }
+    atomic_store(&lfp_test_trim_hook, hold_here);
+    pthread_t a = hold_start(pool, MAX, trim_one);
+    fflush(NULL);
+    pid_t pid = fork();
+    REQUIRE(pid >= 0);
+    if (pid == 0) {
+        alarm(20);
+        /* The second slab's blocks freed, the child's trim releases it. */
+        bool ok = true;
+        for (size_t i = 0; i < MAX; i++)
+            ok = ok && (b[i] == NULL || lfp_free(pool, b[i]) == LFP_OK);
+        _exit(ok && lfp_pool_trim(pool) == slab ? 0 : 1);
+    }
+    check_child(pid);
+    CHECK_EQ((size_t)(uintptr_t)hold_end(a), slab);
+    atomic_store(&lfp_test_trim_hook, NULL);
+    for (size_t i = 0; i < MAX; i++)
+        if (b[i] != NULL)
+            CHECK_EQ(lfp_free(pool, b[i]), LFP_OK);
+    CHECK_EQ(stats_of(pool).blocks_total, PER);
+    verify_and_destroy(pool, 0);
+#endif
+}
+
+static void test_a_thread_at_max_blocks_waits_for_a_trim_to_hand_blocks_back(void)
+{
+    /* Two 16-block slabs, the bound; no cache, so frees go straight to the
+     * depot. All of one slab and half of the other are freed: the trim,
+     * held once it holds the whole depot, then releases the first and puts
+     * the free half of the second back. */
+    enum { PER = 16, MAX = 2 * PER };
+    const size_t slab = 64 * KiB;
+    struct lfp_config cfg = { .block_size = 4 * KiB, .flags = LFP_GROWABLE | LFP_NO_CACHE,
+                              .capacity = MAX, .max_blocks = MAX, .slab_size = slab };
+    for (int mode = WAIT; mode <= LAND; mode++) {
+        lfp_pool *pool;
+        CREATE_OR_RETURN(&cfg, &pool);
+        void *b[MAX];
+        CHECK_EQ(alloc_all(pool, b, MAX), MAX);
+        errno = 0;
+        CHECK(lfp_alloc(pool) == NULL);
+        CHECK_EQ(errno, ENOBUFS);
+        uintptr_t kept = slab_of(b[0], slab);
+        size_t freed_kept = 0;
+        for (size_t i = 0; i < MAX; i++) {
+            bool in_kept = slab_of(b[i], slab) == kept;
+            if (in_kept && freed_kept == PER / 2)
+                continue;
+            freed_kept += in_kept;
+            CHECK_EQ(lfp_free(pool, b[i]), LFP_OK);
+            b[i] = NULL;
+        }
+        CHECK_EQ(stats_of(pool).blocks_in_use, PER / 2);
+
+        atomic_store(&lfp_test_trim_hook, hold_here);
+        void *released = NULL;
+        void *got = alloc_while_held(pool, MAX, trim_one, mode, &released);
+        atomic_store(&lfp_test_trim_hook, NULL);
+        CHECK_EQ((size_t)(uintptr_t)released, slab);
+        CHECK(got != NULL); /* ENOBUFS here without the wait, as above */
+        /* A kept block; but in WAIT the second thread may look at the depot
+         * just before the kept blocks are back and find room to grow just
+         * after the released slab left the total: a new slab's block. */
+        size_t total = stats_of(pool).blocks_total;
+        CHECK(total == PER || (mode == WAIT && total == MAX));
+        if (got != NULL) {
+            CHECK(slab_of(got, slab) == kept || total == MAX);
+            CHECK_EQ(lfp_free(pool, got), LFP_OK);
+        }
+        for (size_t i = 0; i < MAX; i++)
+            if (b[i] != NULL)
+                CHECK_EQ(lfp_free(pool, b[i]), LFP_OK);
+        verify_and_destroy(pool, 0);
+    }
+}
+
 int main(void)
 {
     RUN(test_growable_pool_grows_on_demand_far_beyond_one_slab);
@@ -1345,5 +1693,10 @@ int main(void)
     RUN(test_ranges_leave_room_under_an_address_space_limit);
     RUN(test_init_and_fini_run_once_per_block_over_each_slab_lifetime);
     RUN(test_threads_churning_through_magazines_while_trimming_stay_consistent);
+    RUN(test_a_thread_at_max_blocks_waits_for_a_slab_being_made_ready);
+    RUN(test_a_thread_at_max_blocks_waits_for_a_trim_to_hand_blocks_back);
+    RUN(test_a_child_forked_during_growth_does_not_wait_for_it);
+    RUN(test_a_child_forked_during_a_trim_can_trim);
+    RUN(test_a_child_forked_by_a_constructor_finishes_that_growth);
     return check_done();
 }
