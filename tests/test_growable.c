@@ -1505,6 +1505,29 @@ static void test_a_thread_at_max_blocks_waits_for_a_slab_being_made_ready(void)
     }
 }
 
+/* The same for a fixed pool carved out but for a run held in its first
+ * constructor call (here rather than in test_magazine, for the hooks). */
+static void test_a_thread_at_a_fixed_pools_bound_waits_for_a_run_being_made_ready(void)
+{
+    enum { CAP = 256, HELD = CAP - CAP / 4 }; /* runs of CAP / 4 */
+    struct lfp_config cfg = { .block_size = 64, .capacity = CAP, .init = hold_in_init };
+    for (int mode = WAIT; mode <= LAND; mode++) {
+        lfp_pool *pool;
+        CREATE_OR_RETURN(&cfg, &pool);
+        void **b = malloc((HELD + 2) * sizeof(void *));
+        REQUIRE(b != NULL);
+        CHECK_EQ(alloc_all(pool, b, HELD), HELD);
+        CHECK_EQ(stats_of(pool).blocks_carved, HELD);
+        void *pa = NULL;
+        void *pb = alloc_while_held(pool, CAP, alloc_one, mode, &pa);
+        CHECK(pa != NULL && pb != NULL && pa != pb);
+        CHECK_EQ(stats_of(pool).blocks_carved, CAP);
+        b[HELD] = pa;
+        b[HELD + 1] = pb != pa ? pb : NULL;
+        free_check_destroy(pool, b, HELD + 2);
+    }
+}
+
 /* A process forked while one of its threads is making a slab ready: in the
  * child, which has only the forking thread, nothing is on its way to the
  * depot any more, so at the bound lfp_alloc fails at once with ENOBUFS
@@ -1695,6 +1718,7 @@ int main(void)
     RUN(test_threads_churning_through_magazines_while_trimming_stay_consistent);
     RUN(test_a_thread_at_max_blocks_waits_for_a_slab_being_made_ready);
     RUN(test_a_thread_at_max_blocks_waits_for_a_trim_to_hand_blocks_back);
+    RUN(test_a_thread_at_a_fixed_pools_bound_waits_for_a_run_being_made_ready);
     RUN(test_a_child_forked_during_growth_does_not_wait_for_it);
     RUN(test_a_child_forked_during_a_trim_can_trim);
     RUN(test_a_child_forked_by_a_constructor_finishes_that_growth);
