@@ -211,12 +211,15 @@ static inline bool lfp_range_live(const struct lfp_pool *pool, size_t q)
 
 /* magazine.c: blocks on their way to a pool's depot. An operation that
  * takes blocks out of sight of lfp_depot_pop without handing them out (a
- * carve or growth whose rest goes to the depot, a trim) counts itself in
- * pool->inbound from lfp_inflight_begin until lfp_inflight_landed, and
- * keeps this record, on its own stack, in the thread's list until
- * lfp_inflight_end (LIFO: operations nest only through init, fini and
- * signal handlers). A forked child, which has only the forking thread,
- * counts in flight only what that thread's list says. */
+ * carve or growth whose rest goes to the depot, a trim, a batch split for
+ * a thread without a cache slot) counts itself in pool->inbound from
+ * lfp_inflight_begin until lfp_inflight_landed, and keeps this record, on
+ * its own stack, in the thread's list until lfp_inflight_end (LIFO:
+ * operations nest only through init, fini and signal handlers). A forked
+ * child, which has only the forking thread, counts in flight only what
+ * that thread's list says (fork from a signal handler that interrupted a
+ * call into the library is not supported: the list and the count may
+ * disagree at that moment). */
 struct lfp_inflight {
     struct lfp_pool *pool;
     struct lfp_inflight *next;
@@ -227,6 +230,11 @@ struct lfp_inflight {
 void lfp_inflight_begin(struct lfp_pool *pool, struct lfp_inflight *r, bool trimming);
 void lfp_inflight_landed(struct lfp_inflight *r);
 void lfp_inflight_end(struct lfp_inflight *r);
+/* The calling thread's own operations in flight on pool, which it must not
+ * wait for. */
+uint32_t lfp_inflight_own(const struct lfp_pool *pool);
+/* Has the calling thread any operation in flight (on any pool)? */
+bool lfp_inflight_any(void);
 
 /* pool.c: the depot and carving. */
 /* The calling thread's CPU now (a hint), or negative when unknown. */

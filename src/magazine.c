@@ -127,6 +127,19 @@ void lfp_inflight_end(struct lfp_inflight *r)
     lfp_inflight_list = r->next;
 }
 
+uint32_t lfp_inflight_own(const struct lfp_pool *pool)
+{
+    uint32_t n = 0;
+    for (const struct lfp_inflight *r = lfp_inflight_list; r != NULL; r = r->next)
+        n += r->pool == pool && r->counted;
+    return n;
+}
+
+bool lfp_inflight_any(void)
+{
+    return lfp_inflight_list != NULL;
+}
+
 /* In a child process only the forking thread runs: the carves, growths and
  * trims other threads had in flight stopped with them (their blocks are
  * lost to the child), so a thread that finds a pool at its bound must wait
@@ -155,21 +168,20 @@ static void lfp_pools_after_fork(void)
 }
 
 /* Registered at the first pool's creation; tried again at the next one
- * if pthread_atfork failed (out of memory). The lock is taken only until
- * registration succeeds. */
-static pthread_mutex_t lfp_atfork_lock = PTHREAD_MUTEX_INITIALIZER;
+ * if pthread_atfork failed (out of memory). No lock: a fork while one was
+ * held would leave it held in the child. Threads creating the first pools
+ * at once may each register the handler, which only costs it running
+ * again: its result is the same. */
 static _Atomic bool lfp_atfork_done;
 
 static int lfp_atfork_register(void)
 {
     if (atomic_load_explicit(&lfp_atfork_done, memory_order_acquire))
         return LFP_OK;
-    pthread_mutex_lock(&lfp_atfork_lock);
-    bool done = atomic_load_explicit(&lfp_atfork_done, memory_order_relaxed) ||
-                pthread_atfork(NULL, NULL, lfp_pools_after_fork) == 0;
-    atomic_store_explicit(&lfp_atfork_done, done, memory_order_release);
-    pthread_mutex_unlock(&lfp_atfork_lock);
-    return done ? LFP_OK : LFP_ENOMEM;
+    if (pthread_atfork(NULL, NULL, lfp_pools_after_fork) != 0)
+        return LFP_ENOMEM;
+    atomic_store_explicit(&lfp_atfork_done, true, memory_order_release);
+    return LFP_OK;
 }
 
 int lfp_pool_id_acquire(struct lfp_pool *pool)
@@ -469,15 +481,25 @@ static struct lfp_free *lfp_take_one(struct lfp_pool *pool, struct lfp_slot *s)
     /* One block at a time: for a pool without a cache, carving only when
      * the depot is empty keeps the carved count equal to the peak of blocks
      * in use. */
-    struct lfp_free *b = lfp_depot_take(pool, 1, &n);
-    if (b == NULL)
-        return NULL;
-    lfp_take(pool, s, 1);
-    if (n > 1) {
-        /* A cached thread's batch: the rest goes back. */
-        lfp_depot_push_singles(pool, b->chain);
-        b->chain = NULL;
+    struct lfp_free *b;
+    if (pool->mag_size == 0) {
+        b = lfp_depot_take(pool, 1, &n);
+    } else {
+        /* A cached pool and a thread without its slot: a batch comes, and
+         * the rest goes back, out of sight until then. Counted in flight
+         * (the pop's CAS releases the count) for threads that find the
+         * depot empty meanwhile. */
+        struct lfp_inflight r;
+        lfp_inflight_begin(pool, &r, false);
+        b = lfp_depot_take(pool, 1, &n);
+        if (b != NULL && n > 1) {
+            lfp_depot_push_singles(pool, b->chain);
+            b->chain = NULL;
+        }
+        lfp_inflight_end(&r);
     }
+    if (b != NULL)
+        lfp_take(pool, s, 1);
     return b;
 }
 

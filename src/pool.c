@@ -318,9 +318,13 @@ void lfp_depot_push(struct lfp_pool *pool, struct lfp_free *first, struct lfp_fr
                                              memory_order_relaxed) + nblocks;
         /* Signed: a pop may subtract before the push it raced adds, so the
          * count can dip below zero for a moment. */
+        /* Not while this thread has blocks in flight (a growth's push, say):
+         * threads waiting for them would wait for the trim's destructors
+         * too. The next push checks again. */
         if (pool->trim_above != 0 &&
             (intptr_t)n > (intptr_t)atomic_load_explicit(&pool->trim_next,
-                                                         memory_order_relaxed))
+                                                         memory_order_relaxed) &&
+            !lfp_inflight_any())
             lfp_slab_trim(pool, false);
     }
 }
@@ -474,9 +478,12 @@ struct lfp_free *lfp_depot_take(struct lfp_pool *pool, uint32_t want, uint32_t *
          * the push. One that landed after the first load (the landed count
          * moved) may have pushed after the pop looked: look again. Only
          * when none was in flight or landed between the two loads was the
-         * pool without a free block outside the magazines at one moment. */
+         * pool without a free block outside the magazines at one moment.
+         * The calling thread's own operations (a batch it splits, or a
+         * carve it is in, from init or a signal handler) are not waited
+         * for: they cannot land while it waits. */
         uint64_t now = atomic_load_explicit(&pool->inbound, memory_order_acquire);
-        if ((uint32_t)now != 0)
+        if ((uint32_t)now != lfp_inflight_own(pool))
             sched_yield();
         else if (now == before)
             return NULL;

@@ -18,6 +18,7 @@
 #define _GNU_SOURCE
 #endif
 #include <errno.h>
+#include <limits.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
@@ -1347,7 +1348,7 @@ static void hold_here(void)
             sched_yield();
 }
 
-static void hold_in_init(void *block, void *arg)
+static void hold_in_callback(void *block, void *arg)
 {
     (void)block;
     (void)arg;
@@ -1401,7 +1402,7 @@ static void *hold_end(pthread_t a)
  * nothing to make: while waiting (WAIT), or, once (LAND), after letting
  * the held thread finish, so that its blocks landed after the depot was
  * looked at and before lfp_depot_take looks at what is in flight. */
-enum held_mode { WAIT, LAND };
+enum held_mode { WAIT, LAND, BEFORE };
 static _Atomic int take_mode, take_calls;
 
 static void take_hook(void)
@@ -1425,7 +1426,8 @@ static void *second_main(void *pool)
 /* lfp_alloc(pool) on a second thread while first(pool) is held, then let
  * the first go on: in mode WAIT once the second has found nothing twice,
  * in mode LAND in the second's hook (or once the second has returned, in
- * either mode). Returns the second thread's block; *first_ret gets the
+ * either mode); in mode BEFORE the second must return while the first is
+ * held (checked, giving up after 10 s). Returns the second thread's block; *first_ret gets the
  * first's result. */
 static void *alloc_while_held(lfp_pool *pool, size_t bound, void *(*first)(void *),
                               enum held_mode mode, void **first_ret)
@@ -1436,9 +1438,16 @@ static void *alloc_while_held(lfp_pool *pool, size_t bound, void *(*first)(void 
     atomic_store(&lfp_test_take_hook, take_hook);
     pthread_t a = hold_start(pool, bound, first), b;
     REQUIRE(pthread_create(&b, NULL, second_main, pool) == 0);
-    int calls = mode == WAIT ? 2 : 1;
-    while (atomic_load(&take_calls) < calls && !atomic_load(&second_done))
-        sched_yield();
+    int calls = mode == WAIT ? 2 : mode == LAND ? 1 : INT_MAX;
+    for (long spins = 0; atomic_load(&take_calls) < calls && !atomic_load(&second_done); spins++) {
+        if (mode == BEFORE && spins == 10000) /* 10 s */
+            break;
+        if (mode == BEFORE)
+            sleep_ms(1);
+        else
+            sched_yield();
+    }
+    CHECK(mode != BEFORE || atomic_load(&second_done));
     *first_ret = hold_end(a);
     void *got = NULL;
     REQUIRE(pthread_join(b, &got) == 0);
@@ -1491,7 +1500,7 @@ static void test_a_thread_at_max_blocks_waits_for_a_slab_being_made_ready(void)
      * constructor call, before any of its blocks reaches the depot. */
     for (int mode = WAIT; mode <= LAND; mode++) {
         void **b;
-        lfp_pool *pool = pool_with_first_slab_in_use(hold_in_init, &b);
+        lfp_pool *pool = pool_with_first_slab_in_use(hold_in_callback, &b);
         void *pa = NULL;
         void *pb = alloc_while_held(pool, 2 * SLAB_BLOCKS, alloc_one, mode, &pa);
         /* ENOBUFS here without the wait (WAIT), or without looking again
@@ -1507,10 +1516,41 @@ static void test_a_thread_at_max_blocks_waits_for_a_slab_being_made_ready(void)
 
 /* The same for a fixed pool carved out but for a run held in its first
  * constructor call (here rather than in test_magazine, for the hooks). */
+/* A trim lands (kept blocks back, released slabs out of the total) before
+ * it runs the destructors over the released slabs: a thread at max_blocks
+ * grows the pool while fini is still held, instead of waiting for it. */
+static void test_a_thread_at_max_blocks_does_not_wait_for_a_trims_destructors(void)
+{
+    enum { PER = 16, MAX = 2 * PER };
+    const size_t slab = 64 * KiB;
+    struct lfp_config cfg = { .block_size = 4 * KiB, .flags = LFP_GROWABLE | LFP_NO_CACHE,
+                              .capacity = MAX, .max_blocks = MAX, .slab_size = slab,
+                              .fini = hold_in_callback };
+    lfp_pool *pool;
+    CREATE_OR_RETURN(&cfg, &pool);
+    void *b[MAX + 1];
+    CHECK_EQ(alloc_all(pool, b, MAX), MAX);
+    uintptr_t gone = slab_of(b[0], slab);
+    for (size_t i = 0; i < MAX; i++)
+        if (slab_of(b[i], slab) == gone) {
+            CHECK_EQ(lfp_free(pool, b[i]), LFP_OK);
+            b[i] = NULL;
+        }
+    void *released = NULL;
+    b[MAX] = alloc_while_held(pool, PER, trim_one, BEFORE, &released);
+    CHECK_EQ((size_t)(uintptr_t)released, slab);
+    CHECK(b[MAX] != NULL);
+    CHECK_EQ(stats_of(pool).blocks_total, MAX);
+    for (size_t i = 0; i <= MAX; i++)
+        if (b[i] != NULL)
+            CHECK_EQ(lfp_free(pool, b[i]), LFP_OK);
+    verify_and_destroy(pool, 0);
+}
+
 static void test_a_thread_at_a_fixed_pools_bound_waits_for_a_run_being_made_ready(void)
 {
     enum { CAP = 256, HELD = CAP - CAP / 4 }; /* runs of CAP / 4 */
-    struct lfp_config cfg = { .block_size = 64, .capacity = CAP, .init = hold_in_init };
+    struct lfp_config cfg = { .block_size = 64, .capacity = CAP, .init = hold_in_callback };
     for (int mode = WAIT; mode <= LAND; mode++) {
         lfp_pool *pool;
         CREATE_OR_RETURN(&cfg, &pool);
@@ -1538,7 +1578,7 @@ static void test_a_child_forked_during_growth_does_not_wait_for_it(void)
     printf("  skipped under TSan: it does not support fork() in a threaded program\n");
 #else
     void **b;
-    lfp_pool *pool = pool_with_first_slab_in_use(hold_in_init, &b);
+    lfp_pool *pool = pool_with_first_slab_in_use(hold_in_callback, &b);
     pthread_t a = hold_start(pool, 2 * SLAB_BLOCKS, alloc_one);
     fflush(NULL);
     pid_t pid = fork();
@@ -1719,6 +1759,7 @@ int main(void)
     RUN(test_a_thread_at_max_blocks_waits_for_a_slab_being_made_ready);
     RUN(test_a_thread_at_max_blocks_waits_for_a_trim_to_hand_blocks_back);
     RUN(test_a_thread_at_a_fixed_pools_bound_waits_for_a_run_being_made_ready);
+    RUN(test_a_thread_at_max_blocks_does_not_wait_for_a_trims_destructors);
     RUN(test_a_child_forked_during_growth_does_not_wait_for_it);
     RUN(test_a_child_forked_during_a_trim_can_trim);
     RUN(test_a_child_forked_by_a_constructor_finishes_that_growth);
