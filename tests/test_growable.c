@@ -1484,6 +1484,17 @@ static void free_check_destroy(lfp_pool *pool, void **blocks, size_t n)
     free(blocks);
 }
 
+/* Free (and clear) each of the n blocks that lies in the slab of p. */
+static void free_slab_of(lfp_pool *pool, void **b, size_t n, const void *p, size_t slab)
+{
+    uintptr_t base = slab_of(p, slab);
+    for (size_t i = 0; i < n; i++)
+        if (b[i] != NULL && slab_of(b[i], slab) == base) {
+            CHECK_EQ(lfp_free(pool, b[i]), LFP_OK);
+            b[i] = NULL;
+        }
+}
+
 /* The child must have exited with status 0; a SIGALRM (its alarm, against
  * a hang) or a non-zero status fails the test. */
 static void check_child(pid_t pid)
@@ -1530,12 +1541,7 @@ static void test_a_thread_at_max_blocks_does_not_wait_for_a_trims_destructors(vo
     CREATE_OR_RETURN(&cfg, &pool);
     void *b[MAX + 1];
     CHECK_EQ(alloc_all(pool, b, MAX), MAX);
-    uintptr_t gone = slab_of(b[0], slab);
-    for (size_t i = 0; i < MAX; i++)
-        if (slab_of(b[i], slab) == gone) {
-            CHECK_EQ(lfp_free(pool, b[i]), LFP_OK);
-            b[i] = NULL;
-        }
+    free_slab_of(pool, b, MAX, b[0], slab);
     void *released = NULL;
     b[MAX] = alloc_while_held(pool, PER, trim_one, BEFORE, &released);
     CHECK_EQ((size_t)(uintptr_t)released, slab);
@@ -1653,12 +1659,7 @@ static void test_a_child_forked_during_a_trim_can_trim(void)
     CREATE_OR_RETURN(&cfg, &pool);
     void *b[MAX];
     CHECK_EQ(alloc_all(pool, b, MAX), MAX);
-    uintptr_t first = slab_of(b[0], slab);
-    for (size_t i = 0; i < MAX; i++)
-        if (slab_of(b[i], slab) == first) {
-            CHECK_EQ(lfp_free(pool, b[i]), LFP_OK);
-            b[i] = NULL;
-        }
+    free_slab_of(pool, b, MAX, b[0], slab);
     atomic_store(&lfp_test_trim_hook, hold_here);
     pthread_t a = hold_start(pool, MAX, trim_one);
     fflush(NULL);
