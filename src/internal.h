@@ -78,12 +78,11 @@ struct lfp_pool {
      * Growable pools: the block positions of their reserved range (see
      * slab.c), or 0 without one, so that check sends them to the slabs. */
     alignas(LFP_CACHELINE) _Atomic size_t carved;
-    /* Carves, slab growths and trims whose blocks are not all in the depot
-     * yet (see lfp_carve, lfp_slab_grow, lfp_slab_trim): a thread that
-     * finds nothing to take waits for them (lfp_depot_take). The low 32
-     * bits count those in flight, the high 32 those landed, so that a
-     * waiter also sees that one landed since it looked (struct
-     * lfp_inflight). */
+    /* Carves, slab growths, trims and batch splits whose blocks are not
+     * all in the depot yet: a thread that finds nothing to take waits for
+     * them (lfp_depot_take). The low 32 bits count those in flight, the
+     * high 32 those landed, so that a waiter also sees that one landed
+     * since it looked (struct lfp_inflight). */
     _Atomic uint64_t inbound;
     /* Growable pools with a range: the slab at each position of the range,
      * NULL while none is there; position k holds blocks k << range_shift

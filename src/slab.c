@@ -681,12 +681,13 @@ size_t lfp_slab_trim(struct lfp_pool *pool, bool wait)
     struct lfp_node *all = lfp_stack_pop_all(&pool->slabs);
     struct lfp_node *kept_first = NULL, *kept_last = NULL;
     struct lfp_slab *victims = NULL;
-    size_t detached = 0;
+    size_t detached = 0, gone = 0;
     for (struct lfp_node *n = all; n != NULL;) {
         struct lfp_slab *d = LFP_CONTAINER(n, struct lfp_slab, pool_link);
         n = n->next;
         detached += d->scratch;
         if (d->scratch == lfp_slab_blocks(d)) {
+            gone += d->scratch;
             d->free_link.next = (struct lfp_node *)victims;
             victims = d;
         } else {
@@ -707,9 +708,6 @@ size_t lfp_slab_trim(struct lfp_pool *pool, bool wait)
      * run: a thread waiting at max_blocks then sees the kept blocks back
      * and room to grow (landed releases both), and does not wait for fini
      * to run over whole slabs. */
-    size_t gone = 0;
-    for (struct lfp_slab *d = victims; d != NULL; d = (struct lfp_slab *)d->free_link.next)
-        gone += lfp_slab_blocks(d);
     atomic_fetch_sub_explicit(&pool->total, gone, memory_order_relaxed);
     lfp_inflight_landed(&r);
 
