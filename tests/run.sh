@@ -9,9 +9,10 @@
 #   aarch64-lse   Armv8.1 cross build under qemu-user: the CASP path
 #   valgrind      native build with -Dvalgrind=enabled: only the 'valgrind'
 #                 suite, memcheck's reports of pool blocks
-#   model         tests/model/run.sh: spin checks the Promela model of the
-#                 stack and of slab release exhaustively (and that the
-#                 variants without the tag or the grace period fail)
+#   model         tests/model/run.sh: spin checks the Promela models of the
+#                 stack, of slab release and of waiting for blocks in flight
+#                 exhaustively (and that the variants without the tag, the
+#                 grace period or each waiting rule fail)
 #   fuzz          tests/fuzz/run.sh: the libFuzzer harness (clang-14) replays
 #                 its corpus and fuzzes the API for LFP_FUZZ_SECONDS (60)
 #

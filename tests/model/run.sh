@@ -15,6 +15,14 @@
 #                                  reading the link of a block whose slab was
 #                                  unmapped after the pop entered its read-side
 #                                  section (HAProxy GH #1275)
+#   inbound                        when an allocating thread may give up with
+#                                  ENOBUFS while carves and trims have blocks on
+#                                  their way to the depot: exhaustive search
+#   inbound-{nolanded,nowait,latecount,notrimcount}-finds-loss
+#                                  each rule of lfp_depot_take and lfp_carve
+#                                  left out in turn: Spin must find a thread
+#                                  giving up beside a free block, with another
+#                                  process acting between its two looks
 #
 # Usage: bash tests/model/run.sh [-v] [CHECK...]     (default: all of them)
 #   -v   print the counterexample trail of each *-finds-* check
@@ -34,7 +42,9 @@ set -uo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 all_checks=(stack stack-notag-finds-aba stack-notag-owner-finds-aba
-            reclaim reclaim-nograce-finds-race)
+            reclaim reclaim-nograce-finds-race
+            inbound inbound-nolanded-finds-loss inbound-nowait-finds-loss
+            inbound-latecount-finds-loss inbound-notrimcount-finds-loss)
 timeout_s=${LFP_MODEL_TIMEOUT:-300}
 memlim=${LFP_MODEL_MEMLIM:-2048}
 read -r -a extra_defines <<< "${LFP_MODEL_DEFINES:-}"
@@ -131,6 +141,27 @@ trail_shows_unmapped_read() {
     ' "$1"
 }
 
+# The trail shows a thread giving up beside a free block while another
+# process acted between its last look at inbound and its giving up, or had
+# taken blocks (a carve, a trim) and not landed yet.
+trail_shows_missed_block() {
+    awk '
+        $2 == "looks:" { looker = $1; since = 0 }
+        $2 == "carves" || $2 == "takes" { open[$1] = 1 }
+        $2 == "lands" { open[$1] = 0 }
+        looker != "" && $1 != looker && ($2 == "carves" || $2 == "takes" || $2 == "lands") {
+            since = 1
+        }
+        $1 == looker && $2 == "gives" {
+            d = $5; h = $7; gsub(/,/, "", d)
+            busy = since
+            for (p in open) if (open[p]) busy = 1
+            if (busy && (d > 0 || h > 0)) found = 1
+        }
+        END { exit found ? 0 : 1 }
+    ' "$1"
+}
+
 # run_check NAME MODEL EXPECT [SPIN_DEFINE...]
 #   EXPECT is "none" (no error, complete search) or an extended regular
 #   expression the text of the failed assertion must match.
@@ -214,6 +245,7 @@ run_check() {
     fi
     local shape=trail_shows_aba
     [[ $model == reclaim.pml ]] && shape=trail_shows_unmapped_read
+    [[ $model == inbound.pml ]] && shape=trail_shows_missed_block
     if ! "$shape" replay.out; then
         fail "$name" "the trail does not show the expected interleaving" replay.out
         return
@@ -236,6 +268,15 @@ for check in "${checks[@]}"; do
         reclaim) run_check reclaim reclaim.pml none ;;
         reclaim-nograce-finds-race)
             run_check "$check" reclaim.pml 'mapped\[' -DNOGRACE ;;
+        inbound) run_check inbound inbound.pml none ;;
+        inbound-nolanded-finds-loss)
+            run_check "$check" inbound.pml 'depot' -DNOLANDED ;;
+        inbound-nowait-finds-loss)
+            run_check "$check" inbound.pml 'depot' -DNOWAIT ;;
+        inbound-latecount-finds-loss)
+            run_check "$check" inbound.pml 'depot' -DLATECOUNT ;;
+        inbound-notrimcount-finds-loss)
+            run_check "$check" inbound.pml 'depot' -DNOTRIMCOUNT ;;
     esac
 done
 

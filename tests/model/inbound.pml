@@ -1,0 +1,137 @@
+/*
+ * Blocks on their way to the depot (pool->inbound, struct lfp_inflight,
+ * lfp_depot_take): when may a thread that finds nothing give up with
+ * ENOBUFS? Every interleaving of a few processes, with each atomic access
+ * one step (sequentially consistent: the memory orders that make the real
+ * code behave so are argued in src/, not modelled here).
+ *
+ * The pool holds CAP blocks, made ready in runs of RUN. Two carvers each
+ * count themselves in flight, claim a run (if the pool is not carved out),
+ * keep one block (in use from then on) and push the rest to the depot,
+ * then land. A trimmer counts itself in flight, takes the whole depot,
+ * and pushes it all back (it keeps every block: a fixed pool's bound
+ * stands in for max_blocks), then lands. The waiter reads inbound (in
+ * flight and landed), pops, else carves a run of its own in one step,
+ * else reads inbound again: in flight -> look again; landed moved -> look
+ * again; else ENOBUFS.
+ *
+ * Property: ENOBUFS only when no block is free: the depot is empty and no
+ * process holds free blocks on their way to it (asserted at the step that
+ * decides). Only counted operations put blocks in the depot here, so any
+ * free block at that step is one the waiter should have had.
+ *
+ * Variants that must fail:
+ *   -DNOLANDED  give up when nothing is in flight, whatever landed: a run
+ *               that lands between the pop and the second read is missed
+ *               (the race review found in lfp_depot_take);
+ *   -DNOWAIT    give up whatever is in flight;
+ *   -DNOTRIMCOUNT  the trim does not count itself;
+ *   -DLATECOUNT carvers count themselves in flight only after their claim
+ *               (what the release on the claim publishes in src/pool.c:
+ *               the count must come before it).
+ */
+
+#ifndef CAP
+#define CAP 4
+#endif
+#ifndef RUN
+#define RUN 2
+#endif
+
+byte depot;             /* free blocks in the depot */
+byte carved;            /* blocks made ready so far */
+byte flight;            /* inbound, low half: operations in flight */
+byte landed;            /* inbound, high half: operations landed */
+byte held;              /* free blocks taken out of the depot's sight */
+
+proctype carver(byte me)
+{
+    bool got;
+#ifndef LATECOUNT
+    flight++;                   /* lfp_inflight_begin, before the claim */
+#endif
+    atomic {
+        if
+        :: carved + RUN <= CAP ->
+            carved = carved + RUN; held = held + RUN - 1; got = true;
+            printf("P%d carves a run\n", me)
+        :: else -> got = false
+        fi
+    }
+#ifdef LATECOUNT
+    flight++;
+#endif
+    if
+    :: got ->
+        atomic { depot = depot + RUN - 1; held = held - (RUN - 1) } /* the push */
+    :: else -> skip
+    fi;
+    atomic { flight--; landed++; printf("P%d lands\n", me) }
+}
+
+proctype trimmer(byte me)
+{
+    byte h;
+#ifndef NOTRIMCOUNT
+    flight++;
+#endif
+    atomic { h = depot; depot = 0; held = held + h; printf("P%d takes the depot (%d)\n", me, h) }
+    atomic { depot = depot + h; held = held - h }
+#ifndef NOTRIMCOUNT
+    atomic { flight--; landed++; printf("P%d lands\n", me) }
+#else
+    printf("P%d lands\n", me)
+#endif
+}
+
+proctype waiter(byte me)
+{
+    byte bf, bl;
+    bool got;
+again:
+    atomic { bf = flight; bl = landed; printf("P%d looks: in flight %d, landed %d\n", me, bf, bl) }
+    atomic {
+        if
+        :: depot > 0 -> depot--; got = true
+        :: else -> got = false
+        fi
+    }
+    if
+    :: got -> goto done
+    :: else -> skip
+    fi;
+    atomic {
+        if
+        :: carved + RUN <= CAP -> carved = carved + RUN; depot = depot + RUN - 1; got = true
+        :: else -> got = false
+        fi
+    }
+    if
+    :: got -> goto done
+    :: else -> skip
+    fi;
+    atomic {
+        if
+#ifndef NOWAIT
+        :: flight != 0 -> goto again
+#endif
+#ifndef NOLANDED
+        :: flight == 0 && landed != bl -> goto again
+#endif
+        :: else ->
+            printf("P%d gives up: depot %d, held %d\n", me, depot, held);
+            assert(depot == 0 && held == 0)
+        fi
+    }
+done:
+    skip
+}
+
+init {
+    atomic {
+        run carver(1);
+        run carver(2);
+        run trimmer(3);
+        run waiter(4)
+    }
+}
