@@ -475,6 +475,12 @@ static void lfp_depot_push_singles(struct lfp_pool *pool, struct lfp_free *first
     lfp_depot_push(pool, first, l, n);
 }
 
+#ifdef LFP_TEST_HOOKS
+/* Test builds only: called by a thread without a slot between taking a
+ * batch from the depot and putting back all but one of its blocks. */
+void (*_Atomic lfp_test_split_hook)(void);
+#endif
+
 static struct lfp_free *lfp_take_one(struct lfp_pool *pool, struct lfp_slot *s)
 {
     uint32_t n;
@@ -493,6 +499,11 @@ static struct lfp_free *lfp_take_one(struct lfp_pool *pool, struct lfp_slot *s)
         lfp_inflight_begin(pool, &r, false);
         b = lfp_depot_take(pool, 1, &n);
         if (b != NULL && n > 1) {
+#ifdef LFP_TEST_HOOKS
+            void (*hook)(void) = atomic_load(&lfp_test_split_hook);
+            if (hook != NULL)
+                hook();
+#endif
             lfp_depot_push_singles(pool, b->chain);
             b->chain = NULL;
         }

@@ -52,6 +52,12 @@ extern void (*_Atomic lfp_test_trim_hook)(void);
 /* ... and when set, called by an allocating thread that found nothing to
  * take and nothing to make, before it looks at what is in flight. */
 extern void (*_Atomic lfp_test_take_hook)(void);
+/* ... and when set, called by a thread without a cache slot between taking
+ * a batch from the depot and putting back the blocks it does not keep. */
+extern void (*_Atomic lfp_test_split_hook)(void);
+/* ... and when set to n > 0, the n-th following request for memory of any
+ * kind (mapping or malloc) fails. */
+extern _Atomic long lfp_test_fail_at;
 
 #define KiB ((size_t)1024)
 #define MiB (KiB * 1024)
@@ -1460,16 +1466,25 @@ static void *alloc_while_held(lfp_pool *pool, size_t bound, void *(*first)(void 
  * all in use: its blocks in *blocks, which has room for both slabs'. */
 enum { SLAB_BLOCKS = 1024 };
 
+/* A pool of cfg with n blocks in use: in *blocks, which has room for
+ * `room` blocks. */
+static lfp_pool *pool_with_in_use(const struct lfp_config *cfg, size_t n, size_t room,
+                                  void ***blocks)
+{
+    lfp_pool *pool = NULL;
+    CHECK_EQ(lfp_pool_create(cfg, &pool), LFP_OK);
+    *blocks = malloc(room * sizeof(void *));
+    REQUIRE(pool != NULL && *blocks != NULL);
+    CHECK_EQ(alloc_all(pool, *blocks, n), n);
+    return pool;
+}
+
 static lfp_pool *pool_with_first_slab_in_use(void (*init)(void *, void *), void ***blocks)
 {
     struct lfp_config cfg = { .block_size = 48, .flags = LFP_GROWABLE,
                               .capacity = SLAB_BLOCKS, .max_blocks = 2 * SLAB_BLOCKS,
                               .slab_size = 64 * KiB, .init = init };
-    lfp_pool *pool = NULL;
-    CHECK_EQ(lfp_pool_create(&cfg, &pool), LFP_OK);
-    *blocks = malloc(2 * SLAB_BLOCKS * sizeof(void *));
-    REQUIRE(pool != NULL && *blocks != NULL);
-    CHECK_EQ(alloc_all(pool, *blocks, SLAB_BLOCKS), SLAB_BLOCKS);
+    lfp_pool *pool = pool_with_in_use(&cfg, SLAB_BLOCKS, 2 * SLAB_BLOCKS, blocks);
     CHECK_EQ(stats_of(pool).blocks_total, SLAB_BLOCKS);
     return pool;
 }
@@ -1482,6 +1497,16 @@ static void free_check_destroy(lfp_pool *pool, void **blocks, size_t n)
         CHECK_EQ(lfp_free(pool, blocks[i]), LFP_OK);
     verify_and_destroy(pool, 0);
     free(blocks);
+}
+
+/* Both threads got a block, and not the same: blocks[n] and blocks[n + 1]
+ * get them, and the pool is checked and destroyed with all n + 2 freed. */
+static void both_got_one(lfp_pool *pool, void **blocks, size_t n, void *pa, void *pb)
+{
+    CHECK(pa != NULL && pb != NULL && pa != pb);
+    blocks[n] = pa;
+    blocks[n + 1] = pb != pa ? pb : NULL;
+    free_check_destroy(pool, blocks, n + 2);
 }
 
 /* Free (and clear) each of the n blocks that lies in the slab of p. */
@@ -1514,14 +1539,11 @@ static void test_a_thread_at_max_blocks_waits_for_a_slab_being_made_ready(void)
         lfp_pool *pool = pool_with_first_slab_in_use(hold_in_callback, &b);
         void *pa = NULL;
         void *pb = alloc_while_held(pool, 2 * SLAB_BLOCKS, alloc_one, mode, &pa);
-        /* ENOBUFS here without the wait (WAIT), or without looking again
-         * when the slab's blocks landed after the depot was looked at
-         * (LAND). */
-        CHECK(pa != NULL && pb != NULL && pa != pb);
         CHECK_EQ(stats_of(pool).blocks_total, 2 * SLAB_BLOCKS);
-        b[SLAB_BLOCKS] = pa;
-        b[SLAB_BLOCKS + 1] = pb != pa ? pb : NULL;
-        free_check_destroy(pool, b, SLAB_BLOCKS + 2);
+        /* ENOBUFS (pb NULL) without the wait (WAIT), or without looking
+         * again when the slab's blocks landed after the depot was looked at
+         * (LAND). */
+        both_got_one(pool, b, SLAB_BLOCKS, pa, pb);
     }
 }
 
@@ -1558,19 +1580,13 @@ static void test_a_thread_at_a_fixed_pools_bound_waits_for_a_run_being_made_read
     enum { CAP = 256, HELD = CAP - CAP / 4 }; /* runs of CAP / 4 */
     struct lfp_config cfg = { .block_size = 64, .capacity = CAP, .init = hold_in_callback };
     for (int mode = WAIT; mode <= LAND; mode++) {
-        lfp_pool *pool;
-        CREATE_OR_RETURN(&cfg, &pool);
-        void **b = malloc((HELD + 2) * sizeof(void *));
-        REQUIRE(b != NULL);
-        CHECK_EQ(alloc_all(pool, b, HELD), HELD);
+        void **b;
+        lfp_pool *pool = pool_with_in_use(&cfg, HELD, HELD + 2, &b);
         CHECK_EQ(stats_of(pool).blocks_carved, HELD);
         void *pa = NULL;
         void *pb = alloc_while_held(pool, CAP, alloc_one, mode, &pa);
-        CHECK(pa != NULL && pb != NULL && pa != pb);
         CHECK_EQ(stats_of(pool).blocks_carved, CAP);
-        b[HELD] = pa;
-        b[HELD + 1] = pb != pa ? pb : NULL;
-        free_check_destroy(pool, b, HELD + 2);
+        both_got_one(pool, b, HELD, pa, pb);
     }
 }
 
@@ -1736,6 +1752,137 @@ static void test_a_thread_at_max_blocks_waits_for_a_trim_to_hand_blocks_back(voi
     }
 }
 
+/* A cached pool and a thread that has no slot in it (its magazines could
+ * not be made): that thread takes a whole batch from the depot, keeps one
+ * block and puts the rest back. A thread that finds the depot empty
+ * meanwhile, with the pool carved out, must wait for them. */
+static void *alloc_one_without_slot(void *pool)
+{
+    /* The thread's first request for memory, which binding its slot makes
+     * (the magazine is larger than any an earlier thread had), is refused. */
+    atomic_store(&lfp_test_fail_at, 1);
+    void *p = lfp_alloc(pool);
+    CHECK_EQ(atomic_load(&lfp_test_fail_at), 0);
+    return p;
+}
+
+static void test_a_thread_at_a_fixed_pools_bound_waits_for_a_split_batch(void)
+{
+    /* A magazine of 600 blocks, above the library's largest default (512),
+     * so that no recycled thread cache has a buffer big enough; the
+     * capacity keeps it from being scaled down. */
+    enum { MAG = 600, CAP = 16 * MAG, FREED = 8 };
+    struct lfp_config cfg = { .block_size = 64, .capacity = CAP, .cache_size = MAG };
+    for (int mode = WAIT; mode <= LAND; mode++) {
+        void **b;
+        lfp_pool *pool = pool_with_in_use(&cfg, CAP, CAP + 2, &b);
+        /* One batch of FREED blocks in the depot, nothing anywhere else. */
+        for (size_t i = 0; i < FREED; i++)
+            CHECK_EQ(lfp_free(pool, b[CAP - 1 - i]), LFP_OK);
+        lfp_thread_flush();
+        struct lfp_stats st = stats_of(pool);
+        CHECK_EQ(st.blocks_in_use, CAP - FREED);
+        CHECK_EQ(st.blocks_cached, 0);
+        CHECK_EQ(st.blocks_carved, CAP);
+        CHECK_EQ(st.cache_size, MAG);
+
+        atomic_store(&lfp_test_split_hook, hold_here);
+        watchdog_arm("a thread without a slot taking a block from a batch", 60);
+        void *pa = NULL;
+        void *pb = alloc_while_held(pool, CAP, alloc_one_without_slot, mode, &pa);
+        watchdog_disarm();
+        atomic_store(&lfp_test_split_hook, NULL);
+        /* pb NULL (ENOBUFS) when the split is not counted in flight (WAIT),
+         * or not looked at again once it landed (LAND). */
+        both_got_one(pool, b, CAP - FREED, pa, pb);
+    }
+}
+
+/* The automatic trim waits while the thread that would run it has blocks
+ * in flight: a growth that pushes its new slab past the trim threshold
+ * does not trim (its waiters would wait for the destructors); the next
+ * push does. Here another thread frees the first slab while the second is
+ * being made (from its first constructor call), so that the growth's push
+ * is the one that crosses the threshold. */
+static _Atomic int defer_armed, defer_growing, defer_fini_calls, defer_fini_in_growth;
+static lfp_pool *defer_pool;
+static void **defer_blocks;
+static size_t defer_count;
+
+static void *defer_free_first(void *arg)
+{
+    (void)arg;
+    for (size_t i = 0; i < defer_count; i++)
+        CHECK_EQ(lfp_free(defer_pool, defer_blocks[i]), LFP_OK);
+    return NULL;
+}
+
+static void defer_init(void *block, void *arg)
+{
+    (void)block;
+    (void)arg;
+    if (atomic_exchange(&defer_armed, 0)) {
+        atomic_store(&defer_growing, 1);
+        pthread_t t;
+        REQUIRE(pthread_create(&t, NULL, defer_free_first, NULL) == 0);
+        REQUIRE(pthread_join(t, NULL) == 0);
+    }
+}
+
+static void defer_fini(void *block, void *arg)
+{
+    (void)block;
+    (void)arg;
+    atomic_fetch_add(&defer_fini_calls, 1);
+    if (atomic_load(&defer_growing))
+        atomic_fetch_add(&defer_fini_in_growth, 1);
+}
+
+static void test_no_automatic_trim_runs_inside_a_growth(void)
+{
+    struct lfp_config cfg = { .block_size = 64, .flags = LFP_GROWABLE | LFP_NO_CACHE,
+                              .capacity = 1, .slab_size = 64 * KiB,
+                              .init = defer_init, .fini = defer_fini };
+    /* A slab's blocks and stride, from a pool of one slab. */
+    lfp_pool *pool;
+    CREATE_OR_RETURN(&cfg, &pool);
+    struct lfp_stats st = stats_of(pool);
+    const size_t per = st.blocks_total;
+    CHECK_EQ(lfp_pool_destroy(pool), 0);
+    /* The line: half a slab of free blocks above the depot's count once the
+     * first slab is made. The first slab's blocks coming back stay below it
+     * (per < 1.5 per); with the second slab's they cross it. */
+    cfg.capacity = per;
+    cfg.trim_threshold = per / 2 * st.stride;
+    CREATE_OR_RETURN(&cfg, &pool);
+    CHECK_EQ(stats_of(pool).blocks_total, per);
+    void **b = malloc(per * sizeof(void *));
+    REQUIRE(b != NULL);
+    CHECK_EQ(alloc_all(pool, b, per), per);
+    defer_pool = pool;
+    defer_blocks = b;
+    defer_count = per;
+    atomic_store(&defer_fini_calls, 0);
+    atomic_store(&defer_fini_in_growth, 0);
+    atomic_store(&defer_armed, 1);
+    void *p = lfp_alloc(pool); /* grows */
+    atomic_store(&defer_growing, 0);
+    CHECK(p != NULL);
+    CHECK_EQ(atomic_load(&defer_armed), 0);
+    /* Without the deferral, the first slab's destructors ran here. */
+    CHECK_EQ(atomic_load(&defer_fini_in_growth), 0);
+    CHECK_EQ(atomic_load(&defer_fini_calls), 0);
+    CHECK_EQ(stats_of(pool).blocks_total, 2 * per);
+    /* The next push trims. */
+    CHECK_EQ(lfp_free(pool, p), LFP_OK);
+    size_t left = stats_of(pool).blocks_total;
+    CHECK(left < 2 * per);
+    CHECK_EQ((size_t)atomic_load(&defer_fini_calls), 2 * per - left);
+    CHECK_EQ(atomic_load(&defer_fini_in_growth), 0);
+    verify_and_destroy(pool, 0);
+    free(b);
+}
+
 int main(void)
 {
     RUN(test_growable_pool_grows_on_demand_far_beyond_one_slab);
@@ -1764,5 +1911,7 @@ int main(void)
     RUN(test_a_child_forked_during_growth_does_not_wait_for_it);
     RUN(test_a_child_forked_during_a_trim_can_trim);
     RUN(test_a_child_forked_by_a_constructor_finishes_that_growth);
+    RUN(test_a_thread_at_a_fixed_pools_bound_waits_for_a_split_batch);
+    RUN(test_no_automatic_trim_runs_inside_a_growth);
     return check_done();
 }
