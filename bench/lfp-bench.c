@@ -87,8 +87,9 @@ static void usage(FILE *f)
 "                      (default %u)\n"
 "  --ops N             fix the pairs per thread (per producer for xfer and\n"
 "                      server) instead; overrides --duration-ms\n"
-"  --reps N            timed repetitions, the rows of a table taking turns;\n"
-"                      the median is reported (default %u)\n"
+"  --reps N            timed repetitions, every row of every thread count\n"
+"                      of a workload taking turns; the median is reported\n"
+"                      (default %u)\n"
 "  --spike-blocks N    blocks per spike cycle (default: %zu MiB of blocks of\n"
 "                      --size bytes)\n"
 "  --alloc LIST        allocators to run (default all)\n"
@@ -480,8 +481,9 @@ int main(int argc, char **argv)
     size_t nrows, nres = 0, i, r, k;
     unsigned rep;
     struct bench_result *res;
-    /* The open cells of the table being measured, by row. */
-    struct bench_cell *cells[BENCH_MAX_ROWS] = {0};
+    /* The open cells of the workload being measured: by thread count (in
+     * the order of its tables), then row. */
+    struct bench_cell **cells;
     struct bench_meta meta;
     struct progress pg;
     struct bench_run_cfg cfg;
@@ -556,7 +558,8 @@ int main(int argc, char **argv)
         }
     }
     res = calloc(pg.total ? pg.total : 1, sizeof *res);
-    if (!res) {
+    cells = calloc((size_t)o.nthreads * nrows, sizeof *cells);
+    if (!res || !cells) {
         fprintf(stderr, "lfp-bench: out of memory\n");
         return 2;
     }
@@ -579,15 +582,21 @@ int main(int argc, char **argv)
     own0 = own_seconds();
     wall0 = wall_seconds();
     for (w = 0; w < W_COUNT; w++) {
+        /* The tables of one workload, one per thread count: their cells are
+         * all opened first, and their repetitions take turns, every row of
+         * every table once per round, so that a slow phase of the machine
+         * falls on all of them and the per-lane cost at T threads compares
+         * with the 1-thread cost measured over the same time. */
+        size_t first[MAX_THREADS], ngroups = 0, g;
         if (!o.use_workload[w])
             continue;
         for (t = 0; t < o.nthreads; t++) {
             unsigned lanes;
             unsigned th = cell_threads((enum bench_workload)w, o.threads[t], &lanes);
-            size_t first = nres;
             if (done_threads[w][th])
                 continue;
             done_threads[w][th] = 1;
+            first[ngroups] = nres;
             for (r = 0; r < nrows; r++) {
                 struct bench_result *x;
                 if (!o.use_alloc[r])
@@ -610,35 +619,40 @@ int main(int argc, char **argv)
                 } else if (w == W_SPIKE) {
                     bench_measure_spike(&cfg, &rows[r], x);
                 } else {
-                    cells[r] = bench_cell_open(&cfg, &rows[r], (enum bench_workload)w,
-                                               th, lanes);
+                    cells[ngroups * nrows + r] =
+                        bench_cell_open(&cfg, &rows[r], (enum bench_workload)w, th, lanes);
                 }
             }
-            /* The table's timed repetitions, row after row in turn. */
-            for (rep = 0; rep < cfg.reps; rep++) {
-                for (r = 0, k = first; r < nrows; r++) {
-                    if (!o.use_alloc[r])
+            ngroups++;
+        }
+        for (rep = 0; rep < cfg.reps; rep++) {
+            for (g = 0; g < ngroups; g++) {
+                for (r = 0; r < nrows; r++) {
+                    struct bench_cell *c = cells[g * nrows + r];
+                    if (c == NULL)
                         continue;
-                    k++;
-                    if (cells[r] == NULL)
-                        continue;
-                    show_progress(&pg, bench_workload_names[w], rows[r].name, th);
-                    bench_cell_rep(cells[r]);
+                    show_progress(&pg, bench_workload_names[w], rows[r].name,
+                                  res[first[g]].threads);
+                    bench_cell_rep(c);
                 }
             }
-            for (r = 0, k = first; r < nrows; r++) {
+        }
+        for (g = 0; g < ngroups; g++) {
+            size_t end = g + 1 < ngroups ? first[g + 1] : nres;
+            for (r = 0, k = first[g]; r < nrows; r++) {
+                struct bench_cell **c = &cells[g * nrows + r];
                 if (!o.use_alloc[r])
                     continue;
-                if (cells[r] != NULL)
-                    bench_cell_close(cells[r], &res[k]);
-                cells[r] = NULL;
+                if (*c != NULL)
+                    bench_cell_close(*c, &res[k]);
+                *c = NULL;
                 k++;
             }
             clear_progress(&pg);
             if (w == W_SPIKE)
-                bench_print_spike(stdout, &res[first], nres - first);
+                bench_print_spike(stdout, &res[first[g]], end - first[g]);
             else
-                bench_print_group(stdout, &res[first], nres - first, res, nres);
+                bench_print_group(stdout, &res[first[g]], end - first[g], res, nres);
             fflush(stdout);
         }
     }
@@ -671,5 +685,6 @@ int main(int argc, char **argv)
     if (o.plot && bench_write_plot(o.plot, &meta, res, nres, o.quiet) != 0)
         rc = 1;
     free(res);
+    free(cells);
     return rc;
 }

@@ -22,8 +22,9 @@ void bench_print_header(FILE *f, const struct bench_meta *m,
         fprintf(f, ", 1-minute load average %.2f at start", m->load);
     fprintf(f, "\n");
 
-    fprintf(f, "block size %zu bytes; %u timed repetitions per cell, the rows of a "
-               "table taking turns, median reported; ", m->size, m->reps);
+    fprintf(f, "block size %zu bytes; %u timed repetitions per cell, the cells of a "
+               "workload (every row, every thread count) taking turns, median "
+               "reported; ", m->size, m->reps);
     if (m->ops)
         fprintf(f, "%llu pairs per lane per repetition\n", (unsigned long long)m->ops);
     else
