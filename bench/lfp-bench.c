@@ -478,7 +478,7 @@ int main(int argc, char **argv)
 {
     struct options o;
     const struct bench_alloc *rows;
-    size_t nrows, nres = 0, i, r, k;
+    size_t nrows, nres = 0, ncells = 0, i, r, k;
     unsigned rep;
     struct bench_result *res;
     /* The open cells of the workload being measured: by thread count (in
@@ -553,11 +553,14 @@ int main(int argc, char **argv)
             if (done_threads[w][th])
                 continue;
             done_threads[w][th] = 1;
-            for (r = 0; r < nrows; r++)
-                pg.total += o.use_alloc[r] != 0;
+            /* A progress step per cell opened and per repetition of it. */
+            for (r = 0; r < nrows; r++) {
+                ncells += o.use_alloc[r] != 0;
+                pg.total += o.use_alloc[r] != 0 ? 1 + (w == W_SPIKE ? 0 : cfg.reps) : 0;
+            }
         }
     }
-    res = calloc(pg.total ? pg.total : 1, sizeof *res);
+    res = calloc(ncells ? ncells : 1, sizeof *res);
     cells = calloc((size_t)o.nthreads * nrows, sizeof *cells);
     if (!res || !cells) {
         fprintf(stderr, "lfp-bench: out of memory\n");
