@@ -229,6 +229,8 @@ struct lfp_inflight {
 void lfp_inflight_begin(struct lfp_pool *pool, struct lfp_inflight *r, bool trimming);
 void lfp_inflight_landed(struct lfp_inflight *r);
 void lfp_inflight_end(struct lfp_inflight *r);
+/* End an operation that took no block after all (nothing lands). */
+void lfp_inflight_cancel(struct lfp_inflight *r);
 /* The calling thread's own operations in flight on pool, which it must not
  * wait for. */
 uint32_t lfp_inflight_own(const struct lfp_pool *pool);
@@ -252,8 +254,11 @@ struct lfp_free *lfp_depot_take_all(struct lfp_pool *pool);
 uint32_t lfp_carve(struct lfp_pool *pool, uint32_t want, struct lfp_free **first);
 /* A batch from the depot (its length in *len), else up to want new blocks
  * (their number in *len); NULL with errno ENOBUFS or ENOMEM when the pool
- * has none to give. */
-struct lfp_free *lfp_depot_take(struct lfp_pool *pool, uint32_t want, uint32_t *len);
+ * has none to give. With split, each pop counts itself in flight there:
+ * a batch returned popped leaves split counted (split->counted), for the
+ * caller to end once it has put back what it does not keep. */
+struct lfp_free *lfp_depot_take(struct lfp_pool *pool, uint32_t want, uint32_t *len,
+                                struct lfp_inflight *split);
 /* n new blocks from start: the first min(want, n), chained through chain,
  * for the caller (returns how many); the rest to the depot, in batches of
  * the pool's magazine size. */

@@ -127,6 +127,15 @@ void lfp_inflight_end(struct lfp_inflight *r)
     lfp_inflight_list = r->next;
 }
 
+void lfp_inflight_cancel(struct lfp_inflight *r)
+{
+    /* Relaxed: nothing was pushed, so nothing to publish; a waiter that
+     * saw the count sees it change and looks again. */
+    r->counted = false;
+    atomic_fetch_sub_explicit(&r->pool->inbound, 1, memory_order_relaxed);
+    lfp_inflight_list = r->next;
+}
+
 uint32_t lfp_inflight_own(const struct lfp_pool *pool)
 {
     uint32_t n = 0;
@@ -386,7 +395,7 @@ static bool lfp_mag_refill(struct lfp_pool *pool, struct lfp_slot *s)
         lfp_set32(&s->nprev, 0);
         return true;
     }
-    struct lfp_free *b = lfp_depot_take(pool, lfp_get32(&s->cap), &n);
+    struct lfp_free *b = lfp_depot_take(pool, lfp_get32(&s->cap), &n, NULL);
     if (b == NULL)
         return false;
     /* Batches of a cached pool hold at most its magazine size. The walk is
@@ -489,16 +498,15 @@ static struct lfp_free *lfp_take_one(struct lfp_pool *pool, struct lfp_slot *s)
      * in use. */
     struct lfp_free *b;
     if (pool->mag_size == 0) {
-        b = lfp_depot_take(pool, 1, &n);
+        b = lfp_depot_take(pool, 1, &n, NULL);
     } else {
         /* A cached pool and a thread without its slot: a batch comes, and
          * the rest goes back, out of sight until then. Counted in flight
-         * (the pop's CAS releases the count) for threads that find the
-         * depot empty meanwhile. */
-        struct lfp_inflight r;
-        lfp_inflight_begin(pool, &r, false);
-        b = lfp_depot_take(pool, 1, &n);
-        if (b != NULL && n > 1) {
+         * from before the pop (whose CAS releases the count) for threads
+         * that find the depot empty meanwhile; a carve gives one block. */
+        struct lfp_inflight r = { .counted = false };
+        b = lfp_depot_take(pool, 1, &n, &r);
+        if (r.counted && n > 1) {
 #ifdef LFP_TEST_HOOKS
             void (*hook)(void) = atomic_load(&lfp_test_split_hook);
             if (hook != NULL)
@@ -506,8 +514,10 @@ static struct lfp_free *lfp_take_one(struct lfp_pool *pool, struct lfp_slot *s)
 #endif
             lfp_depot_push_singles(pool, b->chain);
             b->chain = NULL;
+            lfp_inflight_end(&r);
+        } else if (r.counted) {
+            lfp_inflight_cancel(&r);
         }
-        lfp_inflight_end(&r);
     }
     if (b != NULL)
         lfp_take(pool, s, 1);

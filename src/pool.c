@@ -433,7 +433,7 @@ uint32_t lfp_carve(struct lfp_pool *pool, uint32_t want, struct lfp_free **first
     do {
         if (cur >= pool->capacity) {
             if (counted)
-                lfp_inflight_end(&r);
+                lfp_inflight_cancel(&r);
             errno = ENOBUFS;
             return 0;
         }
@@ -454,12 +454,22 @@ uint32_t lfp_carve(struct lfp_pool *pool, uint32_t want, struct lfp_free **first
 void (*_Atomic lfp_test_take_hook)(void);
 #endif
 
-struct lfp_free *lfp_depot_take(struct lfp_pool *pool, uint32_t want, uint32_t *len)
+struct lfp_free *lfp_depot_take(struct lfp_pool *pool, uint32_t want, uint32_t *len,
+                                struct lfp_inflight *split)
 {
     for (;;) {
         uint64_t before = atomic_load_explicit(&pool->inbound, memory_order_acquire);
+        if (split != NULL)
+            lfp_inflight_begin(pool, split, false);
         struct lfp_free *b = lfp_depot_pop(pool, len);
-        if (b != NULL || (*len = lfp_carve(pool, want, &b)) != 0)
+        if (b != NULL)
+            return b;
+        /* Nothing taken: a thread that waits below must not count itself,
+         * or two of them would wait for each other. Begun after before was
+         * read, cancelled before now is: the two cancel out. */
+        if (split != NULL)
+            lfp_inflight_cancel(split);
+        if ((*len = lfp_carve(pool, want, &b)) != 0)
             return b;
         if (errno != ENOBUFS)
             return NULL; /* ENOMEM: waiting would not make memory */

@@ -495,7 +495,7 @@ uint32_t lfp_slab_grow(struct lfp_pool *pool, uint32_t want, struct lfp_free **f
         pos = SIZE_MAX;
     }
     if (pos == SIZE_MAX && (n = lfp_total_add(pool, pool->slab_blocks, true)) == 0) {
-        lfp_inflight_end(&r);
+        lfp_inflight_cancel(&r);
         errno = ENOBUFS;
         return 0;
     }
@@ -503,7 +503,7 @@ uint32_t lfp_slab_grow(struct lfp_pool *pool, uint32_t want, struct lfp_free **f
     struct lfp_slab *d = lfp_slab_new(pool, n, pos);
     if (d == NULL) {
         atomic_fetch_sub_explicit(&pool->total, n, memory_order_relaxed);
-        lfp_inflight_end(&r);
+        lfp_inflight_cancel(&r);
         errno = ENOMEM;
         return 0;
     }

@@ -1883,6 +1883,61 @@ static void test_no_automatic_trim_runs_inside_a_growth(void)
     free(b);
 }
 
+/* Two threads without a slot at a cached pool's bound, the depot empty and
+ * nothing on its way: each must get ENOBUFS, not wait for the other (a
+ * thread that found nothing to take holds no blocks, so it must not count
+ * as in flight while it looks at what is). The hook holds the first in
+ * its look until the second is there too. */
+static _Atomic int meet_arrivals;
+static __thread int meet_done;
+
+static void meet_hook(void)
+{
+    if (meet_done)
+        return;
+    meet_done = 1;
+    atomic_fetch_add(&meet_arrivals, 1);
+    for (int i = 0; i < 5000 && atomic_load(&meet_arrivals) < 2; i++)
+        sleep_ms(1);
+}
+
+static void *alloc_without_slot_main(void *pool)
+{
+    void *p = alloc_one_without_slot(pool);
+    return p == NULL && errno == ENOBUFS ? (void *)1 : p;
+}
+
+static void test_threads_without_a_slot_at_the_bound_do_not_wait_for_each_other(void)
+{
+    /* A magazine size no earlier test used, so that binding a slot makes a
+     * request (refused below) even in a recycled thread cache. */
+    enum { MAG = 700, CAP = 16 * MAG };
+    struct lfp_config cfg = { .block_size = 64, .capacity = CAP, .cache_size = MAG };
+    void **b;
+    lfp_pool *pool = pool_with_in_use(&cfg, CAP, CAP, &b);
+    CHECK_EQ(stats_of(pool).blocks_cached, 0);
+    atomic_store(&meet_arrivals, 0);
+    atomic_store(&lfp_test_take_hook, meet_hook);
+    watchdog_arm("two threads without a slot at a cached pool's bound", 60);
+    pthread_t t[2];
+    for (int i = 0; i < 2; i++) {
+        /* One at a time through the refused request (alloc_one_without_slot
+         * checks it was used); the first then waits in the hook. */
+        REQUIRE(pthread_create(&t[i], NULL, alloc_without_slot_main, pool) == 0);
+        while (atomic_load(&meet_arrivals) == i)
+            sched_yield();
+    }
+    for (int i = 0; i < 2; i++) {
+        void *r = NULL;
+        REQUIRE(pthread_join(t[i], &r) == 0);
+        CHECK(r == (void *)1); /* NULL with ENOBUFS */
+    }
+    watchdog_disarm();
+    atomic_store(&lfp_test_take_hook, NULL);
+    CHECK_EQ(atomic_load(&meet_arrivals), 2);
+    free_check_destroy(pool, b, CAP);
+}
+
 int main(void)
 {
     RUN(test_growable_pool_grows_on_demand_far_beyond_one_slab);
@@ -1913,5 +1968,6 @@ int main(void)
     RUN(test_a_child_forked_by_a_constructor_finishes_that_growth);
     RUN(test_a_thread_at_a_fixed_pools_bound_waits_for_a_split_batch);
     RUN(test_no_automatic_trim_runs_inside_a_growth);
+    RUN(test_threads_without_a_slot_at_the_bound_do_not_wait_for_each_other);
     return check_done();
 }
