@@ -8,8 +8,8 @@
  * lfp_alloc()/lfp_free() touches only memory of the calling thread: no atomic
  * read-modify-write, no lock. When a thread's magazines run empty or full it
  * trades a whole magazine with the pool's shared depot (lock-free stacks,
- * one per CPU) with one compare-and-swap. Blocks may be freed by a thread other than the
- * one that allocated them.
+ * one per CPU) with one compare-and-swap. Blocks may be freed by a thread
+ * other than the one that allocated them.
  *
  * Memory: a thread's first call on a pool mallocs its cache (two magazines
  * of cache_size pointers), which is not async-signal-safe; if malloc fails,
@@ -355,9 +355,11 @@ int lfp_pool_verify(lfp_pool *pool);
  * Slabs an automatic trim (trim_threshold) releases meanwhile are not counted
  * in the return value.
  * Blocks cached by other threads keep their slabs. Fixed pools never release
- * memory, and their trim does nothing at all (it flushes no cache). May run concurrently with every call but lfp_pool_destroy; while
- * it holds the depot (O(free blocks)), other threads that need blocks grow
- * the pool instead. One trim at a time per pool: a concurrent one returns 0.
+ * memory, and their trim does nothing at all (it flushes no cache). May
+ * run concurrently with every call but lfp_pool_destroy; while it holds the
+ * depot (O(free blocks)), other threads that need blocks grow the pool
+ * instead (or, at max_blocks, wait for the blocks it keeps to come back).
+ * One trim at a time per pool: a concurrent one returns 0.
  * @return bytes released (0 for fixed pools and NULL).
  */
 size_t lfp_pool_trim(lfp_pool *pool);
