@@ -240,13 +240,19 @@ bool lfp_inflight_any(void);
 /* pool.c: the depot and carving. */
 /* The calling thread's CPU now (a hint), or negative when unknown. */
 int lfp_cpu(void);
-/* Push the batches first .. last (linked through next), nblocks in all. */
+/* Push the batches first .. last (linked through next), nblocks in all, onto
+ * the calling thread's CPU's stack, or onto stack (masked: any number will
+ * do). */
 void lfp_depot_push(struct lfp_pool *pool, struct lfp_free *first, struct lfp_free *last,
                     size_t nblocks);
+void lfp_depot_push_to(struct lfp_pool *pool, uint32_t stack, struct lfp_free *first,
+                       struct lfp_free *last, size_t nblocks);
 struct lfp_free *lfp_depot_pop(struct lfp_pool *pool, uint32_t *len);
-/* Detach every batch of the depot (for a trim); they are the caller's, linked
- * through next. */
-struct lfp_free *lfp_depot_take_all(struct lfp_pool *pool);
+/* The depot has one stack per CPU (see pool.c), depot_mask + 1 of them. */
+#define LFP_DEPOT_STACKS_MAX 64u
+/* Detach every batch of one depot stack (for a trim); they are the caller's,
+ * linked through next. */
+struct lfp_free *lfp_depot_take_stack(struct lfp_pool *pool, uint32_t stack);
 /* Bytes a cached fixed pool carves at least at a time (see lfp_carve). */
 #define LFP_CARVE_BYTES (64u << 10)
 /* New blocks, at most want, chained through chain; 0 with errno ENOBUFS
@@ -273,6 +279,7 @@ struct lfp_batcher {
 };
 void lfp_batcher_add(struct lfp_batcher *b, struct lfp_free *l);
 void lfp_batcher_push(struct lfp_pool *pool, struct lfp_batcher *b);
+void lfp_batcher_push_to(struct lfp_pool *pool, struct lfp_batcher *b, uint32_t stack);
 /* Make a newly carved block ready: construct it, fill it (checked mode),
  * poison it; returns its links, open for writing. */
 struct lfp_free *lfp_block_fresh(struct lfp_pool *pool, void *block);

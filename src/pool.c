@@ -107,8 +107,6 @@ LFP_API size_t lfp_pool_bytes(const struct lfp_config *cfg)
  * reaches every free block, and blocks are carved only when a pop found the
  * depot empty at one moment (see lfp_depot_pop).
  */
-#define LFP_DEPOT_STACKS_MAX 64u
-
 static uint32_t lfp_depot_stacks(void)
 {
     static _Atomic uint32_t cached;
@@ -307,10 +305,10 @@ void lfp_batch_seal(struct lfp_free *first, uint32_t len)
         first->chain->next = (struct lfp_free *)(uintptr_t)len;
 }
 
-void lfp_depot_push(struct lfp_pool *pool, struct lfp_free *first, struct lfp_free *last,
-                    size_t nblocks)
+void lfp_depot_push_to(struct lfp_pool *pool, uint32_t stack, struct lfp_free *first,
+                       struct lfp_free *last, size_t nblocks)
 {
-    lfp_stack_push(&pool->depot[lfp_depot_home(pool)].stack, (struct lfp_node *)first,
+    lfp_stack_push(&pool->depot[stack & pool->depot_mask].stack, (struct lfp_node *)first,
                    (struct lfp_node *)last);
     if (lfp_growable(pool)) {
         /* The automatic trim policy: an O(1) check per magazine pushed. */
@@ -327,6 +325,12 @@ void lfp_depot_push(struct lfp_pool *pool, struct lfp_free *first, struct lfp_fr
             !lfp_inflight_any())
             lfp_slab_trim(pool, false);
     }
+}
+
+void lfp_depot_push(struct lfp_pool *pool, struct lfp_free *first, struct lfp_free *last,
+                    size_t nblocks)
+{
+    lfp_depot_push_to(pool, lfp_depot_home(pool), first, last, nblocks);
 }
 
 /* Every stack in turn from home's, until one gives a batch; NULL when the
@@ -376,20 +380,9 @@ struct lfp_free *lfp_depot_pop(struct lfp_pool *pool, uint32_t *len)
     return b;
 }
 
-struct lfp_free *lfp_depot_take_all(struct lfp_pool *pool)
+struct lfp_free *lfp_depot_take_stack(struct lfp_pool *pool, uint32_t stack)
 {
-    struct lfp_free *all = NULL;
-    for (uint32_t i = 0; i <= pool->depot_mask; i++) {
-        struct lfp_free *b = (struct lfp_free *)lfp_stack_pop_all(&pool->depot[i].stack);
-        if (b == NULL)
-            continue;
-        struct lfp_free *last = b;
-        while (last->next != NULL)
-            last = last->next;
-        last->next = all;
-        all = b;
-    }
-    return all;
+    return (struct lfp_free *)lfp_stack_pop_all(&pool->depot[stack & pool->depot_mask].stack);
 }
 
 uint32_t lfp_carve(struct lfp_pool *pool, uint32_t want, struct lfp_free **first)
@@ -543,12 +536,17 @@ void lfp_batcher_add(struct lfp_batcher *b, struct lfp_free *l)
     b->count++;
 }
 
-void lfp_batcher_push(struct lfp_pool *pool, struct lfp_batcher *b)
+void lfp_batcher_push_to(struct lfp_pool *pool, struct lfp_batcher *b, uint32_t stack)
 {
     if (b->cur != NULL)
         lfp_batch_seal(b->cur, b->cur_len);
     if (b->head != NULL)
-        lfp_depot_push(pool, b->head, b->tail, b->count);
+        lfp_depot_push_to(pool, stack, b->head, b->tail, b->count);
+}
+
+void lfp_batcher_push(struct lfp_pool *pool, struct lfp_batcher *b)
+{
+    lfp_batcher_push_to(pool, b, lfp_depot_home(pool));
 }
 
 struct lfp_free *lfp_block_fresh(struct lfp_pool *pool, void *block)

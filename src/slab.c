@@ -668,15 +668,18 @@ size_t lfp_slab_trim(struct lfp_pool *pool, bool wait)
      * them emptied. */
     struct lfp_inflight r;
     lfp_inflight_begin(pool, &r, true);
-    struct lfp_free *batches = lfp_depot_take_all(pool);
+    uint32_t nstacks = pool->depot_mask + 1;
+    struct lfp_free *batches[LFP_DEPOT_STACKS_MAX];
+    for (uint32_t i = 0; i < nstacks; i++)
+        batches[i] = lfp_depot_take_stack(pool, i);
 #ifdef LFP_TEST_HOOKS
     void (*hook)(void) = atomic_load(&lfp_test_trim_hook);
     if (hook != NULL)
         hook();
 #endif
     struct lfp_trim_ctx t = { .pool = pool };
-    t.keep.size = pool->mag_size ? pool->mag_size : 1;
-    lfp_depot_list_each(pool, batches, lfp_trim_count, &t);
+    for (uint32_t i = 0; i < nstacks; i++)
+        lfp_depot_list_each(pool, batches[i], lfp_trim_count, &t);
 
     struct lfp_node *all = lfp_stack_pop_all(&pool->slabs);
     struct lfp_node *kept_first = NULL, *kept_last = NULL;
@@ -698,12 +701,19 @@ size_t lfp_slab_trim(struct lfp_pool *pool, bool wait)
         }
     }
     atomic_fetch_sub_explicit(&pool->depot_blocks, detached, memory_order_relaxed);
-    lfp_depot_list_each(pool, batches, lfp_trim_keep, &t);
-    for (struct lfp_node *n = kept_first; n != NULL; n = n->next)
-        LFP_CONTAINER(n, struct lfp_slab, pool_link)->scratch = 0;
     if (kept_first != NULL)
         lfp_stack_push(&pool->slabs, kept_first, kept_last);
-    lfp_batcher_push(pool, &t.keep);
+    /* The blocks kept go back to the stack they came from, so that a CPU's
+     * blocks stay where its threads look first. */
+    for (uint32_t i = 0; i < nstacks; i++) {
+        t.keep = (struct lfp_batcher){ .size = pool->mag_size ? pool->mag_size : 1 };
+        lfp_depot_list_each(pool, batches[i], lfp_trim_keep, &t);
+        lfp_batcher_push_to(pool, &t.keep, i);
+    }
+    /* Back on the list, but scratch is only ever used by the trim that holds
+     * the flag; kept_last's link is the list's now. */
+    for (struct lfp_node *n = kept_first; n != NULL; n = n == kept_last ? NULL : n->next)
+        LFP_CONTAINER(n, struct lfp_slab, pool_link)->scratch = 0;
     /* The victims' blocks leave the pool's total before their destructors
      * run: a thread waiting at max_blocks then sees the kept blocks back
      * and room to grow (landed releases both), and does not wait for fini

@@ -7,6 +7,7 @@
  */
 #include <errno.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include <lfpool.h>
@@ -72,8 +73,61 @@ static void a_block_moving_behind_a_scan_is_still_found(void)
     verify_and_destroy(pool, 0);
 }
 
+/* A trim puts each block it keeps back on the stack it took it from: blocks
+ * freed on CPU 1 still serve CPU 1 first after a thread on CPU 0 trimmed.
+ * Fails when the kept blocks all go to the trimming thread's stack. */
+static void a_trim_puts_kept_blocks_back_on_their_own_stacks(void)
+{
+    struct lfp_config cfg = { .block_size = 64, .slab_size = 64 << 10,
+                              .flags = LFP_GROWABLE | LFP_NO_CACHE };
+    pool = create_pool(&cfg);
+    fake_cpu = 0;
+    void *first = lfp_alloc(pool);
+    REQUIRE(first != NULL);
+    /* Without a cache the depot holds the rest of the first slab, and the
+     * second slab is made only when it is empty. */
+    size_t per_slab = stats_of(pool).blocks_total;
+    REQUIRE(per_slab >= 4);
+    size_t n = 2 * per_slab;
+    void **v = calloc(n, sizeof *v);
+    REQUIRE(v != NULL);
+    v[0] = first;
+    CHECK_EQ(alloc_all(pool, v + 1, n - 1), n - 1);
+    CHECK_EQ(stats_of(pool).blocks_total, n);
+
+    /* v[0] stays in use, so the first slab stays; the second is all free. */
+    fake_cpu = 1;
+    free_all(pool, v + 1, 2);
+    fake_cpu = 0;
+    free_all(pool, v + 3, n - 3);
+    CHECK(lfp_pool_trim(pool) > 0);
+    CHECK_EQ(stats_of(pool).blocks_total, per_slab);
+
+    /* CPU 0's stack holds the rest of the first slab, and nothing else. */
+    size_t m = per_slab - 3;
+    void **w = calloc(m, sizeof *w);
+    REQUIRE(w != NULL);
+    CHECK_EQ(alloc_all(pool, w, m), m);
+    size_t on_wrong_stack = 0;
+    for (size_t i = 0; i < m; i++)
+        on_wrong_stack += w[i] == v[1] || w[i] == v[2];
+    CHECK_EQ(on_wrong_stack, 0);
+    fake_cpu = 1;
+    void *a = lfp_alloc(pool), *b = lfp_alloc(pool);
+    CHECK((a == v[1] && b == v[2]) || (a == v[2] && b == v[1]));
+    CHECK_EQ(stats_of(pool).blocks_in_use, per_slab);
+    CHECK_EQ(stats_of(pool).blocks_total, per_slab);
+    void *held[] = { v[0], a, b };
+    free_all(pool, held, 3);
+    free_all(pool, w, m);
+    free(w);
+    free(v);
+    verify_and_destroy(pool, 0);
+}
+
 int main(void)
 {
     RUN(a_block_moving_behind_a_scan_is_still_found);
+    RUN(a_trim_puts_kept_blocks_back_on_their_own_stacks);
     return check_done();
 }
