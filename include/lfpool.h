@@ -33,8 +33,11 @@
  *
  * Fork: the child keeps the pools; blocks that other (now absent) threads of
  * the parent had cached stay counted as cached and are not reused, and so
- * do blocks they were making ready (carving, growing) or trimming when the
- * parent forked: the child does not wait for those. Once a
+ * do blocks they were making ready (carving, growing), trimming or handing
+ * back (lfp_thread_flush, thread exit) when the parent forked: the child
+ * does not wait for those. A hand-back cut short that way may leave its
+ * blocks counted both as cached and as free, which lfp_pool_verify then
+ * reports in the child. Once a
  * growable pool has trimmed itself automatically, liburcu's fork hooks are
  * registered: they stop its call_rcu thread around fork() and start one in
  * the child.
@@ -157,7 +160,7 @@ struct lfp_config {
      *  block's bytes, so a block's constructed state survives lfp_free() and a
      *  later lfp_alloc(); this costs LFP_LINK_BYTES per block. init and fini
      *  must return (no thread exit, cancellation or longjmp out of them),
-     *  must not call into the same pool, and must not wait for anything a
+     *  must not call into the same pool (lfp_thread_flush is allowed), and must not wait for anything a
      *  thread allocating from the pool may hold: such a thread, finding the
      *  pool at its bound, waits for the blocks being made ready. */
     void (*init)(void *block, void *arg);
@@ -390,7 +393,8 @@ const char *lfp_strerror(int err);
  *              thread: "leaked block allocated by thread 12345:". Valid
  *              only during the call.
  * Called on the thread whose call found the error, while that call runs: it
- * may log, count, or abort(); it must not call into the same pool.
+ * may log, count, or abort(); it must not call into the same pool
+ * (lfp_thread_flush is allowed).
  */
 typedef void (*lfp_error_handler)(lfp_pool *pool, void *ptr, int err, const char *what);
 

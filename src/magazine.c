@@ -91,7 +91,33 @@ static inline void lfp_take(struct lfp_pool *pool, struct lfp_slot *s, intptr_t 
         atomic_fetch_add_explicit(&pool->retired, n, memory_order_relaxed);
 }
 
-/* ---- pool ids ---- */
+/* ---- a thread's slots ---- */
+
+static struct lfp_slot *lfp_slot_at(struct lfp_tcache *tc, uint32_t id, bool create)
+{
+    if (id < LFP_SLOTS_INLINE)
+        return &tc->slots[id];
+    uint32_t k = (id - LFP_SLOTS_INLINE) / LFP_SLOTS_CHUNK;
+    struct lfp_slot *chunk = atomic_load_explicit(&tc->dir[k], memory_order_acquire);
+    if (chunk == NULL) {
+        if (!create)
+            return NULL;
+        chunk = lfp_sys_zalloc(LFP_SLOTS_CHUNK * sizeof(*chunk), LFP_CACHELINE);
+        if (chunk == NULL)
+            return NULL;
+        atomic_store_explicit(&tc->dir[k], chunk, memory_order_release);
+    }
+    return &chunk[(id - LFP_SLOTS_INLINE) % LFP_SLOTS_CHUNK];
+}
+
+/* Every slot of a cache that exists, in id order. */
+#define LFP_FOR_EACH_SLOT(tc, s, id)                                           \
+    for (uint32_t id = 0; id < LFP_MAX_POOLS; id++)                            \
+        for (struct lfp_slot *s = lfp_slot_at((tc), id, false); s != NULL; s = NULL)
+
+#define LFP_FOR_EACH_TCACHE(tc)                                                \
+    for (struct lfp_tcache *tc = atomic_load_explicit(&lfp_registry, memory_order_acquire); \
+         tc != NULL; tc = tc->next_all)
 
 /* ---- blocks on their way to a depot (struct lfp_inflight) ---- */
 
@@ -149,6 +175,8 @@ bool lfp_inflight_any(void)
     return lfp_inflight_list != NULL;
 }
 
+/* ---- pool ids, and fork ---- */
+
 /* In a child process only the forking thread runs: the carves, growths and
  * trims other threads had in flight stopped with them (their blocks are
  * lost to the child), so a thread that finds a pool at its bound must wait
@@ -173,6 +201,18 @@ static void lfp_pools_after_fork(void)
                               memory_order_relaxed);
         if (!trimming)
             atomic_flag_clear_explicit(&pool->trimming, memory_order_relaxed);
+        /* A slot another thread was flushing stays claimed (LFP_SLOT_BUSY)
+         * now that the thread is gone, and lfp_pool_destroy would wait for
+         * it for ever: it goes back to its pool (the claim kept the pool
+         * alive), counted as it stands, with cap 0 (never used again). */
+        LFP_FOR_EACH_TCACHE(tc) {
+            struct lfp_slot *s = tc != lfp_tc ? lfp_slot_at(tc, i, false) : NULL;
+            if (s != NULL &&
+                atomic_load_explicit(&s->pool, memory_order_relaxed) == LFP_SLOT_BUSY) {
+                lfp_set32(&s->cap, 0);
+                atomic_store_explicit(&s->pool, pool, memory_order_relaxed);
+            }
+        }
     }
 }
 
@@ -221,44 +261,21 @@ void lfp_pool_id_release(struct lfp_pool *pool)
 
 /* ---- thread caches ---- */
 
-static struct lfp_slot *lfp_slot_at(struct lfp_tcache *tc, uint32_t id, bool create)
-{
-    if (id < LFP_SLOTS_INLINE)
-        return &tc->slots[id];
-    uint32_t k = (id - LFP_SLOTS_INLINE) / LFP_SLOTS_CHUNK;
-    struct lfp_slot *chunk = atomic_load_explicit(&tc->dir[k], memory_order_acquire);
-    if (chunk == NULL) {
-        if (!create)
-            return NULL;
-        chunk = lfp_sys_zalloc(LFP_SLOTS_CHUNK * sizeof(*chunk), LFP_CACHELINE);
-        if (chunk == NULL)
-            return NULL;
-        atomic_store_explicit(&tc->dir[k], chunk, memory_order_release);
-    }
-    return &chunk[(id - LFP_SLOTS_INLINE) % LFP_SLOTS_CHUNK];
-}
-
-/* Every slot of a cache that exists, in id order. */
-#define LFP_FOR_EACH_SLOT(tc, s, id)                                           \
-    for (uint32_t id = 0; id < LFP_MAX_POOLS; id++)                            \
-        for (struct lfp_slot *s = lfp_slot_at((tc), id, false); s != NULL; s = NULL)
-
-#define LFP_FOR_EACH_TCACHE(tc)                                                \
-    for (struct lfp_tcache *tc = atomic_load_explicit(&lfp_registry, memory_order_acquire); \
-         tc != NULL; tc = tc->next_all)
-
 static void lfp_flush_slot(struct lfp_slot *s, bool unbind);
 
 static void lfp_tcache_exit(void *arg)
 {
     struct lfp_tcache *tc = arg;
-    LFP_FOR_EACH_SLOT(tc, s, id)
-        lfp_flush_slot(s, true);
-    /* The cache goes to the next thread; this one must not reach it again. */
+    /* The cache goes to the next thread; this one must not reach it again,
+     * from here on: a flush may run a trim whose fini calls into another
+     * pool, and a slot bound again now would strand that call's block in
+     * a cache no thread owns. Such calls go to the depot directly. */
     for (uint32_t i = 0; i < LFP_SLOTS_INLINE; i++)
         lfp_tls_slots[i] = &lfp_slot_none;
     lfp_tc = NULL;
     lfp_tc_gone = true;
+    LFP_FOR_EACH_SLOT(tc, s, id)
+        lfp_flush_slot(s, true);
     atomic_store_explicit(&tc->live, 0, memory_order_release);
 }
 
@@ -416,16 +433,17 @@ static bool lfp_mag_refill(struct lfp_pool *pool, struct lfp_slot *s)
 static void lfp_mag_spill(struct lfp_pool *pool, struct lfp_slot *s)
 {
     uint32_t np = lfp_get32(&s->nprev);
-    if (np != 0) {
-        struct lfp_free *b = lfp_rounds_chain(pool, s->prev, np);
-        lfp_take(pool, s, -(intptr_t)np);
-        lfp_depot_push(pool, b, b, np);
-    }
+    struct lfp_free *b = np != 0 ? lfp_rounds_chain(pool, s->prev, np) : NULL;
+    /* The slot is settled before the push, which may run a trim, whose fini
+     * may flush this thread's caches (lfp_thread_flush). */
+    lfp_take(pool, s, -(intptr_t)np);
     void **t = s->prev;
     s->prev = s->loaded;
     s->loaded = t;
     lfp_set32(&s->nprev, lfp_get32(&s->nloaded));
     lfp_set32(&s->nloaded, 0);
+    if (b != NULL)
+        lfp_depot_push(pool, b, b, np);
 }
 
 /* Hand a slot's magazines to the depot (one CAS for both). With unbind the
@@ -677,10 +695,11 @@ LFP_API size_t lfp_alloc_bulk(lfp_pool *pool, void **blocks, size_t n)
                     break;
                 continue;
             }
-            uint32_t k = n - i < have ? (uint32_t)(n - i) : have;
-            for (uint32_t j = 0; j < k; j++)
-                blocks[i++] = lfp_alloc_done(pool, lfp_round_take(s->loaded, have--));
-            lfp_set32(&s->nloaded, have);
+            /* One round at a time, the slot settled before lfp_alloc_done,
+             * whose error handler may flush this thread's caches. */
+            void *block = lfp_round_take(s->loaded, have);
+            lfp_set32(&s->nloaded, have - 1);
+            blocks[i++] = lfp_alloc_done(pool, block);
         }
     } else {
         for (; i < n; i++) {

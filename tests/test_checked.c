@@ -662,6 +662,40 @@ static void threads_freeing_each_others_blocks_see_no_false_report(void)
     }
 }
 
+/* A handler may flush the calling thread's caches (lfp_thread_flush) while
+ * lfp_alloc_bulk reports a block it takes: the rounds taken before the
+ * report must be out of the thread's magazine by then, or the flush puts
+ * them back in the depot while the caller gets them too. */
+static void flush_and_record(lfp_pool *pool, void *ptr, int err, const char *what)
+{
+    record(pool, ptr, err, what);
+    lfp_thread_flush();
+}
+
+static void a_handler_may_flush_the_threads_caches_during_a_bulk_alloc(void)
+{
+    enum { N = 32 };
+    lfp_pool *pool = make_pool(BS, LFP_CHECKED);
+    REQUIRE(stats_of(pool).cache_size >= 2);
+    void *v[N], *w[N];
+    CHECK_EQ(lfp_alloc_bulk(pool, v, N), N);
+    CHECK_EQ(lfp_free_bulk(pool, v, N), LFP_OK);
+    scribble(v[N - 1], BS - 1); /* the block freed last: the first out again */
+    reports_reset();
+    lfp_set_error_handler(flush_and_record);
+    CHECK_EQ(lfp_alloc_bulk(pool, w, N), N);
+    lfp_set_error_handler(record);
+    CHECK(reported_once(LFP_ECORRUPT, v[N - 1]));
+    qsort(w, N, sizeof w[0], cmp_addr);
+    size_t twice = 0;
+    for (size_t i = 1; i < N; i++)
+        twice += w[i] == w[i - 1];
+    CHECK_EQ(twice, 0);
+    CHECK_EQ(stats_of(pool).blocks_in_use, N);
+    CHECK_EQ(lfp_free_bulk(pool, w, N), LFP_OK);
+    verify_and_destroy(pool, 0);
+}
+
 int main(void)
 {
     REQUIRE(unsetenv("LFP_CHECKED") == 0);
@@ -676,6 +710,7 @@ int main(void)
     RUN(environment_variable_turns_checked_mode_on);
     RUN(set_error_handler_returns_the_previous_one_and_null_restores_the_default);
     RUN(unchecked_pools_never_call_the_handler);
+    RUN(a_handler_may_flush_the_threads_caches_during_a_bulk_alloc);
     RUN(threads_freeing_each_others_blocks_see_no_false_report);
     lfp_set_error_handler(NULL);
     return check_done();

@@ -1938,6 +1938,185 @@ static void test_threads_without_a_slot_at_the_bound_do_not_wait_for_each_other(
     free_check_destroy(pool, b, CAP);
 }
 
+/* Blocks in each slab of a pool made from cfg (growable, capacity 0), from
+ * a pool made to find out. */
+static size_t blocks_per_slab(const struct lfp_config *cfg)
+{
+    lfp_pool *pool = create_pool(cfg);
+    void *first = lfp_alloc(pool);
+    REQUIRE(first != NULL);
+    size_t per = stats_of(pool).blocks_total;
+    CHECK_EQ(lfp_free(pool, first), LFP_OK);
+    CHECK_EQ(lfp_pool_destroy(pool), 0);
+    return per;
+}
+
+/* A destructor may flush the calling thread's caches (lfp_thread_flush):
+ * here it runs in the automatic trim a magazine's spill sets off, and the
+ * spill must have settled the thread's slot before its push, or the flush
+ * pushes the same rounds a second time (lfp_pool_verify: LFP_EDOUBLE, and
+ * blocks handed out twice). */
+static _Atomic int flush_armed;
+
+static void flush_in_fini(void *block, void *arg)
+{
+    (void)block;
+    (void)arg;
+    if (atomic_exchange(&flush_armed, 0))
+        lfp_thread_flush();
+}
+
+static void test_a_destructor_may_flush_the_threads_caches_during_a_spill(void)
+{
+    enum { MAG = 4 };
+    struct lfp_config cfg = { .block_size = 4 * KiB, .flags = LFP_GROWABLE,
+                              .slab_size = 64 * KiB, .cache_size = MAG, .fini = flush_in_fini };
+    size_t per = blocks_per_slab(&cfg);
+    lfp_pool *pool;
+    /* The first slab whole in the depot stays below the line; the second
+     * slab's second spill crosses it. */
+    cfg.trim_threshold = (per + MAG / 2) * 4 * KiB;
+    CREATE_OR_RETURN(&cfg, &pool);
+    size_t n = 2 * per;
+    void **b = calloc(n, sizeof *b);
+    REQUIRE(b != NULL);
+    CHECK_EQ(alloc_all(pool, b, n), n);
+    free_all(pool, b, per); /* the first slab: handed out first */
+    lfp_thread_flush();
+    CHECK_EQ(stats_of(pool).blocks_total, n);
+    atomic_store(&flush_armed, 1);
+    free_all(pool, b + per, per);
+    CHECK_EQ(atomic_load(&flush_armed), 0); /* the trim ran, and its fini */
+    lfp_thread_flush();
+    CHECK_EQ(stats_of(pool).blocks_total, per);
+    CHECK_EQ(lfp_pool_verify(pool), LFP_OK);
+    /* Every block once: the pool's whole slab, no block twice. */
+    CHECK_EQ(alloc_all(pool, b, per), per);
+    qsort(b, per, sizeof *b, cmp_addr);
+    size_t twice = 0;
+    for (size_t i = 1; i < per; i++)
+        twice += b[i] == b[i - 1];
+    CHECK_EQ(twice, 0);
+    CHECK_EQ(stats_of(pool).blocks_total, per);
+    free_all(pool, b, per);
+    free(b);
+    verify_and_destroy(pool, 0);
+}
+
+/* A thread's exit hands its cached blocks back; a destructor run by the
+ * trim one of those hand-backs sets off may free into another pool (only
+ * the same pool is off limits), and that block must reach the other pool's
+ * depot, not a cache of the exiting thread's that no thread owns. */
+static lfp_pool *other_pool;
+static void *other_block;
+static _Atomic int exit_armed;
+
+static void free_other_in_fini(void *block, void *arg)
+{
+    (void)block;
+    (void)arg;
+    if (atomic_exchange(&exit_armed, 0))
+        CHECK_EQ(lfp_free(other_pool, other_block), LFP_OK);
+}
+
+static void *fill_and_free_one_slab(void *pool)
+{
+    size_t per = (size_t)(uintptr_t)held_ret;
+    void **b = calloc(per, sizeof *b);
+    REQUIRE(b != NULL);
+    CHECK_EQ(alloc_all(pool, b, per), per);
+    free_all(pool, b, per);
+    free(b);
+    atomic_store(&exit_armed, 1); /* the exit's hand-back crosses the line */
+    return NULL;
+}
+
+static void test_a_destructor_run_by_a_threads_exit_may_free_into_another_pool(void)
+{
+    enum { OTHER = 256 };
+    /* Made first: the lower id, whose slot the exit flushes first. */
+    struct lfp_config ocfg = { .block_size = 64, .capacity = OTHER, .cache_size = 16 };
+    CREATE_OR_RETURN(&ocfg, &other_pool);
+    struct lfp_config cfg = { .block_size = 4 * KiB, .flags = LFP_GROWABLE,
+                              .slab_size = 64 * KiB, .cache_size = 16,
+                              .fini = free_other_in_fini };
+    size_t per = blocks_per_slab(&cfg);
+    lfp_pool *pool;
+    cfg.trim_threshold = (per - 1) * 4 * KiB;
+    CREATE_OR_RETURN(&cfg, &pool);
+
+    void **o = calloc(OTHER, sizeof *o);
+    REQUIRE(o != NULL);
+    CHECK_EQ(alloc_all(other_pool, o, OTHER), OTHER);
+    other_block = o[0];
+    held_ret = (void *)(uintptr_t)per;
+    pthread_t t;
+    REQUIRE(pthread_create(&t, NULL, fill_and_free_one_slab, pool) == 0);
+    REQUIRE(pthread_join(t, NULL) == 0);
+    CHECK_EQ(atomic_load(&exit_armed), 0);
+    CHECK_EQ(stats_of(pool).blocks_total, 0); /* the trim released the slab */
+    struct lfp_stats st = stats_of(other_pool);
+    CHECK_EQ(st.blocks_cached, 0);
+    CHECK_EQ(st.blocks_in_use, OTHER - 1);
+    o[0] = lfp_alloc(other_pool); /* ENOBUFS when the block was stranded */
+    CHECK(o[0] == other_block);
+    if (o[0] == NULL)
+        o[0] = o[1], o[1] = NULL;
+    for (size_t i = 0; i < OTHER; i++)
+        if (o[i] != NULL)
+            CHECK_EQ(lfp_free(other_pool, o[i]), LFP_OK);
+    free(o);
+    verify_and_destroy(other_pool, 0);
+    verify_and_destroy(pool, 0);
+}
+
+/* A process forked while another thread hands its cached blocks back
+ * (here held in a destructor of the trim that hand-back set off, its slot
+ * claimed): in the child, where that thread is gone, lfp_pool_destroy must
+ * not wait for it. */
+static void **flushed_blocks;
+static size_t flushed_n;
+
+static void *free_then_flush(void *pool)
+{
+    free_all(pool, flushed_blocks, flushed_n);
+    lfp_thread_flush();
+    return NULL;
+}
+
+static void test_a_child_forked_while_a_thread_flushes_can_destroy_the_pool(void)
+{
+#ifdef CHECK_TSAN
+    printf("  skipped under TSan: it does not support fork() in a threaded program\n");
+#else
+    enum { MAG = 16 };
+    struct lfp_config cfg = { .block_size = 4 * KiB, .flags = LFP_GROWABLE,
+                              .slab_size = 64 * KiB, .cache_size = MAG,
+                              .fini = hold_in_callback, .trim_threshold = MAG * 4 * KiB };
+    lfp_pool *pool;
+    CREATE_OR_RETURN(&cfg, &pool);
+    /* Two magazines' worth in use, freed by the thread into its magazines,
+     * all handed back by its flush at once: the trim that follows releases
+     * every slab, and its first destructor call holds the thread. */
+    flushed_n = 2 * MAG;
+    flushed_blocks = calloc(flushed_n, sizeof *flushed_blocks);
+    REQUIRE(flushed_blocks != NULL);
+    CHECK_EQ(alloc_all(pool, flushed_blocks, flushed_n), flushed_n);
+    pthread_t a = hold_start(pool, 0, free_then_flush);
+    fflush(NULL);
+    pid_t pid = fork();
+    REQUIRE(pid >= 0);
+    if (pid == 0) {
+        alarm(20); /* lfp_pool_destroy waited for the flush for ever */
+        _exit(lfp_pool_destroy(pool) == 0 ? 0 : 1);
+    }
+    check_child(pid);
+    hold_end(a);
+    free(flushed_blocks);
+    verify_and_destroy(pool, 0);
+#endif
+}
+
 int main(void)
 {
     RUN(test_growable_pool_grows_on_demand_far_beyond_one_slab);
@@ -1969,5 +2148,8 @@ int main(void)
     RUN(test_a_thread_at_a_fixed_pools_bound_waits_for_a_split_batch);
     RUN(test_no_automatic_trim_runs_inside_a_growth);
     RUN(test_threads_without_a_slot_at_the_bound_do_not_wait_for_each_other);
+    RUN(test_a_destructor_may_flush_the_threads_caches_during_a_spill);
+    RUN(test_a_destructor_run_by_a_threads_exit_may_free_into_another_pool);
+    RUN(test_a_child_forked_while_a_thread_flushes_can_destroy_the_pool);
     return check_done();
 }
