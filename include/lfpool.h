@@ -22,7 +22,8 @@
  * | lfp_alloc, lfp_free, *_bulk  | each other, lfp_owns, lfp_pool_stats,   |
  * |                              | lfp_pool_trim, lfp_thread_flush         |
  * | lfp_owns, lfp_pool_stats     | anything but lfp_pool_destroy           |
- * | lfp_pool_trim                | anything but lfp_pool_destroy           |
+ * | lfp_pool_trim                | anything but lfp_pool_verify and        |
+ * |                              | lfp_pool_destroy                        |
  * | lfp_pool_verify              | nothing (no thread may use the pool)    |
  * | lfp_pool_destroy             | nothing (no thread may use the pool)    |
  * | lfp_pool_create              | anything, on any pool                   |
@@ -30,6 +31,9 @@
  * Calls on different pools never constrain each other. Threads may exit at
  * any time, also while another thread destroys a pool they used: an exiting
  * thread hands its cached blocks back and never touches a destroyed pool.
+ * That hand-back is a call on the pool, like lfp_thread_flush: while it
+ * runs, lfp_pool_verify may report counters that disagree (join the thread
+ * first) and lfp_pool_stats is approximate.
  *
  * Fork: the child keeps the pools; blocks that other (now absent) threads of
  * the parent had cached stay counted as cached and are not reused, and so
@@ -140,9 +144,10 @@ struct lfp_config {
                               the page size; 0 = alignof(max_align_t); below
                               sizeof(void *), raised to it */
     size_t capacity;     /**< fixed pool: number of blocks (required, > 0);
-                              growable: blocks made up front (may be 0) */
-    size_t max_blocks;   /**< growable pools only: upper bound, 0 = none;
-                              else at least capacity */
+                              growable: blocks made up front (may be 0), not
+                              a floor: trims release them like any others */
+    size_t max_blocks;   /**< growable pools only (fixed pools ignore it):
+                              upper bound, 0 = none; else at least capacity */
     unsigned flags;      /**< LFP_* flags */
     void *mem;           /**< optional caller memory for a fixed pool, aligned
                               to the block alignment, of ... */
@@ -169,16 +174,21 @@ struct lfp_config {
      *  pool also when a trim releases a slab (all of whose blocks are free). */
     void (*fini)(void *block, void *arg);
     void *arg;           /**< passed to init and fini */
-    /** Growable pools only: bytes per slab, a power of two of at least
+    /** Growable pools only (fixed pools ignore it): bytes per slab, a power
+     *  of two of at least
      *  64 KiB and one block; 0 = the library's choice: 256 KiB, doubled
      *  until it holds at least 16 blocks. In the pool's reserved range (see
      *  LFP_GROWABLE) a slab holds a power of two of blocks, the most that
      *  fit this size, rounded up to whole pages (never past 4x the size). */
     size_t slab_size;
-    /** Growable pools only: when more than this many bytes of free blocks
-     *  sit in the shared depot, the thread whose free crosses the line trims
-     *  the pool (O(free blocks), slabs unmapped by liburcu's call_rcu thread
-     *  after a grace period). 0 = trim only on lfp_pool_trim(). */
+    /** Growable pools only (fixed pools ignore it): when more than this
+     *  many bytes of free blocks have come into the shared depot since the
+     *  pool was created or last trimmed, on top of those that trim kept
+     *  (blocks of slabs still partly in use), the thread whose free crosses
+     *  the line trims the pool (O(free blocks), slabs unmapped by liburcu's
+     *  call_rcu thread after a grace period). Counting from what the last
+     *  trim kept spares a trim at every free when many free blocks sit in
+     *  slabs that cannot go. 0 = trim only on lfp_pool_trim(). */
     size_t trim_threshold;
 };
 
@@ -191,13 +201,14 @@ struct lfp_stats {
     size_t blocks_total;      /**< blocks the pool holds now: its capacity,
                                    or the blocks in a growable pool's slabs */
     size_t blocks_in_use;     /**< allocated and not yet freed */
-    size_t blocks_in_use_max; /**< high-water mark of blocks taken out of the
-                                   shared free list (in use, or cached in some
-                                   thread's magazine), plus, for a fixed pool
-                                   with a cache, the rest of the last carve
-                                   (see blocks_carved); for a fixed pool without
-                                   a cache, the peak of blocks_in_use; for a
-                                   growable pool, of blocks in its slabs */
+    size_t blocks_in_use_max; /**< fixed pool: blocks_carved, which blocks
+                                   are carved lazily to keep near the peak of
+                                   blocks out of the shared free list at once
+                                   (in use, or cached in some thread's
+                                   magazine): without a cache that peak
+                                   exactly, with one up to a carve's run
+                                   more; growable pool: the peak of blocks in
+                                   its slabs */
     size_t blocks_cached;     /**< free blocks sitting in threads' magazines */
     size_t blocks_carved;     /**< fixed pool: blocks made ready so far (carving
                                    is lazy: with a cache, 64 KiB of blocks at a
@@ -299,11 +310,11 @@ void *lfp_alloc(lfp_pool *pool);
 /**
  * Free one block. Any thread may free any block of the pool.
  * @return 0 (also for a NULL block); LFP_EINVAL for a NULL pool;
- *   LFP_EFOREIGN when @p block is not the start of a block this pool handed
- *   out (another pool's, malloc's, the stack's, interior or misaligned),
+ *   LFP_EFOREIGN when @p block is not the start of one of the pool's carved
+ *   blocks (another pool's, malloc's, the stack's, interior or misaligned),
  *   leaving the pool untouched; in checked mode, LFP_EDOUBLE for a block
- *   that is already free. A block freed twice is not detected outside
- *   checked mode.
+ *   that is already free. Outside checked mode a free of a block that is
+ *   free already, or carved but never handed out, is not detected.
  * Fast path: bounds and stride check plus a push onto this thread's magazine,
  * no atomic read-modify-write: 27 instructions on x86-64 (GCC 12, -O2), 32
  * for a block in a growable pool's reserved range. Lock-free.
@@ -346,8 +357,9 @@ int lfp_pool_stats(const lfp_pool *pool, struct lfp_stats *out);
  * in use = carved. For tests and debugging; no thread may use the pool.
  * Costs O(f log f) time for f free blocks, and a pointer per free block of
  * temporary memory.
- * @return 0 if consistent, LFP_EINVAL for a NULL pool, LFP_ENOMEM, or
- *   LFP_EFOREIGN / LFP_EDOUBLE naming the first inconsistency found.
+ * @return 0 if consistent, LFP_EINVAL for a NULL pool or when the counters
+ *   disagree with the free lists, LFP_ENOMEM, or LFP_EFOREIGN / LFP_EDOUBLE
+ *   naming the first inconsistency found.
  */
 int lfp_pool_verify(lfp_pool *pool);
 
@@ -359,7 +371,7 @@ int lfp_pool_verify(lfp_pool *pool);
  * in the return value.
  * Blocks cached by other threads keep their slabs. Fixed pools never release
  * memory, and their trim does nothing at all (it flushes no cache). May
- * run concurrently with every call but lfp_pool_destroy; while it holds the
+ * run concurrently with every call but lfp_pool_verify and lfp_pool_destroy; while it holds the
  * depot (O(free blocks)), other threads that need blocks grow the pool
  * instead (or, at max_blocks, wait for the blocks it keeps to come back).
  * One trim at a time per pool: a concurrent one returns 0.

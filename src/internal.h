@@ -103,7 +103,7 @@ struct lfp_pool {
     size_t max_blocks;           /* 0 = no bound */
     size_t slab_bytes;
     size_t slab_blocks;
-    size_t trim_above;           /* auto trim threshold in blocks, 0 = off */
+    size_t trim_above;           /* fewest blocks over trim_threshold bytes, 0 = off */
     /* The reserved range: address space mapped without access, slabs made
      * accessible in it at positions claimed in range_claim (a bit each). */
     size_t range_slots;

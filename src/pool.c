@@ -320,8 +320,8 @@ void lfp_depot_push_to(struct lfp_pool *pool, uint32_t stack, struct lfp_free *f
          * threads waiting for them would wait for the trim's destructors
          * too. The next push checks again. */
         if (pool->trim_above != 0 &&
-            (intptr_t)n > (intptr_t)atomic_load_explicit(&pool->trim_next,
-                                                         memory_order_relaxed) &&
+            (intptr_t)n >= (intptr_t)atomic_load_explicit(&pool->trim_next,
+                                                          memory_order_relaxed) &&
             !lfp_inflight_any())
             lfp_slab_trim(pool, false);
     }

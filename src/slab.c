@@ -573,7 +573,9 @@ int lfp_slab_setup(struct lfp_pool *pool, const struct lfp_config *cfg)
     }
     /* The trim policy starts once the reservation is made; before, it would
      * trim each reserved slab away as soon as it was made. */
-    pool->trim_above = cfg->trim_threshold / pool->stride;
+    /* The fewest blocks of more than trim_threshold bytes: a threshold
+     * below one block trims at every block that comes back. */
+    pool->trim_above = cfg->trim_threshold != 0 ? cfg->trim_threshold / pool->stride + 1 : 0;
     atomic_init(&pool->trim_next,
                 atomic_load_explicit(&pool->depot_blocks, memory_order_relaxed) +
                     pool->trim_above);

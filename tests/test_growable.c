@@ -960,6 +960,23 @@ static void test_trim_threshold_trims_automatically_and_zero_never_does(void)
     }
 }
 
+/* A threshold below one block's size still trims automatically: every
+ * block that comes back is more than it. */
+static void test_a_trim_threshold_below_one_block_still_trims(void)
+{
+    enum { PER = 16, N = 2 * PER };
+    struct lfp_config cfg = { .block_size = 64 * KiB, .slab_size = MiB,
+                              .flags = LFP_GROWABLE | LFP_NO_CACHE, .trim_threshold = 1 };
+    lfp_pool *pool;
+    CREATE_OR_RETURN(&cfg, &pool);
+    void *b[N];
+    CHECK_EQ(alloc_all(pool, b, N), N);
+    CHECK_EQ(stats_of(pool).blocks_total, N);
+    free_all(pool, b, N);
+    CHECK_EQ(stats_of(pool).blocks_total, 0); /* N when it was taken as 0, off */
+    verify_and_destroy(pool, 0);
+}
+
 /* Free n blocks of a pool with a trim threshold of one slab: the frees
  * trim it automatically, its releases queued to call_rcu. */
 static void churn_auto_trim(lfp_pool *pool, void **b, int n)
@@ -2134,6 +2151,7 @@ int main(void)
     RUN(test_slabs_beyond_a_full_range_work_like_those_in_it);
     RUN(test_range_positions_churned_by_threads_are_never_lost);
     RUN(test_trim_threshold_trims_automatically_and_zero_never_does);
+    RUN(test_a_trim_threshold_below_one_block_still_trims);
     RUN(test_automatic_trim_and_destroy_work_in_a_forked_child);
     RUN(test_ranges_leave_room_under_an_address_space_limit);
     RUN(test_init_and_fini_run_once_per_block_over_each_slab_lifetime);
