@@ -41,10 +41,11 @@
  * back (lfp_thread_flush, thread exit) when the parent forked: the child
  * does not wait for those. A hand-back cut short that way may leave its
  * blocks counted both as cached and as free, which lfp_pool_verify then
- * reports in the child. Once a
- * growable pool has trimmed itself automatically, liburcu's fork hooks are
- * registered: they stop its call_rcu thread around fork() and start one in
- * the child.
+ * reports in the child. The first growable pool registers liburcu-bp's
+ * fork handlers (so that the child's grace periods do not wait for readers
+ * that are gone); once one has trimmed itself automatically, call_rcu's are
+ * registered too: they stop its thread around fork() and start one in the
+ * child. A fork waits for a thread that is queuing a slab release.
  *
  * Debugging. Checked mode (LFP_CHECKED, or LFP_CHECKED=1 in the
  * environment) finds double frees, writes after free and leaks, and reports

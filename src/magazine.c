@@ -155,10 +155,11 @@ void lfp_inflight_end(struct lfp_inflight *r)
 
 void lfp_inflight_cancel(struct lfp_inflight *r)
 {
-    /* Relaxed: nothing was pushed, so nothing to publish; a waiter that
-     * saw the count sees it change and looks again. */
+    /* Nothing was pushed, but a failed growth gave back its claim on the
+     * pool's total first: release, so that a waiter whose acquire load sees
+     * the count fall, and which looks again, sees that room too. */
     r->counted = false;
-    atomic_fetch_sub_explicit(&r->pool->inbound, 1, memory_order_relaxed);
+    atomic_fetch_sub_explicit(&r->pool->inbound, 1, memory_order_release);
     lfp_inflight_list = r->next;
 }
 

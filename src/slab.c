@@ -53,8 +53,12 @@
 /* Test builds only: when > 0, ranges are at most this many bytes (1: none),
  * so that a test can fill one and see slabs go elsewhere. */
 _Atomic long lfp_test_range_bytes;
-/* Test builds only: called by a trim once it holds the whole depot. */
+/* Test builds only: called by a trim once it holds the whole depot and
+ * has taken its victims off the pool's slab list. */
 void (*_Atomic lfp_test_trim_hook)(void);
+/* Test builds only: called by an automatic trim between counting a slab's
+ * release in pool->releasing and queuing it. */
+void (*_Atomic lfp_test_queue_hook)(void);
 #endif
 
 #define LFP_CONTAINER(ptr, type, member) \
@@ -522,11 +526,46 @@ uint32_t lfp_slab_grow(struct lfp_pool *pool, uint32_t want, struct lfp_free **f
     return mine;
 }
 
+/* liburcu-bp leaves fork() to the program: its handlers hold its locks
+ * across the fork and, in the child, forget the readers of the threads that
+ * are gone, which every later grace period (a trim's, call_rcu's) would
+ * wait for for ever, with signals blocked. Registered once, at the first
+ * growable pool: before call_rcu's below, so that the call_rcu worker is
+ * paused before these locks are taken (prepare handlers run in the reverse
+ * order of registration). */
+static pthread_once_t lfp_rcu_fork_once = PTHREAD_ONCE_INIT;
+static int lfp_rcu_fork_err;
+
+static void lfp_rcu_fork_hooks(void)
+{
+    lfp_rcu_fork_err = pthread_atfork(urcu_bp_before_fork, urcu_bp_after_fork_parent,
+                                      urcu_bp_after_fork_child);
+}
+
+/* Held from counting a slab release in pool->releasing to queuing it with
+ * call_rcu, and by fork() (prepare to parent or child): a child never
+ * inherits a count whose release was never queued, which its
+ * lfp_pool_destroy would wait for for ever. */
+static pthread_mutex_t lfp_queue_lock = PTHREAD_MUTEX_INITIALIZER;
+
+static void lfp_queue_lock_take(void)
+{
+    pthread_mutex_lock(&lfp_queue_lock);
+}
+
+static void lfp_queue_lock_drop(void)
+{
+    pthread_mutex_unlock(&lfp_queue_lock);
+}
+
 /* call_rcu's worker thread does not survive fork(): liburcu's hooks stop it
  * around the fork and start one in the child, whose automatic trims would
  * otherwise queue releases nobody runs (and its lfp_pool_destroy would wait
- * for them for ever). Registered once, at the first call_rcu: a process
- * that never trims automatically keeps its forks free of them. */
+ * for them for ever). Registered once, at the first call_rcu, with the
+ * queue lock's, which are registered last so that their prepare handler
+ * runs first, before call_rcu's takes the locks a thread queuing a release
+ * may need. A process that never trims automatically keeps its forks free
+ * of them; one whose registration failed waits for its grace periods. */
 static pthread_once_t lfp_fork_once = PTHREAD_ONCE_INIT;
 static int lfp_fork_err;
 
@@ -535,10 +574,16 @@ static void lfp_fork_hooks(void)
     lfp_fork_err = pthread_atfork(urcu_bp_call_rcu_before_fork,
                                   urcu_bp_call_rcu_after_fork_parent,
                                   urcu_bp_call_rcu_after_fork_child);
+    if (lfp_fork_err == 0)
+        lfp_fork_err = pthread_atfork(lfp_queue_lock_take, lfp_queue_lock_drop,
+                                      lfp_queue_lock_drop);
 }
 
 int lfp_slab_setup(struct lfp_pool *pool, const struct lfp_config *cfg)
 {
+    pthread_once(&lfp_rcu_fork_once, lfp_rcu_fork_hooks);
+    if (lfp_rcu_fork_err != 0)
+        return LFP_ENOMEM;
     size_t bytes = cfg->slab_size;
     if (bytes != 0) {
         if ((bytes & (bytes - 1)) != 0 || bytes < LFP_UNIT || bytes < pool->stride)
@@ -656,6 +701,31 @@ static void lfp_trim_keep(void *ctx, struct lfp_free *l)
         lfp_batcher_add(&t->keep, l);
 }
 
+/* Unlink slab n from the pool's list; prev is the slab before it when the
+ * trim's walk passed it, NULL when n was the top. Only a trim unlinks (one
+ * at a time; destroy excluded), so the links of listed slabs change under
+ * no one else; growths push above the top meanwhile, and then one of the
+ * slabs they pushed points to n. */
+static void lfp_slab_unlink(struct lfp_stack *list, struct lfp_node *prev, struct lfp_node *n)
+{
+    if (prev != NULL) {
+        prev->next = n->next;
+        return;
+    }
+    lfp_pair old = lfp_load2(&list->head);
+    while (old.ptr == n) {
+        lfp_pair new = { n->next, old.tag + 1 };
+        if (lfp_cas2(&list->head, &old, new))
+            return;
+    }
+    /* Once the top moved off n it never comes back to it: only this trim
+     * takes slabs off. */
+    struct lfp_node *p = old.ptr;
+    while (p->next != n)
+        p = p->next;
+    p->next = n->next;
+}
+
 size_t lfp_slab_trim(struct lfp_pool *pool, bool wait)
 {
     if (atomic_flag_test_and_set_explicit(&pool->trimming, memory_order_acquire))
@@ -674,37 +744,40 @@ size_t lfp_slab_trim(struct lfp_pool *pool, bool wait)
     struct lfp_free *batches[LFP_DEPOT_STACKS_MAX];
     for (uint32_t i = 0; i < nstacks; i++)
         batches[i] = lfp_depot_take_stack(pool, i);
+    /* The pool's slabs are walked where they lie, never detached, so that
+     * a child forked meanwhile keeps them all but the victims unlinked so
+     * far (whose blocks this trim holds). Every slab with a block among the
+     * batches is on the list from before the batches were taken: a growth
+     * lists its slab before it publishes a block. The counts are this
+     * trim's: set to zero first, as a trim cut short by a fork leaves its
+     * own. */
+    lfp_pair top = lfp_load2(&pool->slabs.head);
+    for (struct lfp_node *n = top.ptr; n != NULL; n = n->next)
+        LFP_CONTAINER(n, struct lfp_slab, pool_link)->scratch = 0;
+    struct lfp_trim_ctx t = { .pool = pool };
+    for (uint32_t i = 0; i < nstacks; i++)
+        lfp_depot_list_each(pool, batches[i], lfp_trim_count, &t);
+
+    struct lfp_slab *victims = NULL;
+    size_t detached = 0, gone = 0;
+    for (struct lfp_node *n = top.ptr, *prev = NULL; n != NULL; n = n->next) {
+        struct lfp_slab *d = LFP_CONTAINER(n, struct lfp_slab, pool_link);
+        detached += d->scratch;
+        if (d->scratch == lfp_slab_blocks(d)) {
+            gone += d->scratch;
+            lfp_slab_unlink(&pool->slabs, prev, n);
+            d->free_link.next = (struct lfp_node *)victims;
+            victims = d;
+        } else {
+            prev = n;
+        }
+    }
+    atomic_fetch_sub_explicit(&pool->depot_blocks, detached, memory_order_relaxed);
 #ifdef LFP_TEST_HOOKS
     void (*hook)(void) = atomic_load(&lfp_test_trim_hook);
     if (hook != NULL)
         hook();
 #endif
-    struct lfp_trim_ctx t = { .pool = pool };
-    for (uint32_t i = 0; i < nstacks; i++)
-        lfp_depot_list_each(pool, batches[i], lfp_trim_count, &t);
-
-    struct lfp_node *all = lfp_stack_pop_all(&pool->slabs);
-    struct lfp_node *kept_first = NULL, *kept_last = NULL;
-    struct lfp_slab *victims = NULL;
-    size_t detached = 0, gone = 0;
-    for (struct lfp_node *n = all; n != NULL;) {
-        struct lfp_slab *d = LFP_CONTAINER(n, struct lfp_slab, pool_link);
-        n = n->next;
-        detached += d->scratch;
-        if (d->scratch == lfp_slab_blocks(d)) {
-            gone += d->scratch;
-            d->free_link.next = (struct lfp_node *)victims;
-            victims = d;
-        } else {
-            d->pool_link.next = kept_first;
-            kept_first = &d->pool_link;
-            if (kept_last == NULL)
-                kept_last = kept_first;
-        }
-    }
-    atomic_fetch_sub_explicit(&pool->depot_blocks, detached, memory_order_relaxed);
-    if (kept_first != NULL)
-        lfp_stack_push(&pool->slabs, kept_first, kept_last);
     /* The blocks kept go back to the stack they came from, so that a CPU's
      * blocks stay where its threads look first. */
     for (uint32_t i = 0; i < nstacks; i++) {
@@ -712,10 +785,6 @@ size_t lfp_slab_trim(struct lfp_pool *pool, bool wait)
         lfp_depot_list_each(pool, batches[i], lfp_trim_keep, &t);
         lfp_batcher_push_to(pool, &t.keep, i);
     }
-    /* Back on the list, but scratch is only ever used by the trim that holds
-     * the flag; kept_last's link is the list's now. */
-    for (struct lfp_node *n = kept_first; n != NULL; n = n == kept_last ? NULL : n->next)
-        LFP_CONTAINER(n, struct lfp_slab, pool_link)->scratch = 0;
     /* The victims' blocks leave the pool's total before their destructors
      * run: a thread waiting at max_blocks then sees the kept blocks back
      * and room to grow (landed releases both), and does not wait for fini
@@ -751,9 +820,16 @@ size_t lfp_slab_trim(struct lfp_pool *pool, bool wait)
         list = (struct lfp_slab *)d->free_link.next;
 #ifndef LFP_TEST_NO_GRACE
         if (!wait) {
+            lfp_queue_lock_take();
             atomic_fetch_add_explicit(&pool->releasing, 1, memory_order_relaxed);
+#ifdef LFP_TEST_HOOKS
+            void (*queue_hook)(void) = atomic_load(&lfp_test_queue_hook);
+            if (queue_hook != NULL)
+                queue_hook();
+#endif
             LFP_TSAN_RELEASE(d);
             urcu_bp_call_rcu(&d->rcu, lfp_slab_release_rcu);
+            lfp_queue_lock_drop();
             continue;
         }
 #endif

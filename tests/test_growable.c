@@ -47,8 +47,16 @@ extern _Atomic long lfp_test_map_fail_at;
 /* ... and when set to n > 0, pools reserve ranges of at most n bytes (1:
  * none at all), so that their slabs go to the registry. */
 extern _Atomic long lfp_test_range_bytes;
-/* ... and when set, called by a trim once it holds the whole depot. */
+/* ... and when set, called by a trim once it holds the whole depot and has
+ * taken its victims off the pool's slab list. */
 extern void (*_Atomic lfp_test_trim_hook)(void);
+/* ... and when set, called by an automatic trim between counting a slab's
+ * release and queuing it to call_rcu. */
+extern void (*_Atomic lfp_test_queue_hook)(void);
+/* ... and when set, called by every pop of a tagged stack between reading
+ * the top's link and its CAS (in a depot pop: inside the RCU read-side
+ * section). */
+extern void (*lfp_test_pop_hook)(void);
 /* ... and when set, called by an allocating thread that found nothing to
  * take and nothing to make, before it looks at what is in flight. */
 extern void (*_Atomic lfp_test_take_hook)(void);
@@ -2093,6 +2101,7 @@ static void test_a_destructor_run_by_a_threads_exit_may_free_into_another_pool(v
  * not wait for it. */
 static void **flushed_blocks;
 static size_t flushed_n;
+static lfp_pool *held_pool;
 
 static void *free_then_flush(void *pool)
 {
@@ -2134,6 +2143,139 @@ static void test_a_child_forked_while_a_thread_flushes_can_destroy_the_pool(void
 #endif
 }
 
+/* Wait for a child that may hang with every signal blocked (inside a grace
+ * period, as liburcu waits): SIGKILL after 20 s, and the test fails. */
+static void check_child_or_kill(pid_t pid)
+{
+    int status = 0;
+    for (int i = 0; i < 2000; i++) {
+        pid_t got = waitpid(pid, &status, WNOHANG);
+        REQUIRE(got >= 0);
+        if (got == pid) {
+            CHECK(WIFEXITED(status));
+            CHECK_EQ(WIFEXITED(status) ? WEXITSTATUS(status) : -1, 0);
+            return;
+        }
+        sleep_ms(10);
+    }
+    printf("  the child did not finish in 20 s: killed\n");
+    kill(pid, SIGKILL);
+    REQUIRE(waitpid(pid, &status, 0) == pid);
+    CHECK(0);
+}
+
+/* 4 KiB blocks in 64 KiB slabs, no cache: each free reaches the depot. */
+static struct lfp_config small_slabs_without_cache(void)
+{
+    return (struct lfp_config){ .block_size = 4 * KiB, .slab_size = 64 * KiB,
+                                .flags = LFP_GROWABLE | LFP_NO_CACHE };
+}
+
+/* A process forked while another thread is inside an RCU read-side section
+ * (held in a depot pop): the child's grace periods must not wait for that
+ * thread, which is gone there (liburcu-bp's own fork handlers forget it):
+ * the child's trim, which waits for one, must return. */
+static __thread bool hold_my_pop;
+
+static void hold_a_pop(void)
+{
+    if (hold_my_pop)
+        hold_here();
+}
+
+static void *alloc_one_held_in_pop(void *pool)
+{
+    hold_my_pop = true;
+    void *p = lfp_alloc(pool);
+    hold_my_pop = false;
+    return p;
+}
+
+static void test_a_child_forked_while_a_thread_reads_under_rcu_can_trim(void)
+{
+#ifdef CHECK_TSAN
+    printf("  skipped under TSan: it does not support fork() in a threaded program\n");
+#else
+    struct lfp_config cfg = small_slabs_without_cache();
+    size_t per = blocks_per_slab(&cfg);
+    lfp_pool *pool;
+    CREATE_OR_RETURN(&cfg, &pool);
+    size_t n = 2 * per;
+    void **b = calloc(n + 1, sizeof *b);
+    REQUIRE(b != NULL);
+    CHECK_EQ(alloc_all(pool, b, n), n);
+    free_all(pool, b, per + 1); /* the first slab, and a block of the second */
+    lfp_test_pop_hook = hold_a_pop;
+    pthread_t a = hold_start(pool, n, alloc_one_held_in_pop);
+    fflush(NULL);
+    pid_t pid = fork();
+    REQUIRE(pid >= 0);
+    if (pid == 0) {
+        lfp_test_pop_hook = NULL;
+        (void)lfp_pool_trim(pool); /* waits for a grace period */
+        _exit(lfp_pool_destroy(pool) == per - 1 ? 0 : 1);
+    }
+    check_child_or_kill(pid);
+    b[n] = hold_end(a);
+    lfp_test_pop_hook = NULL;
+    CHECK(b[n] != NULL);
+    for (size_t i = per + 1; i <= n; i++)
+        CHECK_EQ(lfp_free(pool, b[i]), LFP_OK);
+    free(b);
+    verify_and_destroy(pool, 0);
+#endif
+}
+
+/* A process forked while another thread's automatic trim counts a slab's
+ * release and queues it: the fork waits until it is queued, so that the
+ * child never waits in lfp_pool_destroy for a release nobody queued. */
+static _Atomic int forked_yet;
+
+static void *fork_and_check_child(void *arg)
+{
+    (void)arg;
+    fflush(NULL);
+    pid_t pid = fork();
+    REQUIRE(pid >= 0);
+    if (pid == 0) {
+        alarm(20);
+        _exit(lfp_pool_destroy(held_pool) == 0 ? 0 : 1);
+    }
+    atomic_store(&forked_yet, 1);
+    check_child(pid);
+    return NULL;
+}
+
+static void test_a_fork_waits_for_a_release_being_queued(void)
+{
+#ifdef CHECK_TSAN
+    printf("  skipped under TSan: it does not support fork() in a threaded program\n");
+#else
+    struct lfp_config cfg = small_slabs_without_cache();
+    size_t per = blocks_per_slab(&cfg);
+    cfg.trim_threshold = (per - 1) * 4 * KiB;
+    CREATE_OR_RETURN(&cfg, &held_pool);
+    flushed_n = per;
+    flushed_blocks = calloc(per, sizeof *flushed_blocks);
+    REQUIRE(flushed_blocks != NULL);
+    CHECK_EQ(alloc_all(held_pool, flushed_blocks, per), per);
+    /* The last free trims the slab away, and the trim is held just before
+     * it queues the release. */
+    atomic_store(&lfp_test_queue_hook, hold_here);
+    pthread_t a = hold_start(held_pool, 0, free_then_flush);
+    atomic_store(&forked_yet, 0);
+    pthread_t f;
+    REQUIRE(pthread_create(&f, NULL, fork_and_check_child, NULL) == 0);
+    sleep_ms(200);
+    CHECK_EQ(atomic_load(&forked_yet), 0); /* the fork waits for the queuing */
+    hold_end(a);
+    REQUIRE(pthread_join(f, NULL) == 0);
+    atomic_store(&lfp_test_queue_hook, NULL);
+    free(flushed_blocks);
+    verify_and_destroy(held_pool, 0);
+#endif
+}
+
 int main(void)
 {
     RUN(test_growable_pool_grows_on_demand_far_beyond_one_slab);
@@ -2169,5 +2311,7 @@ int main(void)
     RUN(test_a_destructor_may_flush_the_threads_caches_during_a_spill);
     RUN(test_a_destructor_run_by_a_threads_exit_may_free_into_another_pool);
     RUN(test_a_child_forked_while_a_thread_flushes_can_destroy_the_pool);
+    RUN(test_a_child_forked_while_a_thread_reads_under_rcu_can_trim);
+    RUN(test_a_fork_waits_for_a_release_being_queued);
     return check_done();
 }
