@@ -8,6 +8,11 @@
 #define LFP_API __attribute__((visibility("default")))
 #define LFP_NOINLINE __attribute__((noinline))
 #define LFP_CACHELINE 64
+/* How far apart words that different threads write are kept: two lines, as
+ * the L2 spatial prefetcher of Intel cores fetches a line's 128-byte-aligned
+ * pair with it (Intel's optimization manual), so that data 64 bytes apart
+ * still moves between cores together. */
+#define LFP_SHARING_SPAN 128
 
 #ifndef __has_feature
 #define __has_feature(x) 0

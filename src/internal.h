@@ -46,7 +46,7 @@ _Static_assert(sizeof(struct lfp_free) == LFP_LINK_BYTES, "links fit LFP_LINK_BY
 
 /* One of a pool's depot stacks. */
 struct lfp_depot_stack {
-    alignas(LFP_CACHELINE) struct lfp_stack stack;
+    alignas(LFP_SHARING_SPAN) struct lfp_stack stack;
 };
 
 struct lfp_pool {
@@ -77,7 +77,7 @@ struct lfp_pool {
     /* Fixed pools: blocks carved so far, the bound of lfp_block_index.
      * Growable pools: the block positions of their reserved range (see
      * slab.c), or 0 without one, so that check sends them to the slabs. */
-    alignas(LFP_CACHELINE) _Atomic size_t carved;
+    alignas(LFP_SHARING_SPAN) _Atomic size_t carved;
     /* Carves, slab growths, trims and batch splits whose blocks are not
      * all in the depot yet: a thread that finds nothing to take waits for
      * them (lfp_depot_take). The low 32 bits count those in flight, the
@@ -94,7 +94,7 @@ struct lfp_pool {
     _Atomic intptr_t retired;
 
     /* Growable pools only. */
-    alignas(LFP_CACHELINE) _Atomic size_t total; /* blocks in live slabs */
+    alignas(LFP_SHARING_SPAN) _Atomic size_t total; /* blocks in live slabs */
     _Atomic size_t total_max;    /* high-water mark of total */
     _Atomic size_t depot_blocks; /* blocks in the depot, for the trim policy */
     _Atomic size_t trim_next;    /* depot_blocks that triggers the next auto trim */
@@ -118,7 +118,8 @@ struct lfp_pool {
     _Atomic uint64_t *used;
     size_t used_size;
     /* The depot, the shared free list: one stack per CPU (see pool.c), each
-     * on its own cache line, as they are the contended words. */
+     * apart from the others and from the pool's other words (see
+     * LFP_SHARING_SPAN), as they are the contended words. */
     struct lfp_depot_stack depot[];
 };
 

@@ -102,7 +102,7 @@ static struct lfp_slot *lfp_slot_at(struct lfp_tcache *tc, uint32_t id, bool cre
     if (chunk == NULL) {
         if (!create)
             return NULL;
-        chunk = lfp_sys_zalloc(LFP_SLOTS_CHUNK * sizeof(*chunk), LFP_CACHELINE);
+        chunk = lfp_sys_zalloc(LFP_SLOTS_CHUNK * sizeof(*chunk), LFP_SHARING_SPAN);
         if (chunk == NULL)
             return NULL;
         atomic_store_explicit(&tc->dir[k], chunk, memory_order_release);
@@ -307,7 +307,7 @@ static struct lfp_tcache *lfp_tcache_get(void)
         }
     }
     if (tc == NULL) {
-        tc = lfp_sys_zalloc(sizeof(*tc), LFP_CACHELINE);
+        tc = lfp_sys_zalloc(sizeof(*tc), LFP_SHARING_SPAN);
         if (tc == NULL)
             return NULL;
         atomic_init(&tc->live, 1);
@@ -343,9 +343,9 @@ static LFP_NOINLINE struct lfp_slot *lfp_slot_bind(struct lfp_pool *pool)
      * whatever the rounds held died with that pool. */
     uint32_t m = pool->mag_size;
     if (s->buf_rounds < m) {
-        /* Whole cache lines: no other thread's data shares a line with
-         * the rounds this thread writes on every call. */
-        void **buf = lfp_sys_alloc(2 * (size_t)m * sizeof(void *), LFP_CACHELINE);
+        /* Whole spans of LFP_SHARING_SPAN: no other thread's data moves
+         * with the rounds this thread writes on every call. */
+        void **buf = lfp_sys_alloc(2 * (size_t)m * sizeof(void *), LFP_SHARING_SPAN);
         if (buf == NULL)
             return NULL;
         lfp_sys_free(s->buf);

@@ -207,7 +207,7 @@ LFP_API int lfp_pool_create(const struct lfp_config *cfg, lfp_pool **out)
 
     uint32_t nstacks = lfp_depot_stacks();
     struct lfp_pool *pool = lfp_sys_zalloc(sizeof(*pool) + nstacks * sizeof(pool->depot[0]),
-                                           LFP_CACHELINE);
+                                           LFP_SHARING_SPAN);
     if (pool == NULL)
         return LFP_ENOMEM;
     pool->depot_mask = nstacks - 1;
