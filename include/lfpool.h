@@ -43,9 +43,10 @@
  * blocks counted both as cached and as free, which lfp_pool_verify then
  * reports in the child. The first growable pool registers liburcu-bp's
  * fork handlers (so that the child's grace periods do not wait for readers
- * that are gone); once one has trimmed itself automatically, call_rcu's are
- * registered too: they stop its thread around fork() and start one in the
- * child. A fork waits for a thread that is queuing a slab release.
+ * that are gone) and call_rcu's (which stop its thread around fork() and
+ * start one in the child); a program that uses liburcu-bp itself must not
+ * register them again. A fork waits for a thread that is queuing a slab
+ * release.
  *
  * Debugging. Checked mode (LFP_CHECKED, or LFP_CHECKED=1 in the
  * environment) finds double frees, writes after free and leaks, and reports

@@ -24,6 +24,7 @@
  */
 #include <errno.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -526,22 +527,6 @@ uint32_t lfp_slab_grow(struct lfp_pool *pool, uint32_t want, struct lfp_free **f
     return mine;
 }
 
-/* liburcu-bp leaves fork() to the program: its handlers hold its locks
- * across the fork and, in the child, forget the readers of the threads that
- * are gone, which every later grace period (a trim's, call_rcu's) would
- * wait for for ever, with signals blocked. Registered once, at the first
- * growable pool: before call_rcu's below, so that the call_rcu worker is
- * paused before these locks are taken (prepare handlers run in the reverse
- * order of registration). */
-static pthread_once_t lfp_rcu_fork_once = PTHREAD_ONCE_INIT;
-static int lfp_rcu_fork_err;
-
-static void lfp_rcu_fork_hooks(void)
-{
-    lfp_rcu_fork_err = pthread_atfork(urcu_bp_before_fork, urcu_bp_after_fork_parent,
-                                      urcu_bp_after_fork_child);
-}
-
 /* Held from counting a slab release in pool->releasing to queuing it with
  * call_rcu, and by fork() (prepare to parent or child): a child never
  * inherits a count whose release was never queued, which its
@@ -558,22 +543,37 @@ static void lfp_queue_lock_drop(void)
     pthread_mutex_unlock(&lfp_queue_lock);
 }
 
-/* call_rcu's worker thread does not survive fork(): liburcu's hooks stop it
- * around the fork and start one in the child, whose automatic trims would
- * otherwise queue releases nobody runs (and its lfp_pool_destroy would wait
- * for them for ever). Registered once, at the first call_rcu, with the
- * queue lock's, which are registered last so that their prepare handler
- * runs first, before call_rcu's takes the locks a thread queuing a release
- * may need. A process that never trims automatically keeps its forks free
- * of them; one whose registration failed waits for its grace periods. */
+/*
+ * fork() and RCU. liburcu-bp leaves fork to the program: its handlers hold
+ * its locks across the fork and, in the child, forget the readers of the
+ * threads that are gone, which every later grace period (a trim's,
+ * call_rcu's) would wait for for ever, with signals blocked. call_rcu's
+ * worker thread does not survive a fork either: its handlers stop it around
+ * the fork and start one in the child. And the queue lock above keeps a
+ * release from being counted and not queued at the fork.
+ *
+ * All three sets are registered at once, at the first growable pool, before
+ * that pool can queue anything: glibc runs only the handlers that existed
+ * when a fork's prepare phase began, so a set registered later, at the first
+ * release, would miss a fork already under way. In this order, as prepare
+ * handlers run in the reverse order of registration: the queue lock first,
+ * then call_rcu's (which pauses its worker), then liburcu-bp's locks. When
+ * liburcu-bp's registration fails, growable pools cannot be made (ENOMEM);
+ * when one of the others does, automatic trims wait for their own grace
+ * periods instead of queuing.
+ */
 static pthread_once_t lfp_fork_once = PTHREAD_ONCE_INIT;
-static int lfp_fork_err;
+static int lfp_rcu_fork_err, lfp_fork_err;
 
 static void lfp_fork_hooks(void)
 {
-    lfp_fork_err = pthread_atfork(urcu_bp_call_rcu_before_fork,
-                                  urcu_bp_call_rcu_after_fork_parent,
-                                  urcu_bp_call_rcu_after_fork_child);
+    lfp_rcu_fork_err = pthread_atfork(urcu_bp_before_fork, urcu_bp_after_fork_parent,
+                                      urcu_bp_after_fork_child);
+    lfp_fork_err = lfp_rcu_fork_err;
+    if (lfp_fork_err == 0)
+        lfp_fork_err = pthread_atfork(urcu_bp_call_rcu_before_fork,
+                                      urcu_bp_call_rcu_after_fork_parent,
+                                      urcu_bp_call_rcu_after_fork_child);
     if (lfp_fork_err == 0)
         lfp_fork_err = pthread_atfork(lfp_queue_lock_take, lfp_queue_lock_drop,
                                       lfp_queue_lock_drop);
@@ -581,7 +581,7 @@ static void lfp_fork_hooks(void)
 
 int lfp_slab_setup(struct lfp_pool *pool, const struct lfp_config *cfg)
 {
-    pthread_once(&lfp_rcu_fork_once, lfp_rcu_fork_hooks);
+    pthread_once(&lfp_fork_once, lfp_fork_hooks);
     if (lfp_rcu_fork_err != 0)
         return LFP_ENOMEM;
     size_t bytes = cfg->slab_size;
@@ -701,6 +701,35 @@ static void lfp_trim_keep(void *ctx, struct lfp_free *l)
         lfp_batcher_add(&t->keep, l);
 }
 
+#ifndef LFP_TEST_NO_GRACE
+/* Queue the release of each slab of list (linked through free_link) to
+ * call_rcu, counted in pool->releasing first. Under the queue lock, and with
+ * signals blocked: a handler that forked, or freed into a growable pool
+ * whose trim queues a release, would wait for the lock its own thread
+ * holds. */
+static void lfp_release_later(struct lfp_pool *pool, struct lfp_slab *list)
+{
+    sigset_t all, old;
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &old);
+    lfp_queue_lock_take();
+    while (list != NULL) {
+        struct lfp_slab *d = list;
+        list = (struct lfp_slab *)d->free_link.next;
+        atomic_fetch_add_explicit(&pool->releasing, 1, memory_order_relaxed);
+#ifdef LFP_TEST_HOOKS
+        void (*hook)(void) = atomic_load(&lfp_test_queue_hook);
+        if (hook != NULL)
+            hook();
+#endif
+        LFP_TSAN_RELEASE(d);
+        urcu_bp_call_rcu(&d->rcu, lfp_slab_release_rcu);
+    }
+    lfp_queue_lock_drop();
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+}
+#endif
+
 /* Unlink slab n from the pool's list; prev is the slab before it when the
  * trim's walk passed it, NULL when n was the top. Only a trim unlinks (one
  * at a time; destroy excluded), so the links of listed slabs change under
@@ -806,33 +835,18 @@ size_t lfp_slab_trim(struct lfp_pool *pool, bool wait)
     lfp_inflight_end(&r);
 
     /* The automatic policy leaves the wait to call_rcu, when it can. */
-    if (list != NULL && !wait) {
-        pthread_once(&lfp_fork_once, lfp_fork_hooks);
-        wait = lfp_fork_err != 0;
-    }
-    if (list != NULL && wait) {
+    wait = wait || lfp_fork_err != 0;
 #ifndef LFP_TEST_NO_GRACE
+    if (list != NULL && !wait) {
+        lfp_release_later(pool, list);
+        return released;
+    }
+    if (list != NULL)
         urcu_bp_synchronize_rcu();
 #endif
-    }
     while (list != NULL) {
         struct lfp_slab *d = list;
         list = (struct lfp_slab *)d->free_link.next;
-#ifndef LFP_TEST_NO_GRACE
-        if (!wait) {
-            lfp_queue_lock_take();
-            atomic_fetch_add_explicit(&pool->releasing, 1, memory_order_relaxed);
-#ifdef LFP_TEST_HOOKS
-            void (*queue_hook)(void) = atomic_load(&lfp_test_queue_hook);
-            if (queue_hook != NULL)
-                queue_hook();
-#endif
-            LFP_TSAN_RELEASE(d);
-            urcu_bp_call_rcu(&d->rcu, lfp_slab_release_rcu);
-            lfp_queue_lock_drop();
-            continue;
-        }
-#endif
         lfp_slab_release(d, false);
     }
     return released;

@@ -17,10 +17,12 @@
 #endif
 #include <errno.h>
 #include <pthread.h>
+#include <semaphore.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <lfpool.h>
@@ -99,8 +101,88 @@ static void test_a_child_forked_while_the_first_pool_registers_its_fork_handler_
 #endif
 }
 
+/* A fork whose prepare handlers already run when another thread's automatic
+ * trim queues the process's first slab release. glibc runs only the
+ * handlers that existed when the prepare phase began, so the library's must
+ * be registered before any release can be queued (at the first growable
+ * pool): registered at the first release, they missed this fork, whose child
+ * then counted a release no thread of its own would ever run, and its
+ * lfp_pool_destroy waited for ever (the alarm). The program's own prepare
+ * handler, registered before any growable pool (so it runs after the
+ * library's), holds the fork until the release is queued, or 300 ms when the
+ * library's queue lock keeps the release waiting for the fork instead. */
+#ifdef FORK_IN_REGISTRATION
+static sem_t in_prepare, released;
+static _Atomic int hold_the_fork;
+static lfp_pool *growable;
+static int growable_child_status = -1;
+
+static void hold_in_prepare(void)
+{
+    if (!atomic_exchange(&hold_the_fork, 0))
+        return;
+    sem_post(&in_prepare);
+    struct timespec until;
+    clock_gettime(CLOCK_REALTIME, &until);
+    until.tv_nsec += 300 * 1000000L;
+    if (until.tv_nsec >= 1000000000L) {
+        until.tv_sec++;
+        until.tv_nsec -= 1000000000L;
+    }
+    while (sem_timedwait(&released, &until) != 0 && errno == EINTR)
+        ;
+}
+
+static void *fork_and_destroy_in_child(void *arg)
+{
+    (void)arg;
+    fflush(NULL);
+    pid_t pid = fork();
+    if (pid == 0) {
+        alarm(20);
+        _exit(lfp_pool_destroy(growable) == 0 ? 0 : 1);
+    }
+    if (pid > 0 && waitpid(pid, &growable_child_status, 0) != pid)
+        growable_child_status = -1;
+    return NULL;
+}
+#endif
+
+static void test_a_fork_under_way_when_the_first_release_is_queued_leaves_a_working_child(void)
+{
+#ifndef FORK_IN_REGISTRATION
+    printf("  skipped: needs glibc, and fork() in a threaded program (not under TSan)\n");
+#else
+    REQUIRE(sem_init(&in_prepare, 0, 0) == 0 && sem_init(&released, 0, 0) == 0);
+    REQUIRE(pthread_atfork(hold_in_prepare, NULL, NULL) == 0);
+    struct lfp_config cfg = { .block_size = 4096, .slab_size = 64 * 1024,
+                              .flags = LFP_GROWABLE | LFP_NO_CACHE,
+                              .trim_threshold = 15 * 4096 };
+    growable = create_pool(&cfg);
+    enum { MAX = 64 };
+    void *b[MAX];
+    b[0] = lfp_alloc(growable);
+    REQUIRE(b[0] != NULL);
+    size_t per = stats_of(growable).blocks_total; /* 16: one slab */
+    REQUIRE(per <= MAX);
+    CHECK_EQ(alloc_all(growable, b + 1, per - 1), per - 1);
+    atomic_store(&hold_the_fork, 1);
+    pthread_t f;
+    REQUIRE(pthread_create(&f, NULL, fork_and_destroy_in_child, NULL) == 0);
+    REQUIRE(sem_wait(&in_prepare) == 0);
+    free_all(growable, b, per); /* the last free trims the slab: a release */
+    sem_post(&released);
+    REQUIRE(pthread_join(f, NULL) == 0);
+    CHECK(WIFEXITED(growable_child_status));
+    CHECK_EQ(WIFEXITED(growable_child_status) ? WEXITSTATUS(growable_child_status) : -1, 0);
+    CHECK_EQ(stats_of(growable).blocks_total, 0);
+    verify_and_destroy(growable, 0);
+#endif
+}
+
 int main(void)
 {
     RUN(test_a_child_forked_while_the_first_pool_registers_its_fork_handler_can_use_pools);
+    RUN(test_a_fork_under_way_when_the_first_release_is_queued_leaves_a_working_child);
     return check_done();
 }

@@ -2276,6 +2276,58 @@ static void test_a_fork_waits_for_a_release_being_queued(void)
 #endif
 }
 
+/* A signal handler that frees into a growable pool whose automatic trim
+ * queues a release, run while its own thread was queuing one: it must not
+ * wait for the queue lock that thread holds (signals stay blocked while it
+ * is held, so the handler runs once it is dropped). */
+static lfp_pool *handler_pool;
+static void **handler_blocks;
+static size_t handler_n;
+static _Atomic int handler_ran;
+
+static void free_in_handler(int sig)
+{
+    (void)sig;
+    free_all(handler_pool, handler_blocks, handler_n);
+    atomic_store(&handler_ran, 1);
+}
+
+static void raise_once(void)
+{
+    atomic_store(&lfp_test_queue_hook, NULL);
+    raise(SIGUSR1);
+}
+
+static void test_a_signal_handler_may_free_into_a_pool_while_a_release_is_queued(void)
+{
+    struct lfp_config cfg = small_slabs_without_cache();
+    size_t per = blocks_per_slab(&cfg);
+    cfg.trim_threshold = (per - 1) * 4 * KiB;
+    lfp_pool *pool;
+    CREATE_OR_RETURN(&cfg, &pool);
+    CREATE_OR_RETURN(&cfg, &handler_pool);
+    void **b = calloc(per, sizeof *b);
+    handler_blocks = calloc(per, sizeof *handler_blocks);
+    REQUIRE(b != NULL && handler_blocks != NULL);
+    handler_n = per;
+    CHECK_EQ(alloc_all(pool, b, per), per);
+    CHECK_EQ(alloc_all(handler_pool, handler_blocks, per), per);
+    atomic_store(&handler_ran, 0);
+    signal(SIGUSR1, free_in_handler);
+    atomic_store(&lfp_test_queue_hook, raise_once);
+    watchdog_arm("a signal handler freeing while its thread queues a release", 30);
+    free_all(pool, b, per); /* the last free trims the slab: the hook raises */
+    watchdog_disarm();
+    signal(SIGUSR1, SIG_DFL);
+    CHECK_EQ(atomic_load(&handler_ran), 1);
+    CHECK_EQ(stats_of(pool).blocks_total, 0);
+    CHECK_EQ(stats_of(handler_pool).blocks_total, 0);
+    free(b);
+    free(handler_blocks);
+    verify_and_destroy(handler_pool, 0);
+    verify_and_destroy(pool, 0);
+}
+
 int main(void)
 {
     RUN(test_growable_pool_grows_on_demand_far_beyond_one_slab);
@@ -2313,5 +2365,6 @@ int main(void)
     RUN(test_a_child_forked_while_a_thread_flushes_can_destroy_the_pool);
     RUN(test_a_child_forked_while_a_thread_reads_under_rcu_can_trim);
     RUN(test_a_fork_waits_for_a_release_being_queued);
+    RUN(test_a_signal_handler_may_free_into_a_pool_while_a_release_is_queued);
     return check_done();
 }
