@@ -311,6 +311,9 @@ size_t lfp_slab_trim(struct lfp_pool *pool, bool wait);
 void lfp_slab_destroy_all(struct lfp_pool *pool);
 void lfp_rcu_read_lock(void);
 void lfp_rcu_read_unlock(void);
+/* Is the calling thread inside a read-side section (a signal handler that
+ * interrupted a depot pop)? */
+bool lfp_rcu_reading(void);
 
 /* A read-side section around a depot pop, for growable pools only: fixed
  * pools never unmap, and pay one flag test. */

@@ -318,11 +318,13 @@ void lfp_depot_push_to(struct lfp_pool *pool, uint32_t stack, struct lfp_free *f
          * count can dip below zero for a moment. */
         /* Not while this thread has blocks in flight (a growth's push, say):
          * threads waiting for them would wait for the trim's destructors
-         * too. The next push checks again. */
+         * too. Nor inside a read-side section (a signal handler's free in
+         * the middle of a pop): a grace period would wait for this thread.
+         * The next push checks again. */
         if (pool->trim_above != 0 &&
             (intptr_t)n >= (intptr_t)atomic_load_explicit(&pool->trim_next,
                                                           memory_order_relaxed) &&
-            !lfp_inflight_any())
+            !lfp_inflight_any() && !lfp_rcu_reading())
             lfp_slab_trim(pool, false);
     }
 }

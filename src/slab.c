@@ -530,17 +530,40 @@ uint32_t lfp_slab_grow(struct lfp_pool *pool, uint32_t want, struct lfp_free **f
 /* Held from counting a slab release in pool->releasing to queuing it with
  * call_rcu, and by fork() (prepare to parent or child): a child never
  * inherits a count whose release was never queued, which its
- * lfp_pool_destroy would wait for for ever. */
+ * lfp_pool_destroy would wait for for ever. Held with every signal blocked:
+ * a handler that forked, or freed into a growable pool whose trim queues a
+ * release, would wait for the lock its own thread holds. */
 static pthread_mutex_t lfp_queue_lock = PTHREAD_MUTEX_INITIALIZER;
 
-static void lfp_queue_lock_take(void)
+/* Returns the signal mask to restore. */
+static sigset_t lfp_queue_lock_take(void)
 {
+    sigset_t all, old;
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &old);
     pthread_mutex_lock(&lfp_queue_lock);
+    return old;
 }
 
-static void lfp_queue_lock_drop(void)
+static void lfp_queue_lock_drop(sigset_t old)
 {
     pthread_mutex_unlock(&lfp_queue_lock);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+}
+
+/* Around fork(): the lock, and so the blocked signals, last from the first
+ * prepare handler to the last parent or child one, over call_rcu's and
+ * liburcu-bp's (which wait for call_rcu's worker, and unblock signals). */
+static sigset_t lfp_fork_mask;
+
+static void lfp_fork_prepare(void)
+{
+    lfp_fork_mask = lfp_queue_lock_take();
+}
+
+static void lfp_fork_after(void)
+{
+    lfp_queue_lock_drop(lfp_fork_mask);
 }
 
 /*
@@ -575,8 +598,7 @@ static void lfp_fork_hooks(void)
                                       urcu_bp_call_rcu_after_fork_parent,
                                       urcu_bp_call_rcu_after_fork_child);
     if (lfp_fork_err == 0)
-        lfp_fork_err = pthread_atfork(lfp_queue_lock_take, lfp_queue_lock_drop,
-                                      lfp_queue_lock_drop);
+        lfp_fork_err = pthread_atfork(lfp_fork_prepare, lfp_fork_after, lfp_fork_after);
 }
 
 int lfp_slab_setup(struct lfp_pool *pool, const struct lfp_config *cfg)
@@ -659,6 +681,11 @@ void lfp_rcu_read_unlock(void)
     urcu_bp_read_unlock();
 }
 
+bool lfp_rcu_reading(void)
+{
+    return urcu_bp_read_ongoing() != 0;
+}
+
 /* ---- trim ---- */
 
 /* Call fn on every block of a detached depot list; fn may relink the block,
@@ -703,16 +730,10 @@ static void lfp_trim_keep(void *ctx, struct lfp_free *l)
 
 #ifndef LFP_TEST_NO_GRACE
 /* Queue the release of each slab of list (linked through free_link) to
- * call_rcu, counted in pool->releasing first. Under the queue lock, and with
- * signals blocked: a handler that forked, or freed into a growable pool
- * whose trim queues a release, would wait for the lock its own thread
- * holds. */
+ * call_rcu, counted in pool->releasing first, under the queue lock. */
 static void lfp_release_later(struct lfp_pool *pool, struct lfp_slab *list)
 {
-    sigset_t all, old;
-    sigfillset(&all);
-    pthread_sigmask(SIG_SETMASK, &all, &old);
-    lfp_queue_lock_take();
+    sigset_t old = lfp_queue_lock_take();
     while (list != NULL) {
         struct lfp_slab *d = list;
         list = (struct lfp_slab *)d->free_link.next;
@@ -725,8 +746,7 @@ static void lfp_release_later(struct lfp_pool *pool, struct lfp_slab *list)
         LFP_TSAN_RELEASE(d);
         urcu_bp_call_rcu(&d->rcu, lfp_slab_release_rcu);
     }
-    lfp_queue_lock_drop();
-    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    lfp_queue_lock_drop(old);
 }
 #endif
 

@@ -18,6 +18,7 @@
 #include <errno.h>
 #include <pthread.h>
 #include <semaphore.h>
+#include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -133,6 +134,25 @@ static void hold_in_prepare(void)
         ;
 }
 
+/* The child's status; a child still running after 20 s (it may hang with
+ * every signal blocked, where its alarm cannot end it) is killed: -1. */
+static int wait_child(pid_t pid)
+{
+    int status = -1;
+    for (int i = 0; i < 2000; i++) {
+        pid_t got = waitpid(pid, &status, WNOHANG);
+        if (got == pid)
+            return status;
+        if (got < 0)
+            return -1;
+        struct timespec pause = { 0, 10 * 1000000L };
+        nanosleep(&pause, NULL);
+    }
+    kill(pid, SIGKILL);
+    waitpid(pid, &status, 0);
+    return -1;
+}
+
 static void *fork_and_destroy_in_child(void *arg)
 {
     (void)arg;
@@ -142,9 +162,27 @@ static void *fork_and_destroy_in_child(void *arg)
         alarm(20);
         _exit(lfp_pool_destroy(growable) == 0 ? 0 : 1);
     }
-    if (pid > 0 && waitpid(pid, &growable_child_status, 0) != pid)
-        growable_child_status = -1;
+    growable_child_status = pid > 0 ? wait_child(pid) : -1;
     return NULL;
+}
+
+/* The program's parent fork handler (registered before the library's, so it
+ * runs first among them) raises a signal whose handler frees the last block
+ * of a slab into a growable pool: its trim queues the release. */
+static _Atomic int raise_armed;
+static lfp_pool *freed_in_handler;
+static void *last_block;
+
+static void raise_in_parent(void)
+{
+    if (atomic_exchange(&raise_armed, 0))
+        raise(SIGUSR1);
+}
+
+static void free_last_block(int sig)
+{
+    (void)sig;
+    lfp_free(freed_in_handler, last_block);
 }
 #endif
 
@@ -154,7 +192,7 @@ static void test_a_fork_under_way_when_the_first_release_is_queued_leaves_a_work
     printf("  skipped: needs glibc, and fork() in a threaded program (not under TSan)\n");
 #else
     REQUIRE(sem_init(&in_prepare, 0, 0) == 0 && sem_init(&released, 0, 0) == 0);
-    REQUIRE(pthread_atfork(hold_in_prepare, NULL, NULL) == 0);
+    REQUIRE(pthread_atfork(hold_in_prepare, raise_in_parent, NULL) == 0);
     struct lfp_config cfg = { .block_size = 4096, .slab_size = 64 * 1024,
                               .flags = LFP_GROWABLE | LFP_NO_CACHE,
                               .trim_threshold = 15 * 4096 };
@@ -180,9 +218,66 @@ static void test_a_fork_under_way_when_the_first_release_is_queued_leaves_a_work
 #endif
 }
 
+/* A signal that arrives during fork()'s handlers, whose handler frees into
+ * a growable pool and so queues a slab release: the library holds its queue
+ * lock from its prepare handler to its last parent handler, with signals
+ * blocked for all that time, so the handler runs after it (liburcu-bp's
+ * parent handler unblocks signals before the library's runs: with only the
+ * lock held, the handler waited for it for ever on its own thread). */
+#ifdef FORK_IN_REGISTRATION
+static void *fork_with_a_signal_in_its_handlers(void *arg)
+{
+    (void)arg;
+    fflush(NULL);
+    pid_t pid = fork();
+    if (pid == 0)
+        _exit(0);
+    growable_child_status = pid > 0 ? wait_child(pid) : -1;
+    return NULL;
+}
+#endif
+
+static void test_a_signal_during_forks_handlers_may_free_into_a_growable_pool(void)
+{
+#ifndef FORK_IN_REGISTRATION
+    printf("  skipped: needs glibc, and fork() in a threaded program (not under TSan)\n");
+#else
+    struct lfp_config cfg = { .block_size = 4096, .slab_size = 64 * 1024,
+                              .flags = LFP_GROWABLE | LFP_NO_CACHE,
+                              .trim_threshold = 15 * 4096 };
+    freed_in_handler = create_pool(&cfg);
+    enum { MAX = 64 };
+    void *b[MAX];
+    b[0] = lfp_alloc(freed_in_handler);
+    REQUIRE(b[0] != NULL);
+    size_t per = stats_of(freed_in_handler).blocks_total;
+    REQUIRE(per <= MAX);
+    CHECK_EQ(alloc_all(freed_in_handler, b + 1, per - 1), per - 1);
+    free_all(freed_in_handler, b, per - 1);
+    last_block = b[per - 1];
+    signal(SIGUSR1, free_last_block);
+    atomic_store(&raise_armed, 1);
+    pthread_t f;
+    REQUIRE(pthread_create(&f, NULL, fork_with_a_signal_in_its_handlers, NULL) == 0);
+    struct timespec until;
+    clock_gettime(CLOCK_REALTIME, &until);
+    until.tv_sec += 20;
+    int joined = pthread_timedjoin_np(f, NULL, &until);
+    CHECK_EQ(joined, 0); /* ETIMEDOUT: the handler waits for its own thread */
+    if (joined != 0)
+        return; /* the forking thread is stuck: leave the pool alone */
+    signal(SIGUSR1, SIG_DFL);
+    CHECK_EQ(atomic_load(&raise_armed), 0);
+    CHECK(WIFEXITED(growable_child_status));
+    CHECK_EQ(stats_of(freed_in_handler).blocks_total, 0); /* the handler's trim */
+    verify_and_destroy(freed_in_handler, 0);
+#endif
+}
+
 int main(void)
 {
     RUN(test_a_child_forked_while_the_first_pool_registers_its_fork_handler_can_use_pools);
     RUN(test_a_fork_under_way_when_the_first_release_is_queued_leaves_a_working_child);
+    RUN(test_a_signal_during_forks_handlers_may_free_into_a_growable_pool);
     return check_done();
 }

@@ -2171,6 +2171,21 @@ static struct lfp_config small_slabs_without_cache(void)
                                 .flags = LFP_GROWABLE | LFP_NO_CACHE };
 }
 
+/* Such a pool that trims itself once a whole slab is free in its depot,
+ * with its one slab's blocks all in use: in *blocks (malloc'd), *n of them. */
+static lfp_pool *pool_trimming_at_one_slab(void ***blocks, size_t *n)
+{
+    struct lfp_config cfg = small_slabs_without_cache();
+    size_t per = blocks_per_slab(&cfg);
+    cfg.trim_threshold = (per - 1) * 4 * KiB;
+    lfp_pool *pool = create_pool(&cfg);
+    *blocks = calloc(per, sizeof **blocks);
+    REQUIRE(*blocks != NULL);
+    CHECK_EQ(alloc_all(pool, *blocks, per), per);
+    *n = per;
+    return pool;
+}
+
 /* A process forked while another thread is inside an RCU read-side section
  * (held in a depot pop): the child's grace periods must not wait for that
  * thread, which is gone there (liburcu-bp's own fork handlers forget it):
@@ -2242,7 +2257,7 @@ static void *fork_and_check_child(void *arg)
         _exit(lfp_pool_destroy(held_pool) == 0 ? 0 : 1);
     }
     atomic_store(&forked_yet, 1);
-    check_child(pid);
+    check_child_or_kill(pid);
     return NULL;
 }
 
@@ -2251,14 +2266,7 @@ static void test_a_fork_waits_for_a_release_being_queued(void)
 #ifdef CHECK_TSAN
     printf("  skipped under TSan: it does not support fork() in a threaded program\n");
 #else
-    struct lfp_config cfg = small_slabs_without_cache();
-    size_t per = blocks_per_slab(&cfg);
-    cfg.trim_threshold = (per - 1) * 4 * KiB;
-    CREATE_OR_RETURN(&cfg, &held_pool);
-    flushed_n = per;
-    flushed_blocks = calloc(per, sizeof *flushed_blocks);
-    REQUIRE(flushed_blocks != NULL);
-    CHECK_EQ(alloc_all(held_pool, flushed_blocks, per), per);
+    held_pool = pool_trimming_at_one_slab(&flushed_blocks, &flushed_n);
     /* The last free trims the slab away, and the trim is held just before
      * it queues the release. */
     atomic_store(&lfp_test_queue_hook, hold_here);
@@ -2300,18 +2308,10 @@ static void raise_once(void)
 
 static void test_a_signal_handler_may_free_into_a_pool_while_a_release_is_queued(void)
 {
-    struct lfp_config cfg = small_slabs_without_cache();
-    size_t per = blocks_per_slab(&cfg);
-    cfg.trim_threshold = (per - 1) * 4 * KiB;
-    lfp_pool *pool;
-    CREATE_OR_RETURN(&cfg, &pool);
-    CREATE_OR_RETURN(&cfg, &handler_pool);
-    void **b = calloc(per, sizeof *b);
-    handler_blocks = calloc(per, sizeof *handler_blocks);
-    REQUIRE(b != NULL && handler_blocks != NULL);
-    handler_n = per;
-    CHECK_EQ(alloc_all(pool, b, per), per);
-    CHECK_EQ(alloc_all(handler_pool, handler_blocks, per), per);
+    void **b;
+    size_t per;
+    lfp_pool *pool = pool_trimming_at_one_slab(&b, &per);
+    handler_pool = pool_trimming_at_one_slab(&handler_blocks, &handler_n);
     atomic_store(&handler_ran, 0);
     signal(SIGUSR1, free_in_handler);
     atomic_store(&lfp_test_queue_hook, raise_once);
@@ -2326,6 +2326,56 @@ static void test_a_signal_handler_may_free_into_a_pool_while_a_release_is_queued
     free(handler_blocks);
     verify_and_destroy(handler_pool, 0);
     verify_and_destroy(pool, 0);
+}
+
+/* A signal handler that interrupts a depot pop (inside its read-side
+ * section) and frees into a growable pool past its trim threshold: no trim
+ * starts there (a grace period, or call_rcu's worker that a fork waits for,
+ * would wait for this very thread); the next push outside it trims. */
+static lfp_pool *pop_pool;
+static _Atomic int raise_in_pop;
+
+static void raise_from_pop(void)
+{
+    if (atomic_exchange(&raise_in_pop, 0))
+        raise(SIGUSR1);
+}
+
+static void free_last_in_handler(int sig)
+{
+    (void)sig;
+    CHECK_EQ(lfp_free(handler_pool, handler_blocks[handler_n - 1]), LFP_OK);
+    CHECK_EQ(stats_of(handler_pool).blocks_total, handler_n); /* no trim yet */
+    atomic_store(&handler_ran, 1);
+}
+
+static void test_no_automatic_trim_starts_inside_a_read_side_section(void)
+{
+    struct lfp_config cfg = small_slabs_without_cache();
+    CREATE_OR_RETURN(&cfg, &pop_pool);
+    handler_pool = pool_trimming_at_one_slab(&handler_blocks, &handler_n);
+    free_all(handler_pool, handler_blocks, handler_n - 1); /* below the line */
+    void *a = lfp_alloc(pop_pool);
+    REQUIRE(a != NULL); /* the rest of its slab is in its depot now */
+    atomic_store(&handler_ran, 0);
+    signal(SIGUSR1, free_last_in_handler);
+    lfp_test_pop_hook = raise_from_pop;
+    atomic_store(&raise_in_pop, 1);
+    void *b = lfp_alloc(pop_pool); /* its pop raises the signal */
+    lfp_test_pop_hook = NULL;
+    signal(SIGUSR1, SIG_DFL);
+    CHECK(b != NULL);
+    CHECK_EQ(atomic_load(&handler_ran), 1);
+    /* The next push, outside any read-side section, trims. */
+    void *c = lfp_alloc(handler_pool);
+    REQUIRE(c != NULL);
+    CHECK_EQ(lfp_free(handler_pool, c), LFP_OK);
+    CHECK_EQ(stats_of(handler_pool).blocks_total, 0);
+    CHECK_EQ(lfp_free(pop_pool, a), LFP_OK);
+    CHECK_EQ(lfp_free(pop_pool, b), LFP_OK);
+    free(handler_blocks);
+    verify_and_destroy(handler_pool, 0);
+    verify_and_destroy(pop_pool, 0);
 }
 
 int main(void)
@@ -2366,5 +2416,6 @@ int main(void)
     RUN(test_a_child_forked_while_a_thread_reads_under_rcu_can_trim);
     RUN(test_a_fork_waits_for_a_release_being_queued);
     RUN(test_a_signal_handler_may_free_into_a_pool_while_a_release_is_queued);
+    RUN(test_no_automatic_trim_starts_inside_a_read_side_section);
     return check_done();
 }
