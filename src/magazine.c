@@ -564,15 +564,18 @@ static inline void *lfp_alloc_done(struct lfp_pool *pool, void *block)
     return block;
 }
 
-static LFP_NOINLINE void *lfp_alloc_slow(struct lfp_pool *pool)
+/* One block off the fast path: from the thread's magazine (refilled when
+ * empty), or from the depot for a thread or pool without one; NULL with
+ * errno set by the carve. The slot is settled before lfp_alloc_done, whose
+ * error handler may flush this thread's caches. */
+static void *lfp_alloc_one(struct lfp_pool *pool, struct lfp_slot *s)
 {
-    struct lfp_slot *s = lfp_slot_get(pool);
     void *block;
     if (s != NULL && lfp_get32(&s->cap) != 0) {
         /* Pools off the fast path (LFP_ZERO, high ids) come here with
          * rounds still loaded. */
         if (lfp_get32(&s->nloaded) == 0 && !lfp_mag_refill(pool, s))
-            return NULL; /* errno set by the carve */
+            return NULL;
         uint32_t n = lfp_get32(&s->nloaded);
         block = lfp_round_take(s->loaded, n);
         lfp_set32(&s->nloaded, n - 1);
@@ -583,6 +586,11 @@ static LFP_NOINLINE void *lfp_alloc_slow(struct lfp_pool *pool)
         block = lfp_block_of(l, pool->link_off);
     }
     return lfp_alloc_done(pool, block);
+}
+
+static LFP_NOINLINE void *lfp_alloc_slow(struct lfp_pool *pool)
+{
+    return lfp_alloc_one(pool, lfp_slot_get(pool));
 }
 
 /* Fast path: 14 instructions on x86-64, no atomic read-modify-write, no
@@ -688,28 +696,8 @@ LFP_API size_t lfp_alloc_bulk(lfp_pool *pool, void **blocks, size_t n)
     }
     struct lfp_slot *s = lfp_slot_get(pool);
     size_t i = 0;
-    if (s != NULL && lfp_get32(&s->cap) != 0) {
-        while (i < n) {
-            uint32_t have = lfp_get32(&s->nloaded);
-            if (have == 0) {
-                if (!lfp_mag_refill(pool, s))
-                    break;
-                continue;
-            }
-            /* One round at a time, the slot settled before lfp_alloc_done,
-             * whose error handler may flush this thread's caches. */
-            void *block = lfp_round_take(s->loaded, have);
-            lfp_set32(&s->nloaded, have - 1);
-            blocks[i++] = lfp_alloc_done(pool, block);
-        }
-    } else {
-        for (; i < n; i++) {
-            struct lfp_free *l = lfp_take_one(pool, s);
-            if (l == NULL)
-                break;
-            blocks[i] = lfp_alloc_done(pool, lfp_block_of(l, pool->link_off));
-        }
-    }
+    for (void *block; i < n && (block = lfp_alloc_one(pool, s)) != NULL; i++)
+        blocks[i] = block;
     return i; /* when short, errno was set by the carve */
 }
 

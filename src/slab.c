@@ -750,31 +750,6 @@ static void lfp_release_later(struct lfp_pool *pool, struct lfp_slab *list)
 }
 #endif
 
-/* Unlink slab n from the pool's list; prev is the slab before it when the
- * trim's walk passed it, NULL when n was the top. Only a trim unlinks (one
- * at a time; destroy excluded), so the links of listed slabs change under
- * no one else; growths push above the top meanwhile, and then one of the
- * slabs they pushed points to n. */
-static void lfp_slab_unlink(struct lfp_stack *list, struct lfp_node *prev, struct lfp_node *n)
-{
-    if (prev != NULL) {
-        prev->next = n->next;
-        return;
-    }
-    lfp_pair old = lfp_load2(&list->head);
-    while (old.ptr == n) {
-        lfp_pair new = { n->next, old.tag + 1 };
-        if (lfp_cas2(&list->head, &old, new))
-            return;
-    }
-    /* Once the top moved off n it never comes back to it: only this trim
-     * takes slabs off. */
-    struct lfp_node *p = old.ptr;
-    while (p->next != n)
-        p = p->next;
-    p->next = n->next;
-}
-
 size_t lfp_slab_trim(struct lfp_pool *pool, bool wait)
 {
     if (atomic_flag_test_and_set_explicit(&pool->trimming, memory_order_acquire))
@@ -793,7 +768,8 @@ size_t lfp_slab_trim(struct lfp_pool *pool, bool wait)
     struct lfp_free *batches[LFP_DEPOT_STACKS_MAX];
     for (uint32_t i = 0; i < nstacks; i++)
         batches[i] = lfp_depot_take_stack(pool, i);
-    /* The pool's slabs are walked where they lie, never detached, so that
+    /* The pool's slabs are walked where they lie, never detached (only a
+     * trim removes, one at a time; destroy is excluded), so that
      * a child forked meanwhile keeps them all but the victims unlinked so
      * far (whose blocks this trim holds). Every slab with a block among the
      * batches is on the list from before the batches were taken: a growth
@@ -814,7 +790,7 @@ size_t lfp_slab_trim(struct lfp_pool *pool, bool wait)
         detached += d->scratch;
         if (d->scratch == lfp_slab_blocks(d)) {
             gone += d->scratch;
-            lfp_slab_unlink(&pool->slabs, prev, n);
+            lfp_stack_remove(&pool->slabs, prev, n);
             d->free_link.next = (struct lfp_node *)victims;
             victims = d;
         } else {

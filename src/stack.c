@@ -54,6 +54,26 @@ struct lfp_node *lfp_stack_pop(struct lfp_stack *s)
     return old.ptr;
 }
 
+void lfp_stack_remove(struct lfp_stack *s, struct lfp_node *prev, struct lfp_node *n)
+{
+    if (prev != NULL) {
+        prev->next = n->next;
+        return;
+    }
+    lfp_pair old = lfp_load2(&s->head);
+    while (old.ptr == n) {
+        lfp_pair new = { n->next, old.tag + LFP_TAG_STEP };
+        if (lfp_cas2(&s->head, &old, new))
+            return;
+    }
+    /* Once the top moved off n it never comes back to it: only the one
+     * remover takes nodes out, and n is still in. */
+    struct lfp_node *p = old.ptr;
+    while (p->next != n)
+        p = p->next;
+    p->next = n->next;
+}
+
 struct lfp_node *lfp_stack_pop_all(struct lfp_stack *s)
 {
     lfp_pair old = lfp_load2(&s->head);

@@ -14,6 +14,7 @@
  * | operation          | may run concurrently with                    |
  * |--------------------|----------------------------------------------|
  * | push, pop, pop_all | push, pop, pop_all on the same stack         |
+ * | remove             | push (one remover at a time, no pop beside)  |
  * | init               | nothing on the same stack                    |
  *
  * Each push or pop costs one 16-byte CAS when uncontended.
@@ -44,6 +45,13 @@ struct lfp_node *lfp_stack_pop(struct lfp_stack *s);
 
 /* Detach the whole stack; returns its former top (a NULL-terminated chain). */
 struct lfp_node *lfp_stack_pop_all(struct lfp_stack *s);
+
+/* Take n out of the stack, wherever it lies; prev is the node above it when
+ * the caller walked down from the top, NULL when n was the top then. Pushes
+ * may run meanwhile: they only go above the top, so below it the links
+ * change under no one but the one remover; pushed above n, one of the new
+ * nodes then points to n. */
+void lfp_stack_remove(struct lfp_stack *s, struct lfp_node *prev, struct lfp_node *n);
 
 /* The top node at some instant, for a racy emptiness check. */
 static inline struct lfp_node *lfp_stack_peek(const struct lfp_stack *s)

@@ -9,6 +9,7 @@
  * LFP_STRESS_THREADS (default 4) the thread count.
  */
 #include <pthread.h>
+#include <sched.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -193,6 +194,29 @@ static void every_successful_push_and_pop_advances_tag(void)
     CHECK(s.head.tag > before.tag);
 #undef EXPECT_TAG_ADVANCED
 #endif
+}
+
+/* remove: a node below the top through its predecessor's link, the top
+ * through a CAS that advances the tag, and a node that was the top when the
+ * caller looked but has had nodes pushed above it since. */
+static void remove_takes_a_node_out_wherever_it_lies(void)
+{
+    struct lfp_stack s;
+    reset_nodes();
+    lfp_stack_init(&s);
+    for (int i = 0; i < 5; i++)
+        push1(&s, i); /* 4 3 2 1 0 */
+    lfp_stack_remove(&s, N(3), N(2));
+    uintptr_t t = s.head.tag;
+    lfp_stack_remove(&s, NULL, N(4));
+    CHECK(s.head.ptr == N(3));
+    CHECK(s.head.tag > t);
+    push1(&s, 7);
+    lfp_stack_remove(&s, NULL, N(3)); /* the top when looked at, not now */
+    const int want[] = { 7, 1, 0 };
+    for (int i = 0; i < 3; i++)
+        CHECK_EQ(index_of(lfp_stack_pop(&s)), want[i]);
+    CHECK(lfp_stack_pop(&s) == NULL);
 }
 
 /* ---- many threads --------------------------------------------------- */
@@ -394,6 +418,74 @@ static void concurrent_pops_on_a_few_nodes_never_hand_one_out_twice(void)
     run_mpmc(4, 2, scaled(100000, 1000));
 }
 
+/* One thread pushes pairs of nodes, an even one then an odd one, and waits
+ * after each pair until the even one is gone; another takes each even one
+ * out as soon as it sees it, as the top when it finds it there (its CAS
+ * racing the odd one's push), else through the node above. The stack then
+ * holds the odd ones, each once, over the nodes that were there before. */
+enum { REMOVE_BASE = 16, REMOVE_PAIRS = 1500 };
+static _Atomic int removed;
+
+static bool to_remove(const struct lfp_node *n)
+{
+    return index_of(n) >= REMOVE_BASE && index_of(n) % 2 == 0;
+}
+
+static void *push_pairs(void *arg)
+{
+    for (int k = 0; k < REMOVE_PAIRS; k++) {
+        push1(arg, REMOVE_BASE + 2 * k);
+        /* A pause of varying length, so that the odd push meets the
+         * removal at every point. */
+        for (volatile int d = 0; d < (k % 64) * 16; d++)
+            ;
+        push1(arg, REMOVE_BASE + 2 * k + 1);
+        while (atomic_load(&removed) <= k)
+            sched_yield();
+    }
+    return NULL;
+}
+
+static void remove_beside_pushes_loses_and_doubles_no_node(void)
+{
+    struct lfp_stack s;
+    reset_nodes();
+    lfp_stack_init(&s);
+    for (int i = 0; i < REMOVE_BASE; i++)
+        push1(&s, i);
+    atomic_store(&removed, 0);
+    pthread_t t;
+    REQUIRE(pthread_create(&t, NULL, push_pairs, &s) == 0);
+    long as_top = 0;
+    while (atomic_load(&removed) < REMOVE_PAIRS) {
+        struct lfp_node *prev = NULL, *n = lfp_load2(&s.head).ptr;
+        while (n != NULL && !to_remove(n)) {
+            prev = n;
+            n = n->next;
+        }
+        if (n == NULL)
+            continue;
+        lfp_stack_remove(&s, prev, n);
+        as_top += prev == NULL;
+        atomic_fetch_add(&removed, 1);
+    }
+    REQUIRE(pthread_join(t, NULL) == 0);
+    printf("     %ld of %d taken out as the top\n", as_top, REMOVE_PAIRS);
+    static int seen[NNODES];
+    memset(seen, 0, sizeof seen);
+    long total = 0;
+    for (struct lfp_node *n = lfp_stack_pop_all(&s); n != NULL; n = n->next, total++) {
+        long i = index_of(n);
+        REQUIRE(i >= 0);
+        seen[i]++;
+    }
+    CHECK_EQ(total, REMOVE_BASE + REMOVE_PAIRS);
+    long wrong = 0;
+    for (int i = 0; i < REMOVE_BASE + 2 * REMOVE_PAIRS; i++)
+        wrong += seen[i] != (to_remove(N(i)) ? 0 : 1);
+    CHECK_EQ(wrong, 0);
+}
+
 int main(void)
 {
     RUN(empty_stack_pops_null_and_peeks_null);
@@ -402,6 +494,8 @@ int main(void)
     RUN(chain_push_pops_in_chain_order_above_older_nodes);
     RUN(pop_all_returns_whole_stack_in_lifo_order_and_empties_it);
     RUN(every_successful_push_and_pop_advances_tag);
+    RUN(remove_takes_a_node_out_wherever_it_lies);
+    RUN(remove_beside_pushes_loses_and_doubles_no_node);
     RUN(concurrent_pops_and_pushes_hand_out_each_node_once_and_lose_none);
     RUN(concurrent_pops_on_a_few_nodes_never_hand_one_out_twice);
     return check_done();
