@@ -118,6 +118,25 @@ static _Atomic int hold_the_fork;
 static lfp_pool *growable;
 static int growable_child_status = -1;
 
+/* A growable pool without a cache, 16 blocks of 4 KiB to a slab, that trims
+ * itself once a whole slab is free in its depot; its first slab's blocks
+ * all in use, in b (*per of them). */
+enum { SLAB_MAX = 64 };
+
+static lfp_pool *pool_with_one_slab_in_use(void **b, size_t *per)
+{
+    struct lfp_config cfg = { .block_size = 4096, .slab_size = 64 * 1024,
+                              .flags = LFP_GROWABLE | LFP_NO_CACHE,
+                              .trim_threshold = 15 * 4096 };
+    lfp_pool *pool = create_pool(&cfg);
+    b[0] = lfp_alloc(pool);
+    REQUIRE(b[0] != NULL);
+    *per = stats_of(pool).blocks_total;
+    REQUIRE(*per <= SLAB_MAX);
+    CHECK_EQ(alloc_all(pool, b + 1, *per - 1), *per - 1);
+    return pool;
+}
+
 static void hold_in_prepare(void)
 {
     if (!atomic_exchange(&hold_the_fork, 0))
@@ -193,17 +212,9 @@ static void test_a_fork_under_way_when_the_first_release_is_queued_leaves_a_work
 #else
     REQUIRE(sem_init(&in_prepare, 0, 0) == 0 && sem_init(&released, 0, 0) == 0);
     REQUIRE(pthread_atfork(hold_in_prepare, raise_in_parent, NULL) == 0);
-    struct lfp_config cfg = { .block_size = 4096, .slab_size = 64 * 1024,
-                              .flags = LFP_GROWABLE | LFP_NO_CACHE,
-                              .trim_threshold = 15 * 4096 };
-    growable = create_pool(&cfg);
-    enum { MAX = 64 };
-    void *b[MAX];
-    b[0] = lfp_alloc(growable);
-    REQUIRE(b[0] != NULL);
-    size_t per = stats_of(growable).blocks_total; /* 16: one slab */
-    REQUIRE(per <= MAX);
-    CHECK_EQ(alloc_all(growable, b + 1, per - 1), per - 1);
+    void *b[SLAB_MAX];
+    size_t per;
+    growable = pool_with_one_slab_in_use(b, &per);
     atomic_store(&hold_the_fork, 1);
     pthread_t f;
     REQUIRE(pthread_create(&f, NULL, fork_and_destroy_in_child, NULL) == 0);
@@ -242,17 +253,9 @@ static void test_a_signal_during_forks_handlers_may_free_into_a_growable_pool(vo
 #ifndef FORK_IN_REGISTRATION
     printf("  skipped: needs glibc, and fork() in a threaded program (not under TSan)\n");
 #else
-    struct lfp_config cfg = { .block_size = 4096, .slab_size = 64 * 1024,
-                              .flags = LFP_GROWABLE | LFP_NO_CACHE,
-                              .trim_threshold = 15 * 4096 };
-    freed_in_handler = create_pool(&cfg);
-    enum { MAX = 64 };
-    void *b[MAX];
-    b[0] = lfp_alloc(freed_in_handler);
-    REQUIRE(b[0] != NULL);
-    size_t per = stats_of(freed_in_handler).blocks_total;
-    REQUIRE(per <= MAX);
-    CHECK_EQ(alloc_all(freed_in_handler, b + 1, per - 1), per - 1);
+    void *b[SLAB_MAX];
+    size_t per;
+    freed_in_handler = pool_with_one_slab_in_use(b, &per);
     free_all(freed_in_handler, b, per - 1);
     last_block = b[per - 1];
     signal(SIGUSR1, free_last_block);
