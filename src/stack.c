@@ -12,6 +12,7 @@
 
 #ifdef LFP_TEST_HOOKS
 void (*lfp_test_pop_hook)(void);
+void (*lfp_test_pop_read_hook)(void);
 #endif
 
 void lfp_stack_init(struct lfp_stack *s)
@@ -41,6 +42,10 @@ struct lfp_node *lfp_stack_pop(struct lfp_stack *s)
     do {
         if (old.ptr == NULL)
             return NULL;
+#ifdef LFP_TEST_HOOKS
+        if (lfp_test_pop_read_hook)
+            lfp_test_pop_read_hook();
+#endif
         /* Another thread may have popped old.ptr and be writing to it: the
          * value read is then stale, and the CAS below fails because the tag
          * moved on. */

@@ -70,8 +70,11 @@ static inline uintptr_t lfp_stack_tag(const struct lfp_stack *s)
 
 #ifdef LFP_TEST_HOOKS
 /* Test builds only: called by pop between reading top->next and its CAS, to
- * widen the window in which another thread can change the stack. */
+ * widen the window in which another thread can change the stack (ABA). */
 extern void (*lfp_test_pop_hook)(void);
+/* Test builds only: called by pop between loading top and reading
+ * top->next, the window in which top's memory may be given back. */
+extern void (*lfp_test_pop_read_hook)(void);
 #endif
 
 #endif

@@ -812,8 +812,13 @@ static void producers_and_consumers(unsigned flags)
     pc.per_producer = (long)((double)check_env("LFP_STRESS_OPS", 200000) / 2 * stress_scale());
     if (pc.per_producer < 1000)
         pc.per_producer = 1000;
-    /* Room for full rings and full caches everywhere, and then some. */
-    pc.capacity = (size_t)(pc.np * pc.nc) * RING + (size_t)(pc.np + pc.nc) * 2 * 64 + 1024;
+    /* Room for full rings and full caches everywhere, and then some: a
+     * consumer only frees, so it keeps one to two full magazines, and the
+     * library's magazine may hold up to LFP_CACHE_DEFAULT blocks. With less
+     * (64-block magazines were assumed here), 8 consumers held the whole
+     * pool and every producer waited for ever (LFP_STRESS_THREADS=16). */
+    pc.capacity = (size_t)(pc.np * pc.nc) * RING +
+                  (size_t)(pc.np + pc.nc) * 2 * LFP_CACHE_DEFAULT + 1024;
     pc.deadline = now_s() + 120;
     pc.pool = make_pool(PC_BLOCK, pc.capacity, 0, flags);
     pc.stride = stats_of(pc.pool).stride;

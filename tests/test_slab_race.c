@@ -17,12 +17,15 @@
  * The window between a pop's load of top and its read of top->next is a
  * few instructions; the fault needs the popping thread to stall inside it
  * while others pop top, free it and trim its slab away. A preemption by the
- * scheduler does that, rarely. Here a "preempter" thread sends the churn
- * threads a signal every few microseconds, whose handler stalls the thread
- * for 20 us wherever it was interrupted: now and then inside that window.
- * The pop hook of the test build (which runs after the read, before the
- * CAS) lingers on some pops, so that read-side sections overlap trims'
- * grace periods and pops retry with a fresh top more often.
+ * scheduler does that, rarely. Here the test build's read hook stalls one
+ * pop in 64 for 20 us inside that window, as a preemption there would (with
+ * signals alone, which stall a thread wherever they land, a run of 8 churn
+ * threads under ASan on 16 cores once went 45 s without a fault in the
+ * build that needs one). A "preempter" thread also sends the churn threads
+ * a signal every few microseconds, whose handler stalls the thread for
+ * 20 us wherever it was interrupted. The pop hook that runs after the read,
+ * before the CAS, lingers on some pops, so that read-side sections overlap
+ * trims' grace periods and pops retry with a fresh top more often.
  *
  * Built normally the run must not crash and must leave the pool consistent,
  * after at least a minimum number of slab releases (else the race was not
@@ -59,8 +62,10 @@
 #include "check.h"
 
 /* In the library built with LFP_TEST_HOOKS: called by every stack pop
- * between its read of top->next and its CAS. */
+ * between its read of top->next and its CAS, and between its load of top
+ * and that read. */
 extern void (*lfp_test_pop_hook)(void);
+extern void (*lfp_test_pop_read_hook)(void);
 
 enum {
     BLOCK = 64 * 1024,
@@ -101,6 +106,17 @@ static void widen_pop_window(void)
 {
     if (++pop_calls % 16 == 0)
         spin_ns(2000);
+}
+
+/* On one pop in 64, stall 20 us after loading top and before reading
+ * top->next: long enough for other threads to pop top, free it, and for a
+ * trim to find its slab free and release it. */
+static _Thread_local unsigned read_calls;
+
+static void stall_before_read(void)
+{
+    if (++read_calls % 64 == 0)
+        spin_ns(20000);
 }
 
 /* The stall of a simulated preemption: long enough for a trim to pop the
@@ -195,6 +211,7 @@ static void race_run(struct race *r, double min_s, double max_s, unsigned long m
     };
     REQUIRE(lfp_pool_create(&cfg, &r->pool) == LFP_OK);
     lfp_test_pop_hook = widen_pop_window;
+    lfp_test_pop_read_hook = stall_before_read;
 
     static struct churner cs[256];
     pthread_t trim_thread, preempt_thread;
@@ -221,6 +238,7 @@ static void race_run(struct race *r, double min_s, double max_s, unsigned long m
         REQUIRE(pthread_join(r->churners[i], NULL) == 0);
     REQUIRE(pthread_join(trim_thread, NULL) == 0);
     lfp_test_pop_hook = NULL;
+    lfp_test_pop_read_hook = NULL;
     printf("  %.2f s, %d churn threads: %lu bursts, %lu trims, %lu slabs released, "
            "%lu signals\n",
            now_s() - t0, r->nthreads, atomic_load(&r->bursts), atomic_load(&r->trims),
