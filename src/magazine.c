@@ -386,18 +386,43 @@ static inline void *lfp_round_take(void **rounds, uint32_t n)
     return block;
 }
 
-/* Link n rounds into a batch for the depot; returns its first block's links. */
+/* Link n rounds into a laned batch for the depot; returns its first
+ * block's links. The chain runs from the last round to the first, so round
+ * i is block n - 1 - i of the batch, and its lane link names round i - L. */
 static struct lfp_free *lfp_rounds_chain(const struct lfp_pool *pool, void **rounds, uint32_t n)
 {
     struct lfp_free *head = NULL;
+    struct lfp_free *back[LFP_BATCH_LANES]; /* the last L rounds linked */
     for (uint32_t i = 0; i < n; i++) {
         struct lfp_free *l = lfp_link_open(pool, rounds[i]);
         lfp_round_forget(&rounds[i]);
         l->chain = head;
+        /* Blocks 0 and 1 keep next for the stack's link and the length. */
+        if (i >= LFP_BATCH_LANES && n - 1 - i >= 2)
+            l->next = back[i % LFP_BATCH_LANES];
+        back[i % LFP_BATCH_LANES] = l;
         head = l;
     }
-    lfp_batch_seal(head, n);
+    lfp_batch_seal(head, n, true);
     return head;
+}
+
+/* The n blocks of batch b, in chain order, into rounds. Of a laned batch,
+ * the first L + 2 come off the chain and the others off the lanes: block k
+ * from block k - L, whose address is already known, so the loads of L
+ * blocks are in flight at once. */
+static void lfp_batch_unchain(const struct lfp_pool *pool, struct lfp_free *b, uint32_t n,
+                              void **rounds)
+{
+    uint32_t off = pool->link_off, serial = n;
+    if (lfp_batch_laned(b) && n > LFP_BATCH_LANES + 2)
+        serial = LFP_BATCH_LANES + 2;
+    for (uint32_t k = 0; k < serial; k++, b = b->chain)
+        rounds[k] = lfp_block_of(b, off);
+    for (uint32_t k = serial; k < n; k++)
+        rounds[k] = lfp_block_of(lfp_link_of(rounds[k - LFP_BATCH_LANES], off)->next, off);
+    for (uint32_t k = 0; k < n; k++)
+        lfp_link_close(pool, lfp_link_of(rounds[k], off));
 }
 
 /* loaded is empty: fill it from previous, the depot, or fresh blocks.
@@ -418,13 +443,8 @@ static bool lfp_mag_refill(struct lfp_pool *pool, struct lfp_slot *s)
         return false;
     /* Batches of a cached pool hold at most its magazine size. The walk is
      * the one pointer chase of the design: one load per block, once per
-     * magazine. */
-    for (uint32_t i = 0; i < n; i++) {
-        struct lfp_free *next = b->chain;
-        s->loaded[i] = lfp_block_of(b, pool->link_off);
-        lfp_link_close(pool, b);
-        b = next;
-    }
+     * magazine, L at a time in a laned batch. */
+    lfp_batch_unchain(pool, b, n, s->loaded);
     lfp_set32(&s->nloaded, n);
     lfp_take(pool, s, n);
     return true;

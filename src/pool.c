@@ -299,10 +299,10 @@ LFP_API size_t lfp_pool_destroy(lfp_pool *pool)
     return in_use > 0 ? (size_t)in_use : 0;
 }
 
-void lfp_batch_seal(struct lfp_free *first, uint32_t len)
+void lfp_batch_seal(struct lfp_free *first, uint32_t len, bool laned)
 {
     if (len > 1)
-        first->chain->next = (struct lfp_free *)(uintptr_t)len;
+        first->chain->next = (struct lfp_free *)((uintptr_t)len << 1 | laned);
 }
 
 void lfp_depot_push_to(struct lfp_pool *pool, uint32_t stack, struct lfp_free *first,
@@ -375,7 +375,7 @@ struct lfp_free *lfp_depot_pop(struct lfp_pool *pool, uint32_t *len)
         b = lfp_depot_scan(pool, home);
     lfp_depot_read_unlock(pool);
     if (b != NULL) {
-        *len = b->chain ? (uint32_t)(uintptr_t)b->chain->next : 1;
+        *len = lfp_batch_len(b);
         if (lfp_growable(pool))
             atomic_fetch_sub_explicit(&pool->depot_blocks, *len, memory_order_relaxed);
     }
@@ -511,6 +511,9 @@ uint32_t lfp_carve_split(struct lfp_pool *pool, uintptr_t start, size_t n, uint3
         }
     }
     lfp_batcher_push(pool, &rest);
+    /* The caller reads its share as a batch (lfp_mag_refill): its length
+     * word, not whatever the fresh memory held there. */
+    lfp_batch_seal(own, mine, false);
     *first = own;
     return mine;
 }
@@ -518,7 +521,7 @@ uint32_t lfp_carve_split(struct lfp_pool *pool, uintptr_t start, size_t n, uint3
 void lfp_batcher_add(struct lfp_batcher *b, struct lfp_free *l)
 {
     if (b->cur != NULL && b->cur_len == b->size) {
-        lfp_batch_seal(b->cur, b->cur_len);
+        lfp_batch_seal(b->cur, b->cur_len, false);
         b->cur = NULL;
     }
     if (b->cur == NULL) {
@@ -541,7 +544,7 @@ void lfp_batcher_add(struct lfp_batcher *b, struct lfp_free *l)
 void lfp_batcher_push_to(struct lfp_pool *pool, struct lfp_batcher *b, uint32_t stack)
 {
     if (b->cur != NULL)
-        lfp_batch_seal(b->cur, b->cur_len);
+        lfp_batch_seal(b->cur, b->cur_len, false);
     if (b->head != NULL)
         lfp_depot_push_to(pool, stack, b->head, b->tail, b->count);
 }
@@ -754,24 +757,27 @@ static int lfp_verify_block(void *ctx, void *block)
     return LFP_OK;
 }
 
-/* One depot batch: each block, its length, and that its chain ends there. */
+/* One depot batch: each block, its length, that its chain ends there, and
+ * in a laned batch that each lane link names the block L further on. */
 static int lfp_verify_batch(struct lfp_verify *v, struct lfp_free *b)
 {
     int err = lfp_verify_block(v, lfp_block_of(b, v->pool->link_off));
     if (err != LFP_OK)
         return err;
-    size_t len = 1;
-    if (b->chain != NULL) {
-        len = (size_t)(uintptr_t)b->chain->next;
-        if (len < 2 || len > v->max)
-            return LFP_EFOREIGN;
-    }
+    size_t len = lfp_batch_len(b);
+    if (b->chain != NULL && (len < 2 || len > v->max))
+        return LFP_EFOREIGN;
+    bool laned = lfp_batch_laned(b);
+    struct lfp_free *back[LFP_BATCH_LANES]; /* the last L blocks seen */
     struct lfp_free *l = b->chain;
     for (size_t i = 1; i < len; i++, l = l->chain) {
         if (l == NULL)
             return LFP_EFOREIGN; /* shorter than its length */
         if ((err = lfp_verify_block(v, lfp_block_of(l, v->pool->link_off))) != LFP_OK)
             return err;
+        if (laned && i >= LFP_BATCH_LANES + 2 && back[i % LFP_BATCH_LANES]->next != l)
+            return LFP_EFOREIGN;
+        back[i % LFP_BATCH_LANES] = l;
     }
     return l == NULL ? LFP_OK : LFP_EFOREIGN; /* or longer */
 }

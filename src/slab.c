@@ -695,7 +695,7 @@ static void lfp_depot_list_each(struct lfp_pool *pool, struct lfp_free *batches,
 {
     while (batches != NULL) {
         struct lfp_free *next_batch = batches->next;
-        uint32_t len = batches->chain ? (uint32_t)(uintptr_t)batches->chain->next : 1;
+        uint32_t len = lfp_batch_len(batches);
         struct lfp_free *l = batches;
         for (uint32_t i = 0; i < len && l != NULL; i++) {
             struct lfp_free *nx = l->chain;

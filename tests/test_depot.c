@@ -13,6 +13,7 @@
 #include <lfpool.h>
 
 #include "check.h"
+#include "internal.h" /* struct lfp_free, LFP_BATCH_LANES */
 
 extern void (*lfp_test_pop_hook)(void);
 
@@ -125,9 +126,106 @@ static void a_trim_puts_kept_blocks_back_on_their_own_stacks(void)
     verify_and_destroy(pool, 0);
 }
 
+/* A magazine that spills to the depot becomes a laned batch (struct
+ * lfp_free): the thread that takes it reads its blocks L at a time through
+ * the lane links. Each block must come back once, in the chain's order (for
+ * the one magazine spilled here, the order its blocks were freed), for
+ * magazines shorter than L + 2 blocks (no lane is read), of just L + 2, and
+ * longer; and lfp_pool_verify must check each lane link: one bent to
+ * another block of the batch is LFP_EFOREIGN. Fails when a lane link or the
+ * refill's reading of them is off by a block. */
+static void a_spilled_magazine_comes_back_whole_and_in_order(void)
+{
+    static const uint32_t sizes[] = { 8, LFP_BATCH_LANES + 1, LFP_BATCH_LANES + 2,
+                                      LFP_BATCH_LANES + 3, LFP_BATCH_LANES + 4, 17, 64, 100 };
+    for (size_t z = 0; z < sizeof sizes / sizeof sizes[0]; z++) {
+        uint32_t c = sizes[z];
+        struct lfp_config cfg = { .block_size = 64, .capacity = 16 * (size_t)c,
+                                  .cache_size = c };
+        pool = create_pool(&cfg);
+        REQUIRE(stats_of(pool).cache_size == c);
+        void **all = malloc(cfg.capacity * sizeof *all);
+        REQUIRE(all != NULL);
+        /* Every block out: the depot is empty, and the magazines. */
+        REQUIRE(alloc_all(pool, all, cfg.capacity) == cfg.capacity);
+        /* 2c + 1 frees: the first c blocks fill a magazine, which becomes
+         * the previous one, and goes to the depot at the last free. */
+        free_all(pool, all, 2 * (size_t)c + 1);
+        CHECK_EQ(stats_of(pool).blocks_cached, (size_t)c + 1);
+        CHECK_EQ(lfp_pool_verify(pool), LFP_OK);
+
+        /* The batch: the block freed i-th is its block c - 1 - i. Bend
+         * block 2's lane link (to block L + 2) to block L + 3. */
+        if (c >= LFP_BATCH_LANES + 4) {
+            struct lfp_free *l2 = all[c - 1 - 2];
+            void *keep = l2->next;
+            CHECK(keep == all[c - 1 - 2 - LFP_BATCH_LANES]);
+            l2->next = all[c - 1 - 3 - LFP_BATCH_LANES];
+            CHECK_EQ(lfp_pool_verify(pool), LFP_EFOREIGN);
+            l2->next = keep;
+            CHECK_EQ(lfp_pool_verify(pool), LFP_OK);
+        }
+
+        /* This thread's own magazines first (c + 1 blocks, the last ones
+         * freed, newest first), then the batch: the oldest freed first. */
+        for (size_t i = 2 * (size_t)c + 1; i-- > (size_t)c;)
+            CHECK(lfp_alloc(pool) == all[i]);
+        int before = check_failures;
+        for (size_t i = 0; i < c; i++) {
+            void *b = lfp_alloc(pool);
+            CHECK(b == all[i]);
+            if (b != all[i])
+                break;
+        }
+        if (check_failures != before)
+            printf("  magazine of %u blocks: the batch came back out of order\n", c);
+        CHECK_EQ(stats_of(pool).blocks_cached, 0);
+        free_all(pool, all, cfg.capacity);
+        free(all);
+        verify_and_destroy(pool, 0);
+    }
+}
+
+/* The run a carve hands the carving thread is a chain of fresh blocks,
+ * whose next words hold whatever the memory held: a refill must not read
+ * them as a laned batch's length and lane links. Caller memory full of
+ * ones makes every such word odd (the laned bit). Fails when the carved
+ * chain carries no length of its own. */
+static void a_carved_run_is_not_read_as_a_laned_batch(void)
+{
+    enum { C = 64, CAP = 16 * C };
+    struct lfp_config cfg = { .block_size = 64, .capacity = CAP, .cache_size = C };
+    cfg.mem_size = lfp_pool_bytes(&cfg);
+    void *mem = NULL;
+    REQUIRE(posix_memalign(&mem, 4096, cfg.mem_size) == 0);
+    memset(mem, 0xff, cfg.mem_size);
+    cfg.mem = mem;
+    pool = create_pool(&cfg);
+    void **all = malloc(CAP * sizeof *all);
+    REQUIRE(all != NULL);
+    size_t n = alloc_all(pool, all, CAP);
+    CHECK_EQ(n, CAP);
+    size_t foreign = 0;
+    for (size_t i = 0; i < n; i++)
+        foreign += lfp_owns(pool, all[i]) != 1;
+    CHECK_EQ(foreign, 0);
+    qsort(all, n, sizeof *all, cmp_addr);
+    size_t twice = 0;
+    for (size_t i = 1; i < n; i++)
+        twice += all[i] == all[i - 1];
+    CHECK_EQ(twice, 0);
+    if (foreign == 0)
+        free_all(pool, all, n);
+    free(all);
+    verify_and_destroy(pool, foreign == 0 ? 0 : n);
+    free(mem);
+}
+
 int main(void)
 {
     RUN(a_block_moving_behind_a_scan_is_still_found);
     RUN(a_trim_puts_kept_blocks_back_on_their_own_stacks);
+    RUN(a_spilled_magazine_comes_back_whole_and_in_order);
+    RUN(a_carved_run_is_not_read_as_a_laned_batch);
     return check_done();
 }
