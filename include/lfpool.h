@@ -161,7 +161,11 @@ struct lfp_config {
                               LFP_CACHE_DEFAULT blocks). Requested or default, it is
                               capped at capacity / 16 (max_blocks / 16 for a
                               bounded growable pool): stats.cache_size says
-                              what applies */
+                              what applies. A thread holds up to two
+                              magazines of free blocks per pool, and one that
+                              only frees always holds one to two full ones:
+                              size a fixed pool for that (README, "Choosing
+                              cache_size") */
     /** Optional constructor, run once per block when the pool first carves
      *  it. With a constructor the pool keeps its free-list links outside the
      *  block's bytes, so a block's constructed state survives lfp_free() and a
