@@ -410,19 +410,34 @@ static struct lfp_free *lfp_rounds_chain(const struct lfp_pool *pool, void **rou
 /* The n blocks of batch b, in chain order, into rounds. Of a laned batch,
  * the first L + 2 come off the chain and the others off the lanes: block k
  * from block k - L, whose address is already known, so the loads of L
- * blocks are in flight at once. */
+ * blocks are in flight at once. The lanes' ends are kept here, not read
+ * back from rounds: nothing another call writes there can bend the walk. */
 static void lfp_batch_unchain(const struct lfp_pool *pool, struct lfp_free *b, uint32_t n,
                               void **rounds)
 {
     uint32_t off = pool->link_off, serial = n;
     if (lfp_batch_laned(b) && n > LFP_BATCH_LANES + 2)
         serial = LFP_BATCH_LANES + 2;
-    for (uint32_t k = 0; k < serial; k++, b = b->chain)
+    struct lfp_free *lane[LFP_BATCH_LANES];
+    for (uint32_t k = 0; k < serial; k++) {
+        struct lfp_free *next = b->chain;
         rounds[k] = lfp_block_of(b, off);
-    for (uint32_t k = serial; k < n; k++)
-        rounds[k] = lfp_block_of(lfp_link_of(rounds[k - LFP_BATCH_LANES], off)->next, off);
-    for (uint32_t k = 0; k < n; k++)
-        lfp_link_close(pool, lfp_link_of(rounds[k], off));
+        if (serial < n && k >= 2)
+            lane[k % LFP_BATCH_LANES] = b; /* its next is read below */
+        else
+            lfp_link_close(pool, b);
+        b = next;
+    }
+    for (uint32_t k = serial; k < n; k++) {
+        struct lfp_free **end = &lane[k % LFP_BATCH_LANES];
+        struct lfp_free *l = (*end)->next;
+        lfp_link_close(pool, *end);
+        *end = l;
+        rounds[k] = lfp_block_of(l, off);
+    }
+    if (serial < n)
+        for (uint32_t j = 0; j < LFP_BATCH_LANES; j++)
+            lfp_link_close(pool, lane[j]);
 }
 
 /* loaded is empty: fill it from previous, the depot, or fresh blocks.

@@ -131,9 +131,10 @@ static void a_trim_puts_kept_blocks_back_on_their_own_stacks(void)
  * the lane links. Each block must come back once, in the chain's order (for
  * the one magazine spilled here, the order its blocks were freed), for
  * magazines shorter than L + 2 blocks (no lane is read), of just L + 2, and
- * longer; and lfp_pool_verify must check each lane link: one bent to
- * another block of the batch is LFP_EFOREIGN. Fails when a lane link or the
- * refill's reading of them is off by a block. */
+ * longer; and lfp_pool_verify must check each lane link and the length
+ * word: a lane link bent to another block of the batch, or a high bit set
+ * in the length, is LFP_EFOREIGN. Fails when a lane link or the refill's
+ * reading of them is off by a block. */
 static void a_spilled_magazine_comes_back_whole_and_in_order(void)
 {
     static const uint32_t sizes[] = { 8, LFP_BATCH_LANES + 1, LFP_BATCH_LANES + 2,
@@ -165,6 +166,15 @@ static void a_spilled_magazine_comes_back_whole_and_in_order(void)
             l2->next = keep;
             CHECK_EQ(lfp_pool_verify(pool), LFP_OK);
         }
+        /* Block 1 holds the length: a stray high bit there is caught too,
+         * not cut off with the bits above the 32 a length has. */
+        struct lfp_free *l1 = all[c - 1 - 1];
+        void *len_word = l1->next;
+        CHECK((uintptr_t)len_word == ((uintptr_t)c << 1 | 1));
+        l1->next = (void *)((uintptr_t)len_word | (uintptr_t)1 << (sizeof(uintptr_t) * 8 - 2));
+        CHECK_EQ(lfp_pool_verify(pool), LFP_EFOREIGN);
+        l1->next = len_word;
+        CHECK_EQ(lfp_pool_verify(pool), LFP_OK);
 
         /* This thread's own magazines first (c + 1 blocks, the last ones
          * freed, newest first), then the batch: the oldest freed first. */
