@@ -184,7 +184,7 @@ static inline void *lfp_block_of(struct lfp_free *link, uint32_t link_off)
  * after another, L chains L at a time. On a 16-core Xeon (lfp-bench xfer,
  * 64-byte blocks, 2 to 8 producers each passing blocks to a consumer) a
  * pair cost 80-100 ns per producer with one chain, 31-37 with 8 lanes and
- * 22-34 with 16; server 71-87 ns, then 22-26 with either. */
+ * 22-34 with 16; server 71-87 ns, then 21-26 with either. */
 #define LFP_BATCH_LANES 16u
 
 /* The length of the batch whose first block is first, and whether it is
