@@ -187,16 +187,22 @@ static inline void *lfp_block_of(struct lfp_free *link, uint32_t link_off)
  * 22-34 with 16; server 71-87 ns, then 21-26 with either. */
 #define LFP_BATCH_LANES 16u
 
-/* The length of the batch whose first block is first, and whether it is
- * laned. */
+/* The length word of the batch whose first block is first, whole (a batch
+ * of one, which has none, reads as length 1, not laned); its length, and
+ * whether it is laned. */
+static inline uintptr_t lfp_batch_word(const struct lfp_free *first)
+{
+    return first->chain ? (uintptr_t)first->chain->next : (uintptr_t)1 << 1;
+}
+
 static inline uint32_t lfp_batch_len(const struct lfp_free *first)
 {
-    return first->chain ? (uint32_t)((uintptr_t)first->chain->next >> 1) : 1;
+    return (uint32_t)(lfp_batch_word(first) >> 1);
 }
 
 static inline bool lfp_batch_laned(const struct lfp_free *first)
 {
-    return first->chain && ((uintptr_t)first->chain->next & 1);
+    return lfp_batch_word(first) & 1;
 }
 
 /*

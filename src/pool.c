@@ -764,15 +764,12 @@ static int lfp_verify_batch(struct lfp_verify *v, struct lfp_free *b)
     int err = lfp_verify_block(v, lfp_block_of(b, v->pool->link_off));
     if (err != LFP_OK)
         return err;
-    size_t len = 1;
-    if (b->chain != NULL) {
-        /* The whole word: lfp_batch_len keeps 32 bits of it. */
-        uintptr_t word = (uintptr_t)b->chain->next;
-        if (word >> 1 < 2 || word >> 1 > v->max)
-            return LFP_EFOREIGN;
-        len = word >> 1;
-    }
-    bool laned = lfp_batch_laned(b);
+    /* The whole word: lfp_batch_len keeps 32 bits of it. */
+    uintptr_t word = lfp_batch_word(b);
+    size_t len = word >> 1;
+    if (b->chain != NULL && (len < 2 || len > v->max))
+        return LFP_EFOREIGN;
+    bool laned = word & 1;
     struct lfp_free *back[LFP_BATCH_LANES]; /* the last L blocks seen */
     struct lfp_free *l = b->chain;
     for (size_t i = 1; i < len; i++, l = l->chain) {
