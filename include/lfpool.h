@@ -57,8 +57,9 @@
  *   freed into a thread's cache is poisoned whole; once it moved on to the
  *   shared depot, its first LFP_LINK_BYTES (at the end, with an init
  *   constructor) stay open for the depot's links. Pools whose blocks do not
- *   start on 8-byte boundaries (caller memory or align below 8) are not
- *   poisoned: ASan's granules are 8 bytes;
+ *   start on 8-byte boundaries (possible only where pointers have 4 bytes:
+ *   align below 8, or caller memory so aligned) are not poisoned: ASan's
+ *   granules are 8 bytes;
  * - built with -Dvalgrind=enabled, blocks are announced to Valgrind's
  *   memcheck as heap blocks (client requests), which then reports uses
  *   after free, double frees outside checked mode, and blocks never freed
@@ -123,7 +124,8 @@ enum {
     LFP_NO_CACHE = 1u << 3,
 };
 
-/** Error codes. Every function that returns int returns 0 or one of these. */
+/** Error codes. Every function that returns int returns 0 or one of these,
+ *  except lfp_owns(), which answers 1 or 0. */
 enum lfp_error {
     LFP_OK = 0,
     LFP_EINVAL,     /**< invalid argument or configuration */
@@ -330,7 +332,8 @@ int lfp_free(lfp_pool *pool, void *block);
 /**
  * Allocate up to @p n blocks into @p blocks.
  * @return how many were allocated (fewer than n when the pool runs out; then
- *   errno is ENOBUFS or ENOMEM). Uses and refills this thread's magazines.
+ *   errno is ENOBUFS or ENOMEM); 0 with errno EINVAL for a NULL pool, or a
+ *   NULL @p blocks with n > 0. Uses and refills this thread's magazines.
  */
 size_t lfp_alloc_bulk(lfp_pool *pool, void **blocks, size_t n);
 
@@ -361,8 +364,8 @@ int lfp_pool_stats(const lfp_pool *pool, struct lfp_stats *out);
  * Check the pool's free lists and counters: every free block is a carved
  * block of the pool, none is listed twice, and free (depot and magazines) +
  * in use = carved. For tests and debugging; no thread may use the pool.
- * Costs O(f log f) time for f free blocks, and a pointer per free block of
- * temporary memory.
+ * Costs O(f log f) time for f free blocks, and a pointer per carved block
+ * (per block of a growable pool's slabs) of temporary memory.
  * @return 0 if consistent, LFP_EINVAL for a NULL pool or when the counters
  *   disagree with the free lists, LFP_ENOMEM, or LFP_EFOREIGN / LFP_EDOUBLE
  *   naming the first inconsistency found.

@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * The slab-release race of lockless pools (HAProxy GH #1275; DESIGN.md §5).
+ * The slab-release race of lockless pools (HAProxy GH #1275; README,
+ * "Growable pools and liburcu").
  *
  * A depot pop reads top->next after loading top. If, in between, another
  * thread pops top, frees it again and a trim finds top's slab fully free and
