@@ -142,9 +142,12 @@ struct bench_run_cfg {
  * pair and batch, producer/consumer pairs for xfer and server (threads =
  * 2 * lanes). */
 struct bench_cell;
+/* NULL when the allocator cannot be set up for this cell (a pool too large,
+ * say): its reason, in err, goes into the row, and the run goes on. */
 struct bench_cell *bench_cell_open(const struct bench_run_cfg *cfg,
                                    const struct bench_alloc *a, enum bench_workload w,
-                                   unsigned threads, unsigned lanes);
+                                   unsigned threads, unsigned lanes,
+                                   char *err, size_t errlen);
 void bench_cell_rep(struct bench_cell *c);
 void bench_cell_close(struct bench_cell *c, struct bench_result *res);
 
@@ -159,6 +162,7 @@ void bench_measure_spike(const struct bench_run_cfg *cfg,
 struct bench_meta {
     char cpu[128];
     long cores;
+    long usable;          /* CPUs this process may run on, 0 unknown */
     double load;          /* 1-minute load average at start, -1 unknown */
     double other_cores;   /* cores other processes kept busy during the
                              run, on average; -1 unknown */

@@ -77,10 +77,13 @@ static void usage(FILE *f)
 "  without atomics, the floor no thread-safe pool can beat, and cannot run\n"
 "  xfer or server. jemalloc, mimalloc and tcmalloc are loaded at run time\n"
 "  with dlopen and skipped when absent.\n"
-"\n"
+"\n",
+            BENCH_BATCH, BENCH_RING_SIZE, BENCH_WINDOW);
+    fprintf(f,
 "Options:\n"
-"  --threads LIST      thread counts, comma separated (default 1..cores, or\n"
-"                      powers of two and the core count above 4 cores)\n"
+"  --threads LIST      thread counts, comma separated, run in ascending order\n"
+"                      (default 1..cores, or powers of two and the core count\n"
+"                      above 4 cores; cores: those this process may run on)\n"
 "  --size N            block size in bytes, 8..65536 (default 64)\n"
 "  --duration-ms N     target length of one timed repetition; the pair\n"
 "                      count per thread is calibrated from the warm-up\n"
@@ -112,8 +115,17 @@ static void usage(FILE *f)
 "scaling. Mops/s counts pairs per second of all threads together. Each\n"
 "measurement: one untimed warm-up, then the timed repetitions, all threads\n"
 "starting together on a barrier.\n",
-            BENCH_BATCH, BENCH_RING_SIZE, BENCH_WINDOW, DEFAULT_DURATION_MS,
-            DEFAULT_REPS, BENCH_SPIKE_BYTES >> 20);
+            DEFAULT_DURATION_MS, DEFAULT_REPS, BENCH_SPIKE_BYTES >> 20);
+}
+
+/* CPUs this process may run on (its affinity mask: a container or taskset
+ * may allow fewer than are online), else the online count. */
+static long usable_cpus(void)
+{
+    cpu_set_t set;
+    if (sched_getaffinity(0, sizeof set, &set) == 0 && CPU_COUNT(&set) > 0)
+        return CPU_COUNT(&set);
+    return sysconf(_SC_NPROCESSORS_ONLN);
 }
 
 static int parse_u64(const char *s, uint64_t lo, uint64_t hi, uint64_t *out)
@@ -338,7 +350,7 @@ static int parse_options(int argc, char **argv, struct options *o)
     if (o->spike_blocks == 0)
         o->spike_blocks = BENCH_SPIKE_BYTES / o->size;
     if (o->nthreads == 0) {
-        long n = sysconf(_SC_NPROCESSORS_ONLN);
+        long n = usable_cpus();
         unsigned cores = n < 1 ? 1 : n > (long)MAX_THREADS ? MAX_THREADS : (unsigned)n;
         if (cores <= 4) {
             for (i = 1; i <= cores; i++)
@@ -348,6 +360,14 @@ static int parse_options(int argc, char **argv, struct options *o)
                 o->threads[o->nthreads++] = i;
             o->threads[o->nthreads++] = cores;
         }
+    }
+    /* Ascending: the tables come out in that order, and each one's per-lane
+     * column compares with a smaller thread count measured before it. */
+    for (i = 1; i < o->nthreads; i++) {
+        unsigned v = o->threads[i], j = i;
+        for (; j > 0 && o->threads[j - 1] > v; j--)
+            o->threads[j] = o->threads[j - 1];
+        o->threads[j] = v;
     }
     return 0;
 }
@@ -524,6 +544,7 @@ int main(int argc, char **argv)
     memset(&meta, 0, sizeof meta);
     cpu_model(meta.cpu, sizeof meta.cpu);
     meta.cores = sysconf(_SC_NPROCESSORS_ONLN);
+    meta.usable = usable_cpus();
     meta.load = load_average();
     meta.other_cores = -1;
     meta.size = o.size;
@@ -622,8 +643,16 @@ int main(int argc, char **argv)
                 } else if (w == W_SPIKE) {
                     bench_measure_spike(&cfg, &rows[r], x);
                 } else {
-                    cells[ngroups * nrows + r] =
-                        bench_cell_open(&cfg, &rows[r], (enum bench_workload)w, th, lanes);
+                    char err[256];
+                    struct bench_cell *c = bench_cell_open(&cfg, &rows[r], (enum bench_workload)w,
+                                                           th, lanes, err, sizeof err);
+                    cells[ngroups * nrows + r] = c;
+                    if (c == NULL) {
+                        x->status = BENCH_SKIPPED;
+                        x->note = strdup(err); /* kept until the program ends */
+                        if (x->note == NULL)
+                            x->note = "could not be set up";
+                    }
                 }
             }
             ngroups++;

@@ -18,6 +18,8 @@ void bench_print_header(FILE *f, const struct bench_meta *m,
     size_t i;
     fprintf(f, "lfp-bench: lfpool %s (LFP_VERSION %d)\n", m->version, LFP_VERSION);
     fprintf(f, "cpu: %s, %ld cores online", m->cpu, m->cores);
+    if (m->usable > 0 && m->usable != m->cores)
+        fprintf(f, " (%ld usable by this process)", m->usable);
     if (m->load >= 0)
         fprintf(f, ", 1-minute load average %.2f at start", m->load);
     fprintf(f, "\n");
@@ -34,8 +36,8 @@ void bench_print_header(FILE *f, const struct bench_meta *m,
                "with its consumer) = wall x lanes / pairs;\n"
                "Mops/s: pairs per second of all threads together / 1e6; "
                "vs best peer: ns / ns of the fastest of\n"
-               "glibc, jemalloc, mimalloc, tcmalloc, mutex-list in the same "
-               "table; vs floor: ns / tl-list's ns\n");
+               "glibc, jemalloc, mimalloc, tcmalloc, mutex-list, treiber-list in "
+               "the same table; vs floor: ns / tl-list's ns\n");
     fprintf(f, "allocators:\n");
     for (i = 0; i < nrows; i++) {
         if (!selected[i])

@@ -148,6 +148,8 @@ struct worker {
     uint64_t null_allocs;  /* allocation returned NULL */
     uint64_t bad_data;     /* a block's contents changed while it was ours */
     uint64_t lost;         /* a consumer saw fewer blocks than were sent */
+    uint64_t sent;         /* server producer: blocks passed to the consumer */
+    uint64_t received;     /* server consumer: blocks taken off the ring */
     int alloc_errno;       /* errno of the first NULL allocation */
     unsigned long free_errors;
     int init_failed;
@@ -274,6 +276,7 @@ static void run_server_producer(struct worker *w, void *t, alloc_fn A,
             F(t, p);
         } else {
             ring_push(r, &e, p);
+            w->sent++;
         }
     }
     ring_push(r, &e, NULL);
@@ -284,7 +287,7 @@ static void run_server_consumer(struct worker *w, void *t, free_fn F,
                                 struct ring *r, struct live *win)
 {
     struct ring_end e = {0, 0};
-    uint64_t rng = seed_for(w->tid), sum = 0;
+    uint64_t rng = seed_for(w->tid), sum = 0, last = 0;
     unsigned k;
     void *p;
     memset(win, 0, BENCH_WINDOW * sizeof *win);
@@ -294,6 +297,11 @@ static void run_server_consumer(struct worker *w, void *t, free_fn F,
         old = win[k];
         win[k].p = p;
         win[k].tag = get64(p);
+        /* The producer numbers its blocks in order: on arrival each number
+         * is above the one before. */
+        if (w->received++ != 0 && win[k].tag <= last)
+            w->bad_data++;
+        last = win[k].tag;
         if (old.p) {
             uint64_t v = get64(old.p);
             if (v != old.tag)
@@ -425,6 +433,13 @@ static double run_once(struct shared *s, struct worker *ws)
         pthread_join(ws[i].th, NULL);
     pthread_barrier_destroy(&s->start);
 
+    if (s->w == W_SERVER) {
+        for (i = 0; i < s->lanes; i++)
+            if (ws[i].sent != ws[s->lanes + i].received)
+                ws[i].lost += ws[i].sent > ws[s->lanes + i].received
+                                  ? ws[i].sent - ws[s->lanes + i].received
+                                  : ws[s->lanes + i].received - ws[i].sent;
+    }
     for (i = 0; i < s->threads; i++) {
         double a = ts_ns(&ws[i].t0), b = ts_ns(&ws[i].t1);
         if (i == 0 || a < first)
@@ -492,13 +507,13 @@ struct bench_cell {
 };
 
 struct bench_cell *bench_cell_open(const struct bench_run_cfg *o, const struct bench_alloc *a,
-                                   enum bench_workload w, unsigned threads, unsigned lanes)
+                                   enum bench_workload w, unsigned threads, unsigned lanes,
+                                   char *err, size_t errlen)
 {
     struct bench_params p;
     struct bench_cell *c;
     struct shared *sp;
     struct worker *ws;
-    char err[256] = "";
     double *ns, wall;
     uint64_t ops;
 
@@ -537,10 +552,14 @@ struct bench_cell *bench_cell_open(const struct bench_run_cfg *o, const struct b
         memset(sp->rings, 0, lanes * sizeof *sp->rings);
     }
 
-    sp->g = a->create(a, &p, err, sizeof err);
+    snprintf(err, errlen, "could not be set up");
+    sp->g = a->create(a, &p, err, errlen);
     if (!sp->g) {
-        fprintf(stderr, "lfp-bench: %s: %s\n", a->name, err);
-        exit(1);
+        free(sp->rings);
+        free(ns);
+        free(ws);
+        free(c);
+        return NULL;
     }
 
     /* Warm-up: first-touch page faults and the allocators' own start-up
