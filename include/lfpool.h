@@ -37,11 +37,12 @@
  *
  * Fork: the child keeps the pools; blocks that other (now absent) threads of
  * the parent had cached stay counted as cached and are not reused, and so
- * do blocks they were making ready (carving, growing), trimming or handing
+ * do blocks they were moving between their magazines and the depot (a
+ * refill, a spill), making ready (carving, growing), trimming or handing
  * back (lfp_thread_flush, thread exit) when the parent forked: the child
- * does not wait for those. A hand-back cut short that way may leave its
- * blocks counted both as cached and as free, which lfp_pool_verify then
- * reports in the child. The first growable pool registers liburcu-bp's
+ * does not wait for those, and never hands them out. Such a move cut short
+ * may leave blocks counted in no list, or both as cached and as free, which
+ * lfp_pool_verify then reports in the child. The first growable pool registers liburcu-bp's
  * fork handlers (so that the child's grace periods do not wait for readers
  * that are gone) and call_rcu's (which stop its thread around fork() and
  * start one in the child); a program that uses liburcu-bp itself must not
@@ -271,8 +272,11 @@ struct lfp_stats {
 
 /**
  * Bytes of caller memory the fixed pool @p cfg describes needs (blocks only:
- * the pool's control structure is allocated separately).
- * @return the size, or 0 if the configuration is invalid or overflows.
+ * the pool's control structure is allocated separately). It reads the
+ * fields that set the blocks' layout (block_size, align, capacity, flags,
+ * cache_size, init), not mem and mem_size, which the caller sets from it.
+ * @return the size, or 0 if those fields are invalid or overflow, or for
+ *   LFP_GROWABLE (growable pools take no caller memory).
  * Thread-safe; O(1).
  */
 size_t lfp_pool_bytes(const struct lfp_config *cfg);
@@ -311,7 +315,12 @@ size_t lfp_pool_destroy(lfp_pool *pool);
  *   free block left), ENOMEM (the OS refused memory) or EINVAL (NULL pool).
  * Fast path (a block in this thread's magazine): no atomic read-modify-write,
  * no lock, 14 instructions on x86-64 (GCC 12, -O2). Otherwise one CAS on the
- * shared depot moves a whole magazine of blocks. Lock-free.
+ * shared depot moves a whole magazine of blocks. Lock-free, but for two
+ * cases: a growable pool that grows maps a slab (a system call), and a
+ * thread that finds the pool at its bound while another thread's blocks are
+ * on their way to the depot (a run or slab being made ready, the depot a
+ * trim is handing back) waits for them (sched_yield) rather than fail with
+ * ENOBUFS.
  */
 void *lfp_alloc(lfp_pool *pool);
 
@@ -325,7 +334,9 @@ void *lfp_alloc(lfp_pool *pool);
  *   free already, or carved but never handed out, is not detected.
  * Fast path: bounds and stride check plus a push onto this thread's magazine,
  * no atomic read-modify-write: 27 instructions on x86-64 (GCC 12, -O2), 32
- * for a block in a growable pool's reserved range. Lock-free.
+ * for a block in a growable pool's reserved range. Lock-free, except that
+ * a free whose spill takes a growable pool past its trim_threshold runs that
+ * trim (see lfp_pool_trim) on the calling thread.
  */
 int lfp_free(lfp_pool *pool, void *block);
 
@@ -390,7 +401,9 @@ size_t lfp_pool_trim(lfp_pool *pool);
 
 /**
  * Hand the calling thread's cached blocks of every pool back to their depots.
- * Threads do this by themselves when they exit. Lock-free.
+ * Threads do this by themselves when they exit. Lock-free, except for the
+ * automatic trim of a growable pool this takes past its trim_threshold (as
+ * lfp_free).
  */
 void lfp_thread_flush(void);
 

@@ -94,7 +94,9 @@ static int lfp_layout_of(const struct lfp_config *cfg, struct lfp_layout *lay)
 LFP_API size_t lfp_pool_bytes(const struct lfp_config *cfg)
 {
     struct lfp_layout lay;
-    return lfp_layout_of(cfg, &lay) == LFP_OK ? lay.span : 0;
+    if (lfp_layout_of(cfg, &lay) != LFP_OK || (cfg->flags & LFP_GROWABLE))
+        return 0; /* growable pools take no caller memory */
+    return lay.span;
 }
 
 /*

@@ -462,6 +462,14 @@ static long bytes_overflow_capacity(void) { return bytes_of(64, SIZE_MAX / 8, 0)
 static long bytes_overflow_block_size(void) { return bytes_of(SIZE_MAX - 3, 2, 0); }
 static long bytes_block_size_0(void) { return bytes_of(0, 10, 0); }
 static long bytes_bad_align(void) { return bytes_of(64, 10, 24); }
+static long bytes_growable(void)
+{
+    struct lfp_config cfg = {0};
+    cfg.block_size = 64;
+    cfg.capacity = 10;
+    cfg.flags = LFP_GROWABLE;
+    return (long)lfp_pool_bytes(&cfg);
+}
 
 static const struct bad_case cases[] = {
     {"lfp_pool_create", "cfg NULL", RET_CODE, LFP_EINVAL, -1, create_null_cfg},
@@ -547,6 +555,7 @@ static const struct bad_case cases[] = {
     {"lfp_pool_bytes", "block_size SIZE_MAX-3 x 2", RET_VALUE, 0, -1, bytes_overflow_block_size},
     {"lfp_pool_bytes", "block_size 0", RET_VALUE, 0, -1, bytes_block_size_0},
     {"lfp_pool_bytes", "align 24", RET_VALUE, 0, -1, bytes_bad_align},
+    {"lfp_pool_bytes", "LFP_GROWABLE (no caller memory)", RET_VALUE, 0, -1, bytes_growable},
 };
 enum { NCASES = sizeof cases / sizeof cases[0] };
 

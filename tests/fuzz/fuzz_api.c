@@ -1000,6 +1000,8 @@ static void op_create(struct rd *r)
             FZ_EQ(got, layout_einval ? 0 : span);
         if (!layout_einval && !huge && c.init == NULL)
             FZ_EQ(LFP_POOL_BYTES(c.capacity, c.block_size, c.align), span);
+    } else {
+        FZ_EQ(lfp_pool_bytes(&c), 0); /* no caller memory for these */
     }
 
     m->idx = (int)slot;
