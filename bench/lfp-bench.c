@@ -118,14 +118,26 @@ static void usage(FILE *f)
             DEFAULT_DURATION_MS, DEFAULT_REPS, BENCH_SPIKE_BYTES >> 20);
 }
 
-/* CPUs this process may run on (its affinity mask: a container or taskset
- * may allow fewer than are online), else the online count. */
-static long usable_cpus(void)
+static unsigned allowed_cpus(int *cpus, unsigned max)
 {
     cpu_set_t set;
-    if (sched_getaffinity(0, sizeof set, &set) == 0 && CPU_COUNT(&set) > 0)
-        return CPU_COUNT(&set);
-    return sysconf(_SC_NPROCESSORS_ONLN);
+    unsigned n = 0;
+    int i;
+    if (sched_getaffinity(0, sizeof set, &set) != 0)
+        return 0;
+    for (i = 0; i < CPU_SETSIZE && n < max; i++)
+        if (CPU_ISSET(i, &set))
+            cpus[n++] = i;
+    return n;
+}
+
+/* How many CPUs this process may run on (its affinity mask: a container or
+ * taskset may allow fewer than are online), else the online count. */
+static long usable_cpus(void)
+{
+    int cpus[CPU_SETSIZE];
+    unsigned n = allowed_cpus(cpus, CPU_SETSIZE);
+    return n > 0 ? (long)n : sysconf(_SC_NPROCESSORS_ONLN);
 }
 
 static int parse_u64(const char *s, uint64_t lo, uint64_t hi, uint64_t *out)
@@ -443,19 +455,6 @@ static double wall_seconds(void)
     return (double)t.tv_sec + (double)t.tv_nsec / 1e9;
 }
 
-static unsigned allowed_cpus(int *cpus, unsigned max)
-{
-    cpu_set_t set;
-    unsigned n = 0;
-    int i;
-    if (sched_getaffinity(0, sizeof set, &set) != 0)
-        return 0;
-    for (i = 0; i < CPU_SETSIZE && n < max; i++)
-        if (CPU_ISSET(i, &set))
-            cpus[n++] = i;
-    return n;
-}
-
 struct progress {
     unsigned done, total;
     int tty, quiet;
@@ -544,7 +543,7 @@ int main(int argc, char **argv)
     memset(&meta, 0, sizeof meta);
     cpu_model(meta.cpu, sizeof meta.cpu);
     meta.cores = sysconf(_SC_NPROCESSORS_ONLN);
-    meta.usable = usable_cpus();
+    meta.usable = ncpus;
     meta.load = load_average();
     meta.other_cores = -1;
     meta.size = o.size;

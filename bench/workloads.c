@@ -433,12 +433,10 @@ static double run_once(struct shared *s, struct worker *ws)
         pthread_join(ws[i].th, NULL);
     pthread_barrier_destroy(&s->start);
 
-    if (s->w == W_SERVER) {
-        for (i = 0; i < s->lanes; i++)
-            if (ws[i].sent != ws[s->lanes + i].received)
-                ws[i].lost += ws[i].sent > ws[s->lanes + i].received
-                                  ? ws[i].sent - ws[s->lanes + i].received
-                                  : ws[s->lanes + i].received - ws[i].sent;
+    /* Server: producer i and consumer lanes + i share ring i. */
+    for (i = 0; s->w == W_SERVER && i < s->lanes; i++) {
+        uint64_t sent = ws[i].sent, got = ws[s->lanes + i].received;
+        ws[i].lost += sent > got ? sent - got : got - sent;
     }
     for (i = 0; i < s->threads; i++) {
         double a = ts_ns(&ws[i].t0), b = ts_ns(&ws[i].t1);
