@@ -214,10 +214,13 @@ struct lfp_stats {
                                    are carved lazily to keep near the peak of
                                    blocks out of the shared free list at once
                                    (in use, or cached in some thread's
-                                   magazine): without a cache that peak
-                                   exactly, with one up to a carve's run
-                                   more; growable pool: the peak of blocks in
-                                   its slabs */
+                                   magazine): without a cache that peak, or
+                                   if more the depot's stack count (the CPU
+                                   count rounded up to a power of two, at most
+                                   64: one block per CPU's stack); with a
+                                   cache up to a carve's run more;
+                                   growable pool: the peak of blocks in its
+                                   slabs */
     size_t blocks_cached;     /**< free blocks sitting in threads' magazines */
     size_t blocks_carved;     /**< fixed pool: blocks made ready so far (carving
                                    is lazy: with a cache, 64 KiB of blocks at a

@@ -547,9 +547,9 @@ void (*_Atomic lfp_test_split_hook)(void);
 static struct lfp_free *lfp_take_one(struct lfp_pool *pool, struct lfp_slot *s)
 {
     uint32_t n;
-    /* One block at a time: for a pool without a cache, carving only when
-     * the depot is empty keeps the carved count equal to the peak of blocks
-     * in use. */
+    /* One block at a time: for a pool without a cache, carving one block
+     * when the depot is empty keeps the carved count at the peak of blocks
+     * in use (or the depot's stack count: lfp_depot_seeding). */
     struct lfp_free *b;
     if (pool->mag_size == 0) {
         b = lfp_depot_take(pool, 1, &n, NULL);

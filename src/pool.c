@@ -366,6 +366,23 @@ static LFP_NOINLINE struct lfp_free *lfp_depot_scan(struct lfp_pool *pool, uint3
     return b;
 }
 
+/* A fixed pool without a cache carves one block at a time, when the depot
+ * is empty, so that it holds no more blocks than were ever in use at once.
+ * But then it may hold fewer blocks than threads, and a thread whose CPU's
+ * stack is empty takes the block another CPU's thread is about to take
+ * again, which does the same in turn: on 16 cores, 12 and 16 threads
+ * passed blocks around so at 102-509 ns a pair (README, "On 16 cores").
+ * So until the pool has carved as many blocks as it has depot stacks, a
+ * thread whose stack is empty carves before it looks at the others: each
+ * CPU's stack then keeps a block of its own, and blocks_carved is the peak
+ * in use or the stack count, whichever is larger. Relaxed: a hint, the
+ * carve claims its block with its own CAS. */
+static bool lfp_depot_seeding(const struct lfp_pool *pool)
+{
+    return pool->mag_size == 0 && !lfp_growable(pool) &&
+           atomic_load_explicit(&pool->carved, memory_order_relaxed) <= pool->depot_mask;
+}
+
 struct lfp_free *lfp_depot_pop(struct lfp_pool *pool, uint32_t *len)
 {
     uint32_t home = lfp_depot_home(pool);
@@ -373,6 +390,13 @@ struct lfp_free *lfp_depot_pop(struct lfp_pool *pool, uint32_t *len)
      * the read-side section keeps the slab mapped until the pop is done. */
     lfp_depot_read_lock(pool);
     struct lfp_free *b = (struct lfp_free *)lfp_stack_pop(&pool->depot[home].stack);
+    /* A carve that fails (carved out meanwhile) leaves b NULL: scan. Its
+     * block reads as a batch of one, as a carve's share does. */
+    if (b == NULL && lfp_depot_seeding(pool)) {
+        int e = errno;
+        if (lfp_carve(pool, 1, &b) == 0)
+            errno = e;
+    }
     if (b == NULL) /* the scan looks at home's stack again, in its passes */
         b = lfp_depot_scan(pool, home);
     lfp_depot_read_unlock(pool);
@@ -404,7 +428,7 @@ uint32_t lfp_carve(struct lfp_pool *pool, uint32_t want, struct lfp_free **first
      * with runs), though no line both threads write was shared: most likely
      * the prefetchers, which read ahead into the next page, pulling in the
      * other core's blocks. Without a cache, one block at a time, so that
-     * carved stays the peak of blocks in use. */
+     * carved stays near the peak of blocks in use (lfp_depot_seeding). */
     size_t run = want;
     if (pool->mag_size != 0) {
         size_t r = LFP_CARVE_BYTES / pool->stride, most = pool->capacity / 4;
@@ -607,7 +631,8 @@ LFP_API int lfp_pool_stats(const lfp_pool *pool, struct lfp_stats *out)
     out->blocks_in_use = in_use > 0 ? (size_t)in_use : 0;
     /* Blocks are carved (slabs grown) only when the depot is empty, so that
      * count is the most blocks ever out of the depot at once, plus what the
-     * last carve (or slab) put in the depot. */
+     * last carve (or slab) put in the depot; without a cache, at least the
+     * depot's stack count while there is room (lfp_depot_seeding). */
     out->blocks_in_use_max =
         growable ? atomic_load_explicit(&((struct lfp_pool *)pool)->total_max,
                                         memory_order_relaxed)

@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #ifndef __has_feature
 #define __has_feature(x) 0
@@ -105,6 +106,18 @@ static inline int stress_threads(void)
 {
     long n = check_env("LFP_STRESS_THREADS", 4);
     return n < 2 ? 2 : n > 256 ? 256 : (int)n;
+}
+
+/* The depot's stack count as the header documents it: the CPU count
+ * rounded up to a power of two, at most 64. A fixed pool without a cache
+ * carves up to that many blocks before it carves only at its peak. */
+static inline size_t depot_stacks(void)
+{
+    long cpus = sysconf(_SC_NPROCESSORS_CONF);
+    size_t n = 1;
+    while (n < 64 && (long)n < cpus)
+        n <<= 1;
+    return n;
 }
 
 /* qsort order of pointers by address. */

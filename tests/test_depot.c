@@ -74,6 +74,82 @@ static void a_block_moving_behind_a_scan_is_still_found(void)
     verify_and_destroy(pool, 0);
 }
 
+/* Without a cache, a fixed pool carves a block only when the depot is
+ * empty, which can leave it fewer blocks than threads: then a thread whose
+ * CPU's stack is empty takes another CPU's block, that CPU's thread does
+ * the same, and blocks go round the CPUs (hundreds of ns a pair on 16
+ * cores). Until it has carved one block per depot stack, a thread whose
+ * stack is empty carves instead, so each CPU keeps its own block; past
+ * that, carving is at the peak again. Fails when a CPU takes another's
+ * block while the pool has carved fewer blocks than it has stacks. */
+static void each_cpu_keeps_a_block_of_its_own_without_a_cache(void)
+{
+    struct lfp_config cfg = { .block_size = 64, .capacity = 1024, .flags = LFP_NO_CACHE };
+    pool = create_pool(&cfg);
+    size_t stacks = (size_t)((struct lfp_pool *)pool)->depot_mask + 1;
+    CHECK_EQ(stacks, depot_stacks()); /* as the header documents */
+    void *own[64];
+    for (size_t c = 0; c < stacks; c++) { /* one CPU after another */
+        fake_cpu = (int)c;
+        own[c] = lfp_alloc(pool);
+        REQUIRE(own[c] != NULL);
+        CHECK_EQ(lfp_free(pool, own[c]), LFP_OK);
+    }
+    CHECK_EQ(stats_of(pool).blocks_carved, stacks);
+    size_t shared = 0; /* own blocks of two CPUs that are one block */
+    for (size_t c = 1; c < stacks; c++)
+        shared += own[c] == own[c - 1];
+    CHECK_EQ(shared, 0);
+    size_t others = 0;
+    for (int round = 0; round < 1000; round++) {
+        for (size_t c = 0; c < stacks; c++) {
+            fake_cpu = (int)c;
+            void *b = lfp_alloc(pool);
+            REQUIRE(b != NULL);
+            others += b != own[c];
+            CHECK_EQ(lfp_free(pool, b), LFP_OK);
+        }
+    }
+    CHECK_EQ(others, 0);
+    /* Past one block per stack: the depot's blocks first, then one carve
+     * per block beyond them, so carved is the peak in use. */
+    fake_cpu = 0;
+    void *v[65];
+    CHECK_EQ(alloc_all(pool, v, stacks + 1), stacks + 1);
+    CHECK_EQ(stats_of(pool).blocks_carved, stacks + 1);
+    CHECK_EQ(stats_of(pool).blocks_in_use_max, stacks + 1);
+    free_all(pool, v, stacks + 1);
+    verify_and_destroy(pool, 0);
+    fake_cpu = 0;
+}
+
+/* A pool with fewer blocks than depot stacks: the carve a CPU with an empty
+ * stack tries finds the pool carved out, and the pop must then look at the
+ * other stacks rather than fail. Fails when the carve's ENOBUFS ends the
+ * allocation while another CPU's stack holds a free block. */
+static void a_carved_out_pool_still_gives_another_cpus_block(void)
+{
+    struct lfp_config cfg = { .block_size = 64, .capacity = 1, .flags = LFP_NO_CACHE };
+    pool = create_pool(&cfg);
+    size_t stacks = (size_t)((struct lfp_pool *)pool)->depot_mask + 1;
+    fake_cpu = 0;
+    void *a = lfp_alloc(pool);
+    REQUIRE(a != NULL);
+    CHECK_EQ(lfp_free(pool, a), LFP_OK); /* onto stack 0 */
+    fake_cpu = (int)(stacks - 1);         /* stack 0 only when there is one */
+    errno = 0;
+    void *b = lfp_alloc(pool);
+    CHECK(b == a);
+    CHECK_EQ(errno, 0); /* a block was free: no ENOBUFS left behind */
+    CHECK(lfp_alloc(pool) == NULL); /* the pool is still bounded */
+    CHECK_EQ(errno, ENOBUFS);
+    CHECK_EQ(stats_of(pool).blocks_carved, 1);
+    if (b != NULL)
+        CHECK_EQ(lfp_free(pool, b), LFP_OK);
+    verify_and_destroy(pool, 0);
+    fake_cpu = 0;
+}
+
 /* A trim puts each block it keeps back on the stack it took it from: blocks
  * freed on CPU 1 still serve CPU 1 first after a thread on CPU 0 trimmed.
  * Fails when the kept blocks all go to the trimming thread's stack. */
@@ -234,6 +310,8 @@ static void a_carved_run_is_not_read_as_a_laned_batch(void)
 int main(void)
 {
     RUN(a_block_moving_behind_a_scan_is_still_found);
+    RUN(each_cpu_keeps_a_block_of_its_own_without_a_cache);
+    RUN(a_carved_out_pool_still_gives_another_cpus_block);
     RUN(a_trim_puts_kept_blocks_back_on_their_own_stacks);
     RUN(a_spilled_magazine_comes_back_whole_and_in_order);
     RUN(a_carved_run_is_not_read_as_a_laned_batch);
