@@ -215,10 +215,11 @@ struct lfp_stats {
                                    blocks out of the shared free list at once
                                    (in use, or cached in some thread's
                                    magazine): without a cache that peak, or
-                                   if more the depot's stack count (the CPU
-                                   count rounded up to a power of two, at most
-                                   64: one block per CPU's stack); with a
-                                   cache up to a carve's run more;
+                                   at most the depot's stack count where that
+                                   is more (the CPU count rounded up to a
+                                   power of two, at most 64: each CPU's stack
+                                   carves a block of its own); with a cache
+                                   up to a carve's run more;
                                    growable pool: the peak of blocks in its
                                    slabs */
     size_t blocks_cached;     /**< free blocks sitting in threads' magazines */

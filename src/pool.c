@@ -107,7 +107,8 @@ LFP_API size_t lfp_pool_bytes(const struct lfp_config *cfg)
  * CPU's caches, and threads on different CPUs do not contend on one head.
  * When that stack is empty, a pop takes from the others in turn: any thread
  * reaches every free block, and blocks are carved only when a pop found the
- * depot empty at one moment (see lfp_depot_pop).
+ * depot empty at one moment (see lfp_depot_scan), except that a pool
+ * without a cache first carves one block per stack (lfp_depot_seeding).
  */
 static uint32_t lfp_depot_stacks(void)
 {
@@ -366,6 +367,9 @@ static LFP_NOINLINE struct lfp_free *lfp_depot_scan(struct lfp_pool *pool, uint3
     return b;
 }
 
+static uint32_t lfp_carve_below(struct lfp_pool *pool, uint32_t want, size_t limit,
+                                struct lfp_free **first);
+
 /* A fixed pool without a cache carves one block at a time, when the depot
  * is empty, so that it holds no more blocks than were ever in use at once.
  * But then it may hold fewer blocks than threads, and a thread whose CPU's
@@ -373,15 +377,22 @@ static LFP_NOINLINE struct lfp_free *lfp_depot_scan(struct lfp_pool *pool, uint3
  * again, which does the same in turn: on 16 cores, 12 and 16 threads
  * passed blocks around so at 102-509 ns a pair (README, "On 16 cores").
  * So until the pool has carved as many blocks as it has depot stacks, a
- * thread whose stack is empty carves before it looks at the others: each
- * CPU's stack then keeps a block of its own, and blocks_carved is the peak
- * in use or the stack count, whichever is larger. Relaxed: a hint, the
- * carve claims its block with its own CAS. */
+ * thread whose stack is empty carves before it looks at the others (a
+ * carve bounded by that count, so threads that race here cannot pass it):
+ * each CPU's stack then keeps a block of its own, and blocks_carved is at
+ * least the peak in use and at most the larger of the peak and the stack
+ * count. Relaxed: a hint, the carve claims its block with its own CAS. */
 static bool lfp_depot_seeding(const struct lfp_pool *pool)
 {
     return pool->mag_size == 0 && !lfp_growable(pool) &&
            atomic_load_explicit(&pool->carved, memory_order_relaxed) <= pool->depot_mask;
 }
+
+#ifdef LFP_TEST_HOOKS
+/* Test builds only: called by lfp_depot_pop between lfp_depot_seeding's
+ * yes and the carve. */
+void (*_Atomic lfp_test_seed_hook)(void);
+#endif
 
 struct lfp_free *lfp_depot_pop(struct lfp_pool *pool, uint32_t *len)
 {
@@ -393,8 +404,14 @@ struct lfp_free *lfp_depot_pop(struct lfp_pool *pool, uint32_t *len)
     /* A carve that fails (carved out meanwhile) leaves b NULL: scan. Its
      * block reads as a batch of one, as a carve's share does. */
     if (b == NULL && lfp_depot_seeding(pool)) {
+        size_t stacks = (size_t)pool->depot_mask + 1;
+#ifdef LFP_TEST_HOOKS
+        void (*hook)(void) = atomic_load(&lfp_test_seed_hook);
+        if (hook != NULL)
+            hook();
+#endif
         int e = errno;
-        if (lfp_carve(pool, 1, &b) == 0)
+        if (lfp_carve_below(pool, 1, stacks < pool->capacity ? stacks : pool->capacity, &b) == 0)
             errno = e;
     }
     if (b == NULL) /* the scan looks at home's stack again, in its passes */
@@ -417,7 +434,14 @@ uint32_t lfp_carve(struct lfp_pool *pool, uint32_t want, struct lfp_free **first
 {
     if (lfp_growable(pool))
         return lfp_slab_grow(pool, want, first);
+    return lfp_carve_below(pool, want, pool->capacity, first);
+}
 
+/* A fixed pool's carve, up to limit blocks carved in all (the capacity, or
+ * less: lfp_depot_pop); ENOBUFS at the limit. */
+static uint32_t lfp_carve_below(struct lfp_pool *pool, uint32_t want, size_t limit,
+                                struct lfp_free **first)
+{
     /* A cached pool carves a run of LFP_CARVE_BYTES (at least a magazine,
      * at most a quarter of the pool, so that small pools stay lazily
      * carved): the caller's magazine takes its share, its CPU's depot stack
@@ -438,7 +462,7 @@ uint32_t lfp_carve(struct lfp_pool *pool, uint32_t want, struct lfp_free **first
     /* Carved out: fail before counting (below), so that threads which find
      * nothing to carve never keep each other waiting in lfp_depot_take. */
     size_t cur = atomic_load_explicit(&pool->carved, memory_order_acquire);
-    if (cur >= pool->capacity) {
+    if (cur >= limit) {
         errno = ENOBUFS;
         return 0;
     }
@@ -452,13 +476,13 @@ uint32_t lfp_carve(struct lfp_pool *pool, uint32_t want, struct lfp_free **first
         lfp_inflight_begin(pool, &r, false);
     size_t n;
     do {
-        if (cur >= pool->capacity) {
+        if (cur >= limit) {
             if (counted)
                 lfp_inflight_cancel(&r);
             errno = ENOBUFS;
             return 0;
         }
-        n = pool->capacity - cur < run ? pool->capacity - cur : run;
+        n = limit - cur < run ? limit - cur : run;
     } while (!atomic_compare_exchange_weak_explicit(&pool->carved, &cur, cur + n,
                                                     memory_order_release,
                                                     memory_order_acquire));
@@ -631,8 +655,8 @@ LFP_API int lfp_pool_stats(const lfp_pool *pool, struct lfp_stats *out)
     out->blocks_in_use = in_use > 0 ? (size_t)in_use : 0;
     /* Blocks are carved (slabs grown) only when the depot is empty, so that
      * count is the most blocks ever out of the depot at once, plus what the
-     * last carve (or slab) put in the depot; without a cache, at least the
-     * depot's stack count while there is room (lfp_depot_seeding). */
+     * last carve (or slab) put in the depot; without a cache the peak, or
+     * up to the depot's stack count if that is more (lfp_depot_seeding). */
     out->blocks_in_use_max =
         growable ? atomic_load_explicit(&((struct lfp_pool *)pool)->total_max,
                                         memory_order_relaxed)

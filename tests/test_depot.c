@@ -6,6 +6,7 @@
  * the middle of a pop, between its read of the top's link and its CAS.
  */
 #include <errno.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -16,6 +17,7 @@
 #include "internal.h" /* struct lfp_free, LFP_BATCH_LANES */
 
 extern void (*lfp_test_pop_hook)(void);
+extern void (*_Atomic lfp_test_seed_hook)(void);
 
 static __thread int fake_cpu;
 
@@ -26,6 +28,15 @@ int sched_getcpu(void)
 }
 
 static lfp_pool *pool;
+
+/* Steps on two CPUs need two depot stacks: on one CPU there is one. */
+static bool one_depot_stack(void)
+{
+    if (depot_stacks() >= 2)
+        return false;
+    printf("  skipped: one depot stack (one CPU)\n");
+    return true;
+}
 static void *block_a, *block_b, *taken_by_v;
 
 /* Inside T's pop of stack 1: U, on CPU 0, frees b onto stack 0 (already
@@ -48,6 +59,8 @@ static void u_frees_then_v_takes(void)
  * a stack's tag moved. */
 static void a_block_moving_behind_a_scan_is_still_found(void)
 {
+    if (one_depot_stack())
+        return;
     struct lfp_config cfg = { .block_size = 64, .capacity = 2, .flags = LFP_NO_CACHE };
     pool = create_pool(&cfg);
     fake_cpu = 0;
@@ -111,11 +124,15 @@ static void each_cpu_keeps_a_block_of_its_own_without_a_cache(void)
         }
     }
     CHECK_EQ(others, 0);
-    /* Past one block per stack: the depot's blocks first, then one carve
-     * per block beyond them, so carved is the peak in use. */
+    /* Past one block per stack: the depot's blocks first (stack 0's, then
+     * the others'), then one carve per block beyond them, so carved is the
+     * peak in use. */
     fake_cpu = 0;
     void *v[65];
-    CHECK_EQ(alloc_all(pool, v, stacks + 1), stacks + 1);
+    CHECK_EQ(alloc_all(pool, v, stacks), stacks);
+    CHECK_EQ(stats_of(pool).blocks_carved, stacks);
+    v[stacks] = lfp_alloc(pool);
+    REQUIRE(v[stacks] != NULL);
     CHECK_EQ(stats_of(pool).blocks_carved, stacks + 1);
     CHECK_EQ(stats_of(pool).blocks_in_use_max, stacks + 1);
     free_all(pool, v, stacks + 1);
@@ -150,11 +167,147 @@ static void a_carved_out_pool_still_gives_another_cpus_block(void)
     fake_cpu = 0;
 }
 
+/* Threads whose CPU's stack is empty race for the carve that gives that
+ * stack its block, when the pool has carved one block fewer than it has
+ * stacks: one of them may carve, the others must take the blocks the other
+ * stacks hold, so the pool ends with one block per stack, no more (the
+ * documented bound: the larger of the peak and the stack count). Fails,
+ * now and then, when the carve is not bounded by the stack count. */
+/* Inside T's pop, after T found its stack empty and the pool short of one
+ * block per stack, before T's carve: U, on T's CPU, does the same and
+ * carves the last stack's block. */
+static void u_seeds_the_same_stack(void)
+{
+    lfp_test_seed_hook = NULL;
+    block_b = lfp_alloc(pool);
+}
+
+/* Two threads on one CPU whose stack is empty, the pool one block short of
+ * one per stack, both decide to carve that stack's block: the first carve
+ * takes it, and the second must fail and take a block from another stack,
+ * or the pool passes its documented bound (the larger of the peak and the
+ * stack count). Fails when the carve is bounded by the capacity only. */
+static void two_threads_deciding_to_carve_for_one_stack_carve_once(void)
+{
+    size_t stacks = depot_stacks();
+    struct lfp_config cfg = { .block_size = 64, .capacity = 1024, .flags = LFP_NO_CACHE };
+    pool = create_pool(&cfg);
+    void *first[64];
+    for (size_t c = 0; c + 1 < stacks; c++) { /* a block on each stack but the last */
+        fake_cpu = (int)c;
+        first[c] = lfp_alloc(pool);
+        REQUIRE(first[c] != NULL);
+        CHECK_EQ(lfp_free(pool, first[c]), LFP_OK);
+    }
+    fake_cpu = (int)stacks - 1;
+    block_b = NULL;
+    lfp_test_seed_hook = u_seeds_the_same_stack;
+    void *t = lfp_alloc(pool); /* T; U's allocation runs inside it */
+    lfp_test_seed_hook = NULL;
+    REQUIRE(t != NULL && block_b != NULL);
+    CHECK(t != block_b);
+    /* Two blocks in use: one stack (one CPU) needs a second carve. */
+    CHECK_EQ(stats_of(pool).blocks_carved, stacks >= 2 ? stacks : 2);
+    if (stacks >= 2)
+        CHECK(t == first[0]); /* the scan's first stack after T's own */
+    void *held[] = { t, block_b };
+    free_all(pool, held, 2);
+    verify_and_destroy(pool, 0);
+    fake_cpu = 0;
+}
+
+enum { RACERS_MAX = 64 };
+struct seed_race {
+    pthread_barrier_t go;
+    int cpu; /* the racers' CPU this trial; -1: stop */
+    void *got[RACERS_MAX];
+};
+struct seed_racer {
+    struct seed_race *race;
+    size_t me;
+};
+
+/* Per trial, every racer and the main thread meet four times: the pool is
+ * ready; each racer holds its block; main has looked; the blocks are free. */
+static void *seed_racer(void *arg)
+{
+    struct seed_racer *a = arg;
+    struct seed_race *r = a->race;
+    for (;;) {
+        pthread_barrier_wait(&r->go);
+        if (r->cpu < 0)
+            return NULL;
+        fake_cpu = r->cpu;
+        r->got[a->me] = lfp_alloc(pool);
+        pthread_barrier_wait(&r->go);
+        pthread_barrier_wait(&r->go);
+        if (r->got[a->me] != NULL)
+            CHECK_EQ(lfp_free(pool, r->got[a->me]), LFP_OK);
+        pthread_barrier_wait(&r->go);
+    }
+}
+
+static void racing_threads_carve_no_more_than_one_block_per_stack(void)
+{
+    if (one_depot_stack())
+        return;
+    size_t stacks = depot_stacks();
+    /* As many threads as stacks: with the blocks of stacks - 1 stacks in
+     * the depot and one carve for the last stack, each gets a block. */
+    size_t n = stacks;
+    struct seed_race r = { .cpu = 0 };
+    struct seed_racer args[RACERS_MAX];
+    pthread_t th[RACERS_MAX];
+    REQUIRE(pthread_barrier_init(&r.go, NULL, (unsigned)n + 1) == 0);
+    for (size_t i = 0; i < n; i++) {
+        args[i] = (struct seed_racer){ .race = &r, .me = i };
+        REQUIRE(pthread_create(&th[i], NULL, seed_racer, &args[i]) == 0);
+    }
+    long trials = scaled(2000, 100), over = 0, short_of_blocks = 0, twice = 0;
+    for (long t = 0; t < trials; t++) {
+        struct lfp_config cfg = { .block_size = 64, .capacity = 1024, .flags = LFP_NO_CACHE };
+        pool = create_pool(&cfg);
+        for (size_t c = 0; c + 1 < stacks; c++) { /* a block on each stack but the last */
+            fake_cpu = (int)c;
+            void *b = lfp_alloc(pool);
+            REQUIRE(b != NULL);
+            CHECK_EQ(lfp_free(pool, b), LFP_OK);
+        }
+        r.cpu = (int)stacks - 1;
+        pthread_barrier_wait(&r.go);
+        pthread_barrier_wait(&r.go);
+        over += stats_of(pool).blocks_carved > stacks;
+        void *got[RACERS_MAX];
+        memcpy(got, r.got, n * sizeof got[0]);
+        qsort(got, n, sizeof got[0], cmp_addr);
+        for (size_t i = 0; i < n; i++) {
+            short_of_blocks += got[i] == NULL;
+            twice += i > 0 && got[i] != NULL && got[i] == got[i - 1];
+        }
+        pthread_barrier_wait(&r.go);
+        pthread_barrier_wait(&r.go);
+        verify_and_destroy(pool, 0);
+    }
+    r.cpu = -1;
+    pthread_barrier_wait(&r.go);
+    for (size_t i = 0; i < n; i++)
+        pthread_join(th[i], NULL);
+    pthread_barrier_destroy(&r.go);
+    if (over != 0)
+        printf("  %ld of %ld trials carved more than one block per stack\n", over, trials);
+    CHECK_EQ(over, 0);
+    CHECK_EQ(short_of_blocks, 0);
+    CHECK_EQ(twice, 0);
+    fake_cpu = 0;
+}
+
 /* A trim puts each block it keeps back on the stack it took it from: blocks
  * freed on CPU 1 still serve CPU 1 first after a thread on CPU 0 trimmed.
  * Fails when the kept blocks all go to the trimming thread's stack. */
 static void a_trim_puts_kept_blocks_back_on_their_own_stacks(void)
 {
+    if (one_depot_stack())
+        return;
     struct lfp_config cfg = { .block_size = 64, .slab_size = 64 << 10,
                               .flags = LFP_GROWABLE | LFP_NO_CACHE };
     pool = create_pool(&cfg);
@@ -312,6 +465,8 @@ int main(void)
     RUN(a_block_moving_behind_a_scan_is_still_found);
     RUN(each_cpu_keeps_a_block_of_its_own_without_a_cache);
     RUN(a_carved_out_pool_still_gives_another_cpus_block);
+    RUN(two_threads_deciding_to_carve_for_one_stack_carve_once);
+    RUN(racing_threads_carve_no_more_than_one_block_per_stack);
     RUN(a_trim_puts_kept_blocks_back_on_their_own_stacks);
     RUN(a_spilled_magazine_comes_back_whole_and_in_order);
     RUN(a_carved_run_is_not_read_as_a_laned_batch);

@@ -703,10 +703,14 @@ static void fz_check_stats(struct mpool *m)
         FZ_CHECK(s.blocks_in_use + s.blocks_cached <= s.blocks_carved);
         FZ_CHECK(s.blocks_in_use_max <= m->cfg.capacity);
         FZ_CHECK(s.bytes_reserved >= m->span);
-        /* Documented: the peak of blocks_in_use, or the depot's stack
-         * count (CPUs rounded up to a power of two, at most 64) if more. */
-        if (s.cache_size == 0)
-            FZ_CHECK(s.blocks_in_use_max <= (m->peak > fz_stacks ? m->peak : fz_stacks));
+        /* Documented: the peak of blocks_in_use, or at most the depot's
+         * stack count (CPUs rounded up to a power of two, at most 64)
+         * where that is more; one call at a time here, so exactly the
+         * peak once it reaches the stack count. */
+        if (s.cache_size == 0 && m->peak >= fz_stacks)
+            FZ_EQ(s.blocks_in_use_max, m->peak);
+        else if (s.cache_size == 0)
+            FZ_CHECK(s.blocks_in_use_max <= fz_stacks);
     } else {
         FZ_CHECK(s.blocks_in_use + s.blocks_cached <= s.blocks_total);
         if (m->cfg.max_blocks != 0) {
