@@ -178,7 +178,7 @@ static void a_carved_out_pool_still_gives_another_cpus_block(void)
  * carves the last stack's block. */
 static void u_seeds_the_same_stack(void)
 {
-    lfp_test_seed_hook = NULL;
+    atomic_store(&lfp_test_seed_hook, NULL);
     block_b = lfp_alloc(pool);
 }
 
@@ -201,9 +201,9 @@ static void two_threads_deciding_to_carve_for_one_stack_carve_once(void)
     }
     fake_cpu = (int)stacks - 1;
     block_b = NULL;
-    lfp_test_seed_hook = u_seeds_the_same_stack;
+    atomic_store(&lfp_test_seed_hook, u_seeds_the_same_stack);
     void *t = lfp_alloc(pool); /* T; U's allocation runs inside it */
-    lfp_test_seed_hook = NULL;
+    atomic_store(&lfp_test_seed_hook, NULL);
     REQUIRE(t != NULL && block_b != NULL);
     CHECK(t != block_b);
     /* Two blocks in use: one stack (one CPU) needs a second carve. */
