@@ -381,20 +381,22 @@ static uint32_t lfp_carve_below(struct lfp_pool *pool, uint32_t want, size_t lim
  * carve bounded by that count, so threads that race here cannot pass it):
  * each CPU's stack then keeps a block of its own, and blocks_carved is at
  * least the peak of blocks out of the depot at once and at most the larger
- * of that peak and the stack count. A pool of fewer blocks than stacks
- * stops once carved out. Relaxed: a hint, the carve claims its block with
- * its own CAS. */
-static bool lfp_depot_seeding(const struct lfp_pool *pool)
+ * of that peak and the stack count. Returns the bound for that carve, the
+ * stack count or the capacity if less, or 0 once the pool has carved that
+ * many (a pool of fewer blocks than stacks stops once carved out) or has a
+ * cache. Relaxed: a hint, the carve claims its block with its own CAS. */
+static size_t lfp_depot_seeding(const struct lfp_pool *pool)
 {
     if (pool->mag_size != 0 || lfp_growable(pool))
-        return false;
-    size_t carved = atomic_load_explicit(&pool->carved, memory_order_relaxed);
-    return carved <= pool->depot_mask && carved < pool->capacity;
+        return 0;
+    size_t stacks = (size_t)pool->depot_mask + 1;
+    size_t limit = stacks < pool->capacity ? stacks : pool->capacity;
+    return atomic_load_explicit(&pool->carved, memory_order_relaxed) < limit ? limit : 0;
 }
 
 #ifdef LFP_TEST_HOOKS
 /* Test builds only: called by lfp_depot_pop between lfp_depot_seeding's
- * yes and the carve. */
+ * bound and the carve. */
 void (*_Atomic lfp_test_seed_hook)(void);
 #endif
 
@@ -407,15 +409,15 @@ struct lfp_free *lfp_depot_pop(struct lfp_pool *pool, uint32_t *len)
     struct lfp_free *b = (struct lfp_free *)lfp_stack_pop(&pool->depot[home].stack);
     /* A carve that fails (carved out meanwhile) leaves b NULL: scan. Its
      * block reads as a batch of one, as a carve's share does. */
-    if (b == NULL && lfp_depot_seeding(pool)) {
-        size_t stacks = (size_t)pool->depot_mask + 1;
+    size_t seed_limit;
+    if (b == NULL && (seed_limit = lfp_depot_seeding(pool)) != 0) {
 #ifdef LFP_TEST_HOOKS
         void (*hook)(void) = atomic_load(&lfp_test_seed_hook);
         if (hook != NULL)
             hook();
 #endif
         int e = errno;
-        if (lfp_carve_below(pool, 1, stacks < pool->capacity ? stacks : pool->capacity, &b) == 0)
+        if (lfp_carve_below(pool, 1, seed_limit, &b) == 0)
             errno = e;
     }
     if (b == NULL) /* the scan looks at home's stack again, in its passes */
