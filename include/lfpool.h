@@ -38,11 +38,13 @@
  * Fork: the child keeps the pools; blocks that other (now absent) threads of
  * the parent had cached stay counted as cached and are not reused, and so
  * do blocks they were moving between their magazines and the depot (a
- * refill, a spill), making ready (carving, growing), trimming or handing
- * back (lfp_thread_flush, thread exit) when the parent forked: the child
- * does not wait for those, and never hands them out. Such a move cut short
- * may leave blocks counted in no list, or both as cached and as free, which
- * lfp_pool_verify then reports in the child. The first growable pool registers liburcu-bp's
+ * refill, a spill), making ready (carving, growing), trimming, handing
+ * back (lfp_thread_flush, thread exit) or, in a pool without a cache,
+ * moving from another CPU's depot stack to their own when the parent
+ * forked: the child does not wait for those, and never hands them out.
+ * Such a move cut short may leave blocks counted in no list, or both as
+ * cached and as free, which lfp_pool_verify then reports in the child.
+ * The first growable pool registers liburcu-bp's
  * fork handlers (so that the child's grace periods do not wait for readers
  * that are gone) and call_rcu's (which stop its thread around fork() and
  * start one in the child); a program that uses liburcu-bp itself must not
@@ -121,7 +123,10 @@ enum {
      *  pay nothing for it: their fast paths have no test of it. */
     LFP_CHECKED = 1u << 2,
     /** No per-thread cache: every call goes to the shared lock-free stack
-     *  (one compare-and-swap per alloc and per free). */
+     *  (one compare-and-swap per alloc and per free on the calling CPU's
+     *  depot stack; an alloc that finds that stack empty takes another
+     *  CPU's whole, keeps one block and moves the rest onto its own, so
+     *  blocks freed on other CPUs come over a run at a time). */
     LFP_NO_CACHE = 1u << 3,
 };
 

@@ -34,6 +34,30 @@ void lfp_stack_push(struct lfp_stack *s, struct lfp_node *first, struct lfp_node
     } while (!lfp_cas2(&s->head, &old, new));
 }
 
+void lfp_stack_push_chain(struct lfp_stack *s, struct lfp_node *first)
+{
+    for (;;) {
+        lfp_pair old = lfp_load2(&s->head);
+        if (old.ptr == NULL) {
+            /* The chain's last link is NULL already, as the empty head's. */
+            lfp_pair new = { first, old.tag + LFP_TAG_STEP };
+            if (lfp_cas2(&s->head, &old, new))
+                return;
+            continue;
+        }
+        /* Nodes pushed since the caller saw the stack empty: few, unless
+         * another thread's free_bulk came meanwhile. Theirs go on top. */
+        struct lfp_node *top = lfp_stack_pop_all(s);
+        if (top == NULL)
+            continue;
+        struct lfp_node *last = top;
+        while (last->next != NULL)
+            last = last->next;
+        last->next = first;
+        first = top;
+    }
+}
+
 struct lfp_node *lfp_stack_pop(struct lfp_stack *s)
 {
     lfp_pair old = lfp_load2(&s->head);

@@ -13,7 +13,8 @@
  *
  * | operation          | may run concurrently with                    |
  * |--------------------|----------------------------------------------|
- * | push, pop, pop_all | push, pop, pop_all on the same stack         |
+ * | push, push_chain,  | push, push_chain, pop, pop_all on the same   |
+ * | pop, pop_all       | stack                                        |
  * | remove             | push (one remover at a time, no pop beside)  |
  * | init               | nothing on the same stack                    |
  *
@@ -39,6 +40,13 @@ void lfp_stack_init(struct lfp_stack *s);
 /* Push the chain first -> ... -> last (linked through next; last->next is
  * overwritten) with one CAS. */
 void lfp_stack_push(struct lfp_stack *s, struct lfp_node *first, struct lfp_node *last);
+
+/* Push the NULL-terminated chain from first without walking it: one CAS
+ * when the stack is empty. Otherwise its nodes are detached and put in
+ * front of the chain (walking them, not the chain), and the whole pushed
+ * onto the then empty stack: those nodes are off the stack meanwhile, so
+ * callers count themselves in flight (lfp_depot_steal). */
+void lfp_stack_push_chain(struct lfp_stack *s, struct lfp_node *first);
 
 /* Pop the top node, or NULL if the stack is empty. */
 struct lfp_node *lfp_stack_pop(struct lfp_stack *s);

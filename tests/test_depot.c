@@ -18,6 +18,8 @@
 
 extern void (*lfp_test_pop_hook)(void);
 extern void (*_Atomic lfp_test_seed_hook)(void);
+extern void (*_Atomic lfp_test_steal_hook)(void);
+extern void (*_Atomic lfp_test_take_hook)(void);
 
 static __thread int fake_cpu;
 
@@ -301,6 +303,180 @@ static void racing_threads_carve_no_more_than_one_block_per_stack(void)
     fake_cpu = 0;
 }
 
+/* Batches on depot stack i, top first into v (up to max); no other thread
+ * may be in the library. */
+static size_t depot_list(uint32_t i, void **v, size_t max)
+{
+    const struct lfp_pool *p = (const struct lfp_pool *)pool;
+    size_t n = 0;
+    for (struct lfp_node *x = p->depot[i].stack.head.ptr; x != NULL; x = x->next, n++)
+        if (n < max)
+            v[n] = lfp_block_of((struct lfp_free *)x, p->link_off);
+    return n;
+}
+
+/* A pool without a cache whose n blocks were all freed on CPU 1, top first
+ * in v (v[0] freed last), and carved out when full is set. n is more than
+ * the stack count, so that no CPU carves a block of its own any more. */
+static size_t freed_on_cpu_1(void **v, bool full)
+{
+    size_t n = depot_stacks() + 4;
+    struct lfp_config cfg = { .block_size = 64, .capacity = full ? n : 4 * n,
+                              .flags = LFP_NO_CACHE };
+    pool = create_pool(&cfg);
+    fake_cpu = 1;
+    void *out[68];
+    CHECK_EQ(alloc_all(pool, out, n), n);
+    free_all(pool, out, n);
+    for (size_t i = 0; i < n; i++)
+        v[i] = out[n - 1 - i];
+    CHECK_EQ(depot_list(1, out, 0), n);
+    return n;
+}
+
+/* Without a cache, a thread whose CPU's stack is empty takes another CPU's
+ * stack whole: it keeps the top block, and the rest moves onto its own
+ * CPU's stack in the order it had, so a thread that allocates what another
+ * CPU frees takes a run of blocks from that CPU's stack at a time rather
+ * than one CAS on its line per block. Fails when the scan pops one block
+ * off the other stack, or the move loses or reorders blocks. */
+static void a_cpu_with_an_empty_stack_takes_another_cpus_stack_whole(void)
+{
+    if (one_depot_stack())
+        return;
+    void *v[68], *got[68];
+    size_t n = freed_on_cpu_1(v, false);
+    fake_cpu = 0;
+    got[0] = lfp_alloc(pool);
+    CHECK(got[0] == v[0]);
+    CHECK_EQ(depot_list(1, got + 1, 0), 0);
+    CHECK_EQ(depot_list(0, got + 1, n), n - 1);
+    size_t misplaced = 0;
+    for (size_t i = 1; i < n; i++)
+        misplaced += got[i] != v[i];
+    CHECK_EQ(misplaced, 0);
+    /* The rest comes from CPU 0's stack, in that order; nothing carved. */
+    CHECK_EQ(alloc_all(pool, got + 1, n - 1), n - 1);
+    misplaced = 0;
+    for (size_t i = 1; i < n; i++)
+        misplaced += got[i] != v[i];
+    CHECK_EQ(misplaced, 0);
+    CHECK_EQ(stats_of(pool).blocks_carved, n);
+    free_all(pool, got, n);
+    verify_and_destroy(pool, 0);
+    fake_cpu = 0;
+}
+
+/* Inside T's take of CPU 1's stack, before its rest goes onto CPU 0's: U,
+ * on CPU 0, frees a block there. */
+static void *block_u;
+
+static void u_frees_on_the_takers_cpu(void)
+{
+    atomic_store(&lfp_test_steal_hook, NULL);
+    CHECK_EQ(lfp_free(pool, block_u), LFP_OK);
+}
+
+/* The taker's own stack may have gained blocks by the time the rest goes
+ * there: those stay on top, and every block of both is still there once.
+ * Fails when the rest replaces the stack rather than goes below its
+ * blocks. */
+static void blocks_freed_on_the_takers_cpu_meanwhile_stay_on_top(void)
+{
+    if (one_depot_stack())
+        return;
+    void *v[68], *got[68];
+    size_t n = freed_on_cpu_1(v, false);
+    fake_cpu = 0;
+    block_u = lfp_alloc(pool); /* takes v[0], v[1..] go to stack 0 */
+    CHECK(block_u == v[0]);
+    void *w = lfp_alloc(pool);
+    CHECK(w == v[1]);
+    CHECK_EQ(lfp_free(pool, w), LFP_OK); /* stack 0: v[1], v[2], ... */
+    fake_cpu = 1;
+    CHECK(lfp_alloc(pool) == w); /* CPU 1 takes stack 0 in turn: v[2..] */
+    fake_cpu = 0;
+    atomic_store(&lfp_test_steal_hook, u_frees_on_the_takers_cpu);
+    void *t = lfp_alloc(pool); /* T: takes stack 1, U frees v[0] inside */
+    atomic_store(&lfp_test_steal_hook, NULL);
+    CHECK(t == v[2]);
+    /* Stack 0: U's block, then the rest of stack 1, in order. */
+    CHECK_EQ(depot_list(0, got, n), n - 2);
+    CHECK(got[0] == v[0]);
+    size_t misplaced = 0;
+    for (size_t i = 1; i < n - 2; i++)
+        misplaced += got[i] != v[i + 2];
+    CHECK_EQ(misplaced, 0);
+    CHECK_EQ(depot_list(1, got, 0), 0);
+    void *held[] = { w, t };
+    free_all(pool, held, 2);
+    verify_and_destroy(pool, 0);
+    fake_cpu = 0;
+}
+
+/* A pool at its capacity with every free block on CPU 1's stack: while T,
+ * on CPU 0, has taken that stack and not yet put its rest on its own, W
+ * finds every stack empty and the pool carved out. Those blocks are free,
+ * so W must wait for them, not fail with ENOBUFS. */
+static _Atomic bool w_found_nothing;
+static _Atomic bool w_done;
+static void *w_got;
+
+static void w_notes_it_found_nothing(void)
+{
+    atomic_store(&w_found_nothing, true);
+}
+
+static void *w_allocates(void *arg)
+{
+    (void)arg;
+    fake_cpu = 0;
+    errno = 0;
+    w_got = lfp_alloc(pool);
+    if (w_got == NULL)
+        printf("  W got NULL (%s) beside blocks on their way to a stack\n", strerror(errno));
+    atomic_store(&w_done, true);
+    return NULL;
+}
+
+static pthread_t w_thread;
+
+static void start_w_and_let_it_find_nothing(void)
+{
+    atomic_store(&lfp_test_steal_hook, NULL);
+    REQUIRE(pthread_create(&w_thread, NULL, w_allocates, NULL) == 0);
+    /* W calls the take hook each time it finds nothing to take or carve:
+     * the first time, it then looks at what is in flight. */
+    while (!atomic_load(&w_found_nothing) && !atomic_load(&w_done))
+        sched_yield();
+    struct timespec ms = { 0, 1000 * 1000 };
+    nanosleep(&ms, NULL);
+}
+
+static void a_thread_finding_the_depot_empty_waits_for_a_taken_stack(void)
+{
+    if (one_depot_stack())
+        return;
+    void *v[68];
+    size_t n = freed_on_cpu_1(v, true);
+    CHECK_EQ(stats_of(pool).blocks_carved, n);
+    atomic_store(&w_found_nothing, false);
+    atomic_store(&w_done, false);
+    atomic_store(&lfp_test_take_hook, w_notes_it_found_nothing);
+    atomic_store(&lfp_test_steal_hook, start_w_and_let_it_find_nothing);
+    fake_cpu = 0;
+    void *t = lfp_alloc(pool); /* T */
+    REQUIRE(pthread_join(w_thread, NULL) == 0);
+    atomic_store(&lfp_test_take_hook, NULL);
+    CHECK(t == v[0]);
+    CHECK(atomic_load(&w_found_nothing)); /* W did look while T held them */
+    CHECK(w_got == v[1]);
+    void *held[] = { t, w_got };
+    free_all(pool, held, w_got != NULL ? 2 : 1);
+    verify_and_destroy(pool, 0);
+    fake_cpu = 0;
+}
+
 /* A trim puts each block it keeps back on the stack it took it from: blocks
  * freed on CPU 1 still serve CPU 1 first after a thread on CPU 0 trimmed.
  * Fails when the kept blocks all go to the trimming thread's stack. */
@@ -467,6 +643,9 @@ int main(void)
     RUN(a_carved_out_pool_still_gives_another_cpus_block);
     RUN(two_threads_deciding_to_carve_for_one_stack_carve_once);
     RUN(racing_threads_carve_no_more_than_one_block_per_stack);
+    RUN(a_cpu_with_an_empty_stack_takes_another_cpus_stack_whole);
+    RUN(blocks_freed_on_the_takers_cpu_meanwhile_stay_on_top);
+    RUN(a_thread_finding_the_depot_empty_waits_for_a_taken_stack);
     RUN(a_trim_puts_kept_blocks_back_on_their_own_stacks);
     RUN(a_spilled_magazine_comes_back_whole_and_in_order);
     RUN(a_carved_run_is_not_read_as_a_laned_batch);

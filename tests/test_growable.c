@@ -63,6 +63,12 @@ extern void (*_Atomic lfp_test_take_hook)(void);
 /* ... and when set, called by a thread without a cache slot between taking
  * a batch from the depot and putting back the blocks it does not keep. */
 extern void (*_Atomic lfp_test_split_hook)(void);
+/* ... and when set, called by a pool without a cache that takes another
+ * CPU's stack whole, between taking it and moving its rest onto the
+ * caller's stack (inside the RCU read-side section): where a depot pop
+ * that looks at another CPU's stack of more than one block goes instead of
+ * lfp_test_pop_hook. */
+extern void (*_Atomic lfp_test_steal_hook)(void);
 /* ... and when set to n > 0, the n-th following request for memory of any
  * kind (mapping or malloc) fails. */
 extern _Atomic long lfp_test_fail_at;
@@ -2187,9 +2193,11 @@ static lfp_pool *pool_trimming_at_one_slab(void ***blocks, size_t *n)
 }
 
 /* A process forked while another thread is inside an RCU read-side section
- * (held in a depot pop): the child's grace periods must not wait for that
- * thread, which is gone there (liburcu-bp's own fork handlers forget it):
- * the child's trim, which waits for one, must return. */
+ * (held in a depot pop, or in the take of another CPU's stack that the pop
+ * makes when that thread runs on another CPU than the frees did): the
+ * child's grace periods must not wait for that thread, which is gone there
+ * (liburcu-bp's own fork handlers forget it): the child's trim, which waits
+ * for one, must return. */
 static __thread bool hold_my_pop;
 
 static void hold_a_pop(void)
@@ -2221,18 +2229,21 @@ static void test_a_child_forked_while_a_thread_reads_under_rcu_can_trim(void)
     CHECK_EQ(alloc_all(pool, b, n), n);
     free_all(pool, b, per + 1); /* the first slab, and a block of the second */
     lfp_test_pop_hook = hold_a_pop;
+    atomic_store(&lfp_test_steal_hook, hold_a_pop);
     pthread_t a = hold_start(pool, n, alloc_one_held_in_pop);
     fflush(NULL);
     pid_t pid = fork();
     REQUIRE(pid >= 0);
     if (pid == 0) {
         lfp_test_pop_hook = NULL;
+        atomic_store(&lfp_test_steal_hook, NULL);
         (void)lfp_pool_trim(pool); /* waits for a grace period */
         _exit(lfp_pool_destroy(pool) == per - 1 ? 0 : 1);
     }
     check_child_or_kill(pid);
     b[n] = hold_end(a);
     lfp_test_pop_hook = NULL;
+    atomic_store(&lfp_test_steal_hook, NULL);
     CHECK(b[n] != NULL);
     for (size_t i = per + 1; i <= n; i++)
         CHECK_EQ(lfp_free(pool, b[i]), LFP_OK);
@@ -2360,9 +2371,11 @@ static void test_no_automatic_trim_starts_inside_a_read_side_section(void)
     atomic_store(&handler_ran, 0);
     signal(SIGUSR1, free_last_in_handler);
     lfp_test_pop_hook = raise_from_pop;
+    atomic_store(&lfp_test_steal_hook, raise_from_pop); /* moved to another CPU */
     atomic_store(&raise_in_pop, 1);
     void *b = lfp_alloc(pop_pool); /* its pop raises the signal */
     lfp_test_pop_hook = NULL;
+    atomic_store(&lfp_test_steal_hook, NULL);
     signal(SIGUSR1, SIG_DFL);
     CHECK(b != NULL);
     CHECK_EQ(atomic_load(&handler_ran), 1);

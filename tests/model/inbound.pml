@@ -10,7 +10,11 @@
  * keep one block (in use from then on) and push the rest to the depot,
  * then land. A trimmer counts itself in flight, takes the whole depot,
  * and pushes it all back (it keeps every block: a fixed pool's bound
- * stands in for max_blocks), then lands. The waiter reads inbound (in
+ * stands in for max_blocks), then lands. A stealer (a pool without a
+ * cache taking another CPU's stack whole, lfp_depot_steal) counts itself
+ * in flight, takes the depot, keeps one block (in use from then on) and
+ * pushes the rest back, then lands; having taken one block or none, it
+ * cancels its count instead. The waiter reads inbound (in
  * flight and landed), pops, else carves a run of its own in one step,
  * else reads inbound again: in flight -> look again; landed moved -> look
  * again; else ENOBUFS.
@@ -26,6 +30,7 @@
  *               (the race review found in lfp_depot_take);
  *   -DNOWAIT    give up whatever is in flight;
  *   -DNOTRIMCOUNT  the trim does not count itself;
+ *   -DNOSTEALCOUNT the stealer does not count itself;
  *   -DLATECOUNT carvers count themselves in flight only after their claim
  *               (what the release on the claim publishes in src/pool.c:
  *               the count must come before it).
@@ -84,6 +89,37 @@ proctype trimmer(byte me)
 #endif
 }
 
+proctype stealer(byte me)
+{
+    byte h;
+#ifndef NOSTEALCOUNT
+    flight++;
+#endif
+    atomic {
+        h = depot; depot = 0;
+        if
+        :: h > 0 -> held = held + h - 1
+        :: else -> skip
+        fi;
+        printf("P%d takes the depot (%d)\n", me, h)
+    }
+    if
+    :: h > 1 ->
+        atomic { depot = depot + h - 1; held = held - (h - 1) };
+#ifndef NOSTEALCOUNT
+        atomic { flight--; landed++; printf("P%d lands\n", me) }
+#else
+        printf("P%d lands\n", me)
+#endif
+    :: else ->
+#ifndef NOSTEALCOUNT
+        flight--                /* lfp_inflight_cancel: nothing to land */
+#else
+        skip
+#endif
+    fi
+}
+
 proctype waiter(byte me)
 {
     byte bf, bl;
@@ -132,6 +168,7 @@ init {
         run carver(1);
         run carver(2);
         run trimmer(3);
-        run waiter(4)
+        run stealer(4);
+        run waiter(5)
     }
 }
