@@ -324,12 +324,17 @@ size_t lfp_pool_destroy(lfp_pool *pool);
  *   free block left), ENOMEM (the OS refused memory) or EINVAL (NULL pool).
  * Fast path (a block in this thread's magazine): no atomic read-modify-write,
  * no lock, 14 instructions on x86-64 (GCC 12, -O2). Otherwise one CAS on the
- * shared depot moves a whole magazine of blocks. Lock-free, but for two
- * cases: a growable pool that grows maps a slab (a system call), and a
- * thread that finds the pool at its bound while another thread's blocks are
- * on their way to the depot (a run or slab being made ready, the depot a
- * trim is handing back) waits for them (sched_yield) rather than fail with
- * ENOBUFS.
+ * shared depot moves a whole magazine of blocks. Lock-free, but for three
+ * cases: a growable pool that grows maps a slab (a system call); a thread
+ * that finds the pool at its bound while another thread's blocks are on
+ * their way to the depot (a run or slab being made ready, the depot a trim
+ * is handing back) waits for them (sched_yield) rather than fail with
+ * ENOBUFS; and a thread of a fixed pool without a cache that finds every
+ * depot stack empty while another thread moves a CPU's stack to its own
+ * (two CASes apart) waits for those blocks rather than carve another, so
+ * that the pool carves no more than its peak in use. A signal handler's
+ * call does not wait for its own thread's blocks: it may carve one more,
+ * or get ENOBUFS at the bound.
  */
 void *lfp_alloc(lfp_pool *pool);
 

@@ -45,8 +45,9 @@ void lfp_stack_push_chain(struct lfp_stack *s, struct lfp_node *first)
                 return;
             continue;
         }
-        /* Nodes pushed since the caller saw the stack empty: few, unless
-         * another thread's free_bulk came meanwhile. Theirs go on top. */
+        /* Nodes pushed since the caller saw the stack empty: usually a few
+         * frees on this CPU, but another thread's take, a trim's hand-back
+         * or an lfp_free_bulk can put a long chain here. Theirs go on top. */
         struct lfp_node *top = lfp_stack_pop_all(s);
         if (top == NULL)
             continue;

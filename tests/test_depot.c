@@ -7,6 +7,7 @@
  */
 #include <errno.h>
 #include <pthread.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -414,10 +415,11 @@ static void blocks_freed_on_the_takers_cpu_meanwhile_stay_on_top(void)
     fake_cpu = 0;
 }
 
-/* A pool at its capacity with every free block on CPU 1's stack: while T,
- * on CPU 0, has taken that stack and not yet put its rest on its own, W
- * finds every stack empty and the pool carved out. Those blocks are free,
- * so W must wait for them, not fail with ENOBUFS. */
+/* Every free block on CPU 1's stack: while T, on CPU 0, has taken that
+ * stack and not yet put its rest on its own, W finds every stack empty.
+ * Those blocks are free, so W must wait for them: at the pool's capacity
+ * rather than fail with ENOBUFS, below it rather than carve a block beyond
+ * the peak in use. */
 static _Atomic bool w_found_nothing;
 static _Atomic bool w_done;
 static void *w_got;
@@ -453,12 +455,12 @@ static void start_w_and_let_it_find_nothing(void)
     nanosleep(&ms, NULL);
 }
 
-static void a_thread_finding_the_depot_empty_waits_for_a_taken_stack(void)
+static void w_waits_for_a_taken_stack(bool full)
 {
     if (one_depot_stack())
         return;
     void *v[68];
-    size_t n = freed_on_cpu_1(v, true);
+    size_t n = freed_on_cpu_1(v, full);
     CHECK_EQ(stats_of(pool).blocks_carved, n);
     atomic_store(&w_found_nothing, false);
     atomic_store(&w_done, false);
@@ -471,8 +473,112 @@ static void a_thread_finding_the_depot_empty_waits_for_a_taken_stack(void)
     CHECK(t == v[0]);
     CHECK(atomic_load(&w_found_nothing)); /* W did look while T held them */
     CHECK(w_got == v[1]);
+    CHECK_EQ(stats_of(pool).blocks_carved, n);
     void *held[] = { t, w_got };
     free_all(pool, held, w_got != NULL ? 2 : 1);
+    verify_and_destroy(pool, 0);
+    fake_cpu = 0;
+}
+
+static void a_thread_at_the_bound_waits_for_a_taken_stack(void)
+{
+    w_waits_for_a_taken_stack(true);
+}
+
+static void a_thread_below_the_bound_waits_for_a_taken_stack_rather_than_carve(void)
+{
+    w_waits_for_a_taken_stack(false);
+}
+
+/* Two producers on CPU 0 hand blocks to a consumer on CPU 1 through a few
+ * slots, so the producers keep taking CPU 1's stack, and now and then find
+ * the depot empty while the other holds it. The pool must not carve past
+ * the most blocks in use at once (counted from before each alloc to after
+ * each free, so at least the true peak) or the stack count. */
+enum { HANDOFF_SLOTS = 8 };
+static _Atomic(void *) handoff[HANDOFF_SLOTS];
+static _Atomic long handoff_in_use, handoff_peak, handoff_left;
+static _Atomic bool handoff_failed;
+
+static void *handoff_producer(void *arg)
+{
+    fake_cpu = 0;
+    size_t i = (size_t)(uintptr_t)arg;
+    while (atomic_load(&handoff_left) > 0) {
+        i = (i + 1) % HANDOFF_SLOTS;
+        if (atomic_load(&handoff[i]) != NULL)
+            continue;
+        long now = atomic_fetch_add(&handoff_in_use, 1) + 1;
+        long peak = atomic_load(&handoff_peak);
+        while (now > peak && !atomic_compare_exchange_weak(&handoff_peak, &peak, now))
+            ;
+        void *b = lfp_alloc(pool);
+        if (b == NULL) {
+            atomic_store(&handoff_failed, true);
+            atomic_store(&handoff_left, 0);
+            break;
+        }
+        void *empty = NULL;
+        if (atomic_compare_exchange_strong(&handoff[i], &empty, b)) {
+            atomic_fetch_sub(&handoff_left, 1);
+            continue;
+        }
+        CHECK_EQ(lfp_free(pool, b), LFP_OK);
+        atomic_fetch_sub(&handoff_in_use, 1);
+    }
+    return NULL;
+}
+
+static void *handoff_consumer(void *arg)
+{
+    (void)arg;
+    fake_cpu = 1;
+    for (;;) {
+        for (size_t i = 0; i < HANDOFF_SLOTS; i++) {
+            void *b = atomic_exchange(&handoff[i], NULL);
+            if (b != NULL) {
+                CHECK_EQ(lfp_free(pool, b), LFP_OK);
+                atomic_fetch_sub(&handoff_in_use, 1);
+            }
+        }
+        if (atomic_load(&handoff_left) <= 0)
+            return NULL; /* the main thread frees what is left */
+    }
+}
+
+static void producers_taking_a_consumers_stack_carve_no_more_than_the_peak(void)
+{
+    if (one_depot_stack())
+        return;
+    struct lfp_config cfg = { .block_size = 64, .capacity = 1 << 20, .flags = LFP_NO_CACHE };
+    pool = create_pool(&cfg);
+    atomic_store(&handoff_in_use, 0);
+    atomic_store(&handoff_peak, 0);
+    atomic_store(&handoff_failed, false);
+    atomic_store(&handoff_left, scaled(400000, 20000));
+    pthread_t th[3];
+    REQUIRE(pthread_create(&th[0], NULL, handoff_producer, (void *)(uintptr_t)0) == 0);
+    REQUIRE(pthread_create(&th[1], NULL, handoff_producer,
+                           (void *)(uintptr_t)(HANDOFF_SLOTS / 2)) == 0);
+    REQUIRE(pthread_create(&th[2], NULL, handoff_consumer, NULL) == 0);
+    for (int i = 0; i < 3; i++)
+        REQUIRE(pthread_join(th[i], NULL) == 0);
+    /* A producer that passed its loop's test just before the count ran
+     * out may have handed over a block after the consumer's last pass. */
+    for (size_t i = 0; i < HANDOFF_SLOTS; i++) {
+        void *b = atomic_exchange(&handoff[i], NULL);
+        if (b != NULL)
+            CHECK_EQ(lfp_free(pool, b), LFP_OK);
+    }
+    CHECK(!atomic_load(&handoff_failed));
+    struct lfp_stats st = stats_of(pool);
+    size_t peak = (size_t)atomic_load(&handoff_peak), stacks = depot_stacks();
+    size_t bound = peak > stacks ? peak : stacks;
+    if (st.blocks_carved > bound)
+        printf("  carved %zu with at most %zu in use at once and %zu stacks\n",
+               st.blocks_carved, peak, stacks);
+    CHECK(st.blocks_carved <= bound);
+    CHECK_EQ(st.blocks_in_use, 0);
     verify_and_destroy(pool, 0);
     fake_cpu = 0;
 }
@@ -645,7 +751,9 @@ int main(void)
     RUN(racing_threads_carve_no_more_than_one_block_per_stack);
     RUN(a_cpu_with_an_empty_stack_takes_another_cpus_stack_whole);
     RUN(blocks_freed_on_the_takers_cpu_meanwhile_stay_on_top);
-    RUN(a_thread_finding_the_depot_empty_waits_for_a_taken_stack);
+    RUN(a_thread_at_the_bound_waits_for_a_taken_stack);
+    RUN(a_thread_below_the_bound_waits_for_a_taken_stack_rather_than_carve);
+    RUN(producers_taking_a_consumers_stack_carve_no_more_than_the_peak);
     RUN(a_trim_puts_kept_blocks_back_on_their_own_stacks);
     RUN(a_spilled_magazine_comes_back_whole_and_in_order);
     RUN(a_carved_run_is_not_read_as_a_laned_batch);

@@ -127,6 +127,41 @@ static void chain_push_pops_in_chain_order_above_older_nodes(void)
     CHECK(lfp_stack_pop(&s) == NULL);
 }
 
+/* push_chain: onto an empty stack the chain as it is, with one update of
+ * the tag; onto a stack with nodes, those nodes stay on top, in their
+ * order, and the chain goes below them. */
+static void push_chain_goes_below_the_nodes_already_there(void)
+{
+    struct lfp_stack s;
+    reset_nodes();
+    lfp_stack_init(&s);
+
+    N(20)->next = N(21);
+    N(21)->next = NULL;
+    uintptr_t tag = lfp_stack_tag(&s);
+    lfp_stack_push_chain(&s, N(20));
+    CHECK_EQ(lfp_stack_tag(&s), tag + 1);
+    CHECK(lfp_stack_peek(&s) == N(20));
+
+    push1(&s, 10); /* x, y on top of a -> b */
+    push1(&s, 11);
+    CHECK(lfp_stack_pop(&s) == N(11));
+    CHECK(lfp_stack_pop(&s) == N(10));
+    CHECK(lfp_stack_pop(&s) == N(20));
+    CHECK(lfp_stack_pop(&s) == N(21));
+
+    push1(&s, 10);
+    push1(&s, 11);
+    N(30)->next = N(31);
+    N(31)->next = N(32);
+    N(32)->next = NULL;
+    lfp_stack_push_chain(&s, N(30));
+    const long want[] = { 11, 10, 30, 31, 32 };
+    for (size_t i = 0; i < sizeof want / sizeof want[0]; i++)
+        CHECK_EQ(index_of(lfp_stack_pop(&s)), want[i]);
+    CHECK(lfp_stack_pop(&s) == NULL);
+}
+
 static void pop_all_returns_whole_stack_in_lifo_order_and_empties_it(void)
 {
     struct lfp_stack s;
@@ -271,19 +306,29 @@ static void release(struct worker *w, struct lfp_node *n)
 
 #define MAX_HELD 64
 
-/* Push back held[0..k) and forget them: every other round one at a time,
- * else linked into one chain and pushed with a single CAS. */
+/* Push back held[0..k) and forget them: in turn one at a time, linked into
+ * one chain and pushed with a single CAS, or as a NULL-terminated chain by
+ * push_chain (which, when the stack is not empty, takes what is there off
+ * it and puts it in front of the chain: a third way nodes leave and come
+ * back beside everyone's pops). */
 static void push_back(struct worker *w, long round, struct lfp_node **held, int k)
 {
     for (int j = 0; j < k; j++)
         release(w, held[j]);
-    if (round & 1) {
+    if (k == 0)
+        return;
+    if (round % 3 == 1) {
         for (int j = 0; j < k; j++)
             lfp_stack_push(&shared, held[j], held[j]);
-    } else if (k > 0) {
-        for (int j = 0; j + 1 < k; j++)
-            held[j]->next = held[j + 1];
+        return;
+    }
+    for (int j = 0; j + 1 < k; j++)
+        held[j]->next = held[j + 1];
+    if (round % 3 == 0) {
         lfp_stack_push(&shared, held[0], held[k - 1]);
+    } else {
+        held[k - 1]->next = NULL;
+        lfp_stack_push_chain(&shared, held[0]);
     }
 }
 
@@ -492,6 +537,7 @@ int main(void)
     RUN(single_pushes_pop_in_lifo_order);
     RUN(push_links_chain_tail_to_previous_top);
     RUN(chain_push_pops_in_chain_order_above_older_nodes);
+    RUN(push_chain_goes_below_the_nodes_already_there);
     RUN(pop_all_returns_whole_stack_in_lifo_order_and_empties_it);
     RUN(every_successful_push_and_pop_advances_tag);
     RUN(remove_takes_a_node_out_wherever_it_lies);

@@ -31,6 +31,7 @@
  *   -DNOWAIT    give up whatever is in flight;
  *   -DNOTRIMCOUNT  the trim does not count itself;
  *   -DNOSTEALCOUNT the stealer does not count itself;
+ *   -DSTEALLATE    the stealer counts itself only after its take;
  *   -DLATECOUNT carvers count themselves in flight only after their claim
  *               (what the release on the claim publishes in src/pool.c:
  *               the count must come before it).
@@ -92,8 +93,8 @@ proctype trimmer(byte me)
 proctype stealer(byte me)
 {
     byte h;
-#ifndef NOSTEALCOUNT
-    flight++;
+#if !defined(NOSTEALCOUNT) && !defined(STEALLATE)
+    flight++;                   /* before the take, whose CAS publishes it */
 #endif
     atomic {
         h = depot; depot = 0;
@@ -103,6 +104,9 @@ proctype stealer(byte me)
         fi;
         printf("P%d takes the depot (%d)\n", me, h)
     }
+#ifdef STEALLATE
+    flight++;
+#endif
     if
     :: h > 1 ->
         atomic { depot = depot + h - 1; held = held - (h - 1) };

@@ -18,7 +18,7 @@
 #   inbound                        when an allocating thread may give up with
 #                                  ENOBUFS while carves and trims have blocks on
 #                                  their way to the depot: exhaustive search
-#   inbound-{nolanded,nowait,latecount,notrimcount,nostealcount}-finds-loss
+#   inbound-{nolanded,nowait,latecount,notrimcount,nostealcount,steallate}-finds-loss
 #                                  each rule of lfp_depot_take and lfp_carve
 #                                  left out in turn: Spin must find a thread
 #                                  giving up beside a free block, with another
@@ -45,7 +45,7 @@ all_checks=(stack stack-notag-finds-aba stack-notag-owner-finds-aba
             reclaim reclaim-nograce-finds-race
             inbound inbound-nolanded-finds-loss inbound-nowait-finds-loss
             inbound-latecount-finds-loss inbound-notrimcount-finds-loss
-            inbound-nostealcount-finds-loss)
+            inbound-nostealcount-finds-loss inbound-steallate-finds-loss)
 timeout_s=${LFP_MODEL_TIMEOUT:-300}
 memlim=${LFP_MODEL_MEMLIM:-2048}
 read -r -a extra_defines <<< "${LFP_MODEL_DEFINES:-}"
@@ -280,6 +280,8 @@ for check in "${checks[@]}"; do
             run_check "$check" inbound.pml 'depot' -DNOTRIMCOUNT ;;
         inbound-nostealcount-finds-loss)
             run_check "$check" inbound.pml 'depot' -DNOSTEALCOUNT ;;
+        inbound-steallate-finds-loss)
+            run_check "$check" inbound.pml 'depot' -DSTEALLATE ;;
     esac
 done
 
