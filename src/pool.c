@@ -357,11 +357,11 @@ void (*_Atomic lfp_test_steal_hook)(void);
  * threads on other CPUs free (xfer, server: every producer's block comes
  * from a consumer's CPU) then takes a run of blocks from their stack at a
  * time, not one CAS on their stack's line per block: on 2 cores xfer 1+1
- * went from 344-404 to 138-163 ns a pair (README, "Without a cache, xfer"). A stack of
- * one batch is popped as it was. The rest is out of the depot's sight until
- * it lands, so it is counted in flight from before the take (whose CAS
- * releases the count) for threads that find the depot empty meanwhile
- * (lfp_depot_take): as a split batch is. */
+ * went from 344-404 to 138-163 ns a pair (README, "Without a cache, xfer
+ * and server"). A stack of one batch is popped as it was. The rest is out
+ * of the depot's sight until it lands, so it is counted in flight from
+ * before the take (whose CAS releases the count) for threads that find the
+ * depot empty meanwhile (lfp_depot_take): as a split batch is. */
 static struct lfp_free *lfp_depot_steal(struct lfp_pool *pool, struct lfp_stack *from,
                                         struct lfp_stack *home)
 {
