@@ -14,6 +14,19 @@
  * still moves between cores together. */
 #define LFP_SHARING_SPAN 128
 
+/* Test builds only: call the hook h, an atomic function pointer, when one
+ * is set; nothing in other builds. */
+#ifdef LFP_TEST_HOOKS
+#define LFP_TEST_HOOK(h)                                                       \
+    do {                                                                       \
+        void (*lfp_hook_)(void) = atomic_load(&(h));                           \
+        if (lfp_hook_ != NULL)                                                 \
+            lfp_hook_();                                                       \
+    } while (0)
+#else
+#define LFP_TEST_HOOK(h) ((void)0)
+#endif
+
 #ifndef __has_feature
 #define __has_feature(x) 0
 #endif

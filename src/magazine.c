@@ -561,11 +561,7 @@ static struct lfp_free *lfp_take_one(struct lfp_pool *pool, struct lfp_slot *s)
         struct lfp_inflight r = { .counted = false };
         b = lfp_depot_take(pool, 1, &n, &r);
         if (r.counted && n > 1) {
-#ifdef LFP_TEST_HOOKS
-            void (*hook)(void) = atomic_load(&lfp_test_split_hook);
-            if (hook != NULL)
-                hook();
-#endif
+            LFP_TEST_HOOK(lfp_test_split_hook);
             lfp_depot_push_singles(pool, b->chain);
             b->chain = NULL;
             lfp_inflight_end(&r);

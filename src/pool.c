@@ -379,11 +379,7 @@ static struct lfp_free *lfp_depot_steal(struct lfp_pool *pool, struct lfp_stack 
         lfp_inflight_cancel(&r);
         return b;
     }
-#ifdef LFP_TEST_HOOKS
-    void (*hook)(void) = atomic_load(&lfp_test_steal_hook);
-    if (hook != NULL)
-        hook();
-#endif
+    LFP_TEST_HOOK(lfp_test_steal_hook);
     lfp_stack_push_chain(home, (struct lfp_node *)b->next);
     lfp_inflight_end(&r);
     return b;
@@ -465,11 +461,7 @@ struct lfp_free *lfp_depot_pop(struct lfp_pool *pool, uint32_t *len)
      * block reads as a batch of one, as a carve's share does. */
     size_t seed_limit;
     if (b == NULL && (seed_limit = lfp_depot_seeding(pool)) != 0) {
-#ifdef LFP_TEST_HOOKS
-        void (*hook)(void) = atomic_load(&lfp_test_seed_hook);
-        if (hook != NULL)
-            hook();
-#endif
+        LFP_TEST_HOOK(lfp_test_seed_hook);
         int e = errno;
         if (lfp_carve_below(pool, 1, seed_limit, &b) == 0)
             errno = e;
@@ -555,19 +547,10 @@ static uint32_t lfp_carve_below(struct lfp_pool *pool, uint32_t want, size_t lim
 
 #ifdef LFP_TEST_HOOKS
 /* Test builds only: called by lfp_depot_take when it found nothing to take
- * and nothing to carve (or, in a fixed pool without a cache, nothing to
- * take and blocks in flight), before it looks at what is in flight again. */
+ * and (but in a fixed pool without a cache, which looks before it carves)
+ * nothing to carve, before it looks at what is in flight. */
 void (*_Atomic lfp_test_take_hook)(void);
 #endif
-
-static inline void lfp_take_hook_run(void)
-{
-#ifdef LFP_TEST_HOOKS
-    void (*hook)(void) = atomic_load(&lfp_test_take_hook);
-    if (hook != NULL)
-        hook();
-#endif
-}
 
 struct lfp_free *lfp_depot_take(struct lfp_pool *pool, uint32_t want, uint32_t *len,
                                 struct lfp_inflight *split)
@@ -584,47 +567,49 @@ struct lfp_free *lfp_depot_take(struct lfp_pool *pool, uint32_t want, uint32_t *
          * read, cancelled before now is: the two cancel out. */
         if (split != NULL)
             lfp_inflight_cancel(split);
-        /* A fixed pool without a cache carves only when no block is free,
-         * so that blocks_carved stays at the peak of blocks in use: not
-         * while another thread moves a CPU's stack to its own (its only
-         * operation in flight; lfp_depot_steal), nor when one landed since
-         * the first load, which the pop may have missed. Without this, a
-         * review's producers and consumer with at most 10 blocks in use
-         * had carved 96 after 40 s. The wait is a steal's two CASes, unless
-         * its thread is preempted between them. */
-        if (lfp_carves_at_peak(pool)) {
-            uint64_t now = atomic_load_explicit(&pool->inbound, memory_order_acquire);
-            if ((uint32_t)now != lfp_inflight_own(pool) || now != before) {
-                lfp_take_hook_run();
-                if ((uint32_t)now != lfp_inflight_own(pool))
-                    sched_yield();
-                continue;
-            }
+        /* Other pools carve first and look at what is in flight only once
+         * carved out. A fixed pool without a cache looks first: it carves
+         * only when no block is free, so that blocks_carved stays at the
+         * peak of blocks in use, and so not while another thread moves a
+         * CPU's stack to its own (its only operation in flight:
+         * lfp_depot_steal) or when one landed since the pop. Without that,
+         * a review's producers and consumer with at most 10 blocks in use
+         * had carved 96 after 40 s. The wait is a steal's two CASes,
+         * unless its thread is preempted between them. */
+        bool at_peak = lfp_carves_at_peak(pool);
+        if (!at_peak) {
+            if ((*len = lfp_carve(pool, want, &b)) != 0)
+                return b;
+            if (errno != ENOBUFS)
+                return NULL; /* ENOMEM: waiting would not make memory */
         }
-        if ((*len = lfp_carve(pool, want, &b)) != 0)
-            return b;
-        if (errno != ENOBUFS)
-            return NULL; /* ENOMEM: waiting would not make memory */
-        lfp_take_hook_run();
-        /* At the bound, but another thread's blocks may still be on their
-         * way to the depot: a run or a new slab being made ready, or the
-         * depot a trim took and is handing back. They count as free (the
-         * capacity rule of the README), so wait for them rather than fail.
-         * The wait ends when that thread is done (up to LFP_CARVE_BYTES or
-         * a slab of blocks made ready, or one trim); the acquire pairs with
-         * the release that follows its push, so the pop above then sees
-         * the push. One that landed after the first load (the landed count
-         * moved) may have pushed after the pop looked: look again. Only
-         * when none was in flight or landed between the two loads was the
-         * pool without a free block outside the magazines at one moment.
-         * The calling thread's own operations (a batch it splits, or a
-         * carve it is in, from init or a signal handler) are not waited
-         * for: they cannot land while it waits. */
+        LFP_TEST_HOOK(lfp_test_take_hook);
+        /* Carved out (or, at the peak, before the carve), but another
+         * thread's blocks may still be on their way to the depot: a run or a new slab being made ready, the
+         * depot a trim took and is handing back, or a stack being moved.
+         * They count as free (the capacity rule of the README), so wait
+         * for them rather than fail. The wait ends when that thread is
+         * done (up to LFP_CARVE_BYTES or a slab of blocks made ready, one
+         * trim or one move); the acquire pairs with the release that
+         * follows its push, so the pop above then sees the push. One that
+         * landed after the first load (the landed count moved) may have
+         * pushed after the pop looked: look again. Only when none was in
+         * flight or landed between the two loads was the pool without a
+         * free block outside the magazines at one moment. The calling
+         * thread's own operations (a batch it splits, a carve or a move
+         * it is in, from init or a signal handler) are not waited for:
+         * they cannot land while it waits. */
         uint64_t now = atomic_load_explicit(&pool->inbound, memory_order_acquire);
-        if ((uint32_t)now != lfp_inflight_own(pool))
+        if ((uint32_t)now != lfp_inflight_own(pool)) {
             sched_yield();
-        else if (now == before)
+            continue;
+        }
+        if (now != before)
+            continue;
+        if (!at_peak)
             return NULL;
+        *len = lfp_carve(pool, want, &b);
+        return b; /* NULL with ENOBUFS when carved out */
     }
 }
 

@@ -738,11 +738,7 @@ static void lfp_release_later(struct lfp_pool *pool, struct lfp_slab *list)
         struct lfp_slab *d = list;
         list = (struct lfp_slab *)d->free_link.next;
         atomic_fetch_add_explicit(&pool->releasing, 1, memory_order_relaxed);
-#ifdef LFP_TEST_HOOKS
-        void (*hook)(void) = atomic_load(&lfp_test_queue_hook);
-        if (hook != NULL)
-            hook();
-#endif
+        LFP_TEST_HOOK(lfp_test_queue_hook);
         LFP_TSAN_RELEASE(d);
         urcu_bp_call_rcu(&d->rcu, lfp_slab_release_rcu);
     }
@@ -798,11 +794,7 @@ size_t lfp_slab_trim(struct lfp_pool *pool, bool wait)
         }
     }
     atomic_fetch_sub_explicit(&pool->depot_blocks, detached, memory_order_relaxed);
-#ifdef LFP_TEST_HOOKS
-    void (*hook)(void) = atomic_load(&lfp_test_trim_hook);
-    if (hook != NULL)
-        hook();
-#endif
+    LFP_TEST_HOOK(lfp_test_trim_hook);
     /* The blocks kept go back to the stack they came from, so that a CPU's
      * blocks stay where its threads look first. */
     for (uint32_t i = 0; i < nstacks; i++) {
