@@ -9,6 +9,10 @@
 #                                  by another process since its snapshot
 #   stack-notag-owner-finds-aba    the same, with the conservation checks left
 #                                  out: the two-owners assertion alone must fail
+#   stack-nowalk-finds-loss        push_chain linking its chain under the first
+#                                  node it took back instead of the last: Spin
+#                                  must find blocks lost, and the trail must
+#                                  show a push_chain that took two or more
 #   reclaim                        slab release behind an RCU grace period:
 #                                  exhaustive search, no assertion may fail
 #   reclaim-nograce-finds-race     without the grace period, Spin must find a pop
@@ -42,6 +46,7 @@ set -uo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 all_checks=(stack stack-notag-finds-aba stack-notag-owner-finds-aba
+            stack-nowalk-finds-loss
             reclaim reclaim-nograce-finds-race
             inbound inbound-nolanded-finds-loss inbound-nowait-finds-loss
             inbound-latecount-finds-loss inbound-notrimcount-finds-loss
@@ -61,7 +66,7 @@ checks=()
 for arg in "$@"; do
     case "$arg" in
         -v) verbose=1 ;;
-        -h|--help) sed -n '2,33s/^# \{0,1\}//p' "${BASH_SOURCE[0]}"; exit 0 ;;
+        -h|--help) sed -n '2,37s/^# \{0,1\}//p' "${BASH_SOURCE[0]}"; exit 0 ;;
         -*) usage ;;
         *)
             found=0
@@ -115,6 +120,13 @@ trail_shows_aba() {
         }
         END { exit aba ? 0 : 1 }
     ' "$1"
+}
+
+# The trail shows a push_chain that took two or more blocks back from the
+# stack before linking its own chain (the splice the variant gets wrong).
+trail_shows_long_splice() {
+    awk '$2 == "push_chain:" && $3 == "took" && $4 >= 2 { found = 1 }
+         END { exit found ? 0 : 1 }' "$1"
 }
 
 # The trail shows the release race: the last pop read the link of block X
@@ -247,6 +259,7 @@ run_check() {
     local shape=trail_shows_aba
     [[ $model == reclaim.pml ]] && shape=trail_shows_unmapped_read
     [[ $model == inbound.pml ]] && shape=trail_shows_missed_block
+    [[ $name == stack-nowalk-* ]] && shape=trail_shows_long_splice
     if ! "$shape" replay.out; then
         fail "$name" "the trail does not show the expected interleaving" replay.out
         return
@@ -266,6 +279,8 @@ for check in "${checks[@]}"; do
             run_check "$check" stack.pml 'c_seen|c_walk' -DNOTAG ;;
         stack-notag-owner-finds-aba)
             run_check "$check" stack.pml 'owner\[' -DNOTAG -DNOCONS ;;
+        stack-nowalk-finds-loss)
+            run_check "$check" stack.pml 'owner\[c_walk\] != me|owner\[c_walk\]!=me' -DNOWALK ;;
         reclaim) run_check reclaim reclaim.pml none ;;
         reclaim-nograce-finds-race)
             run_check "$check" reclaim.pml 'mapped\[' -DNOGRACE ;;

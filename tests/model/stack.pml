@@ -6,18 +6,24 @@
  * it, then either push it back alone, or pop a second one and push both:
  * pre-linked, as one chain in one CAS (a batch move), or one after the
  * other, the first while the second is still held. A sweeper detaches the
- * whole stack with pop_all, holds it, and pushes the chain back in one CAS.
+ * whole stack with pop_all, holds it, and pushes the chain back: in one CAS
+ * with its last node known (push), or with push_chain, which splices the
+ * chain under whatever the workers pushed meanwhile.
  *
  * Properties, as assertions (a safety search checks them all):
  *   - a claim takes only free blocks: no block has two owners at once;
  *   - conservation, in every state: the stack is a NULL-terminated list and
  *     each block is on it exactly once or owned, never both;
+ *   - after its push_chain, the sweeper holds no block (one it took back
+ *     and did not link would be lost);
  *   - once every process is done, all NB blocks are back on the stack.
  *
  * Variants:
  *   -DNOTAG   the tag never changes: Spin must find the ABA;
  *   -DNOCONS  without the conservation checks, so that with -DNOTAG the
- *             two-owners assertion alone must catch the ABA.
+ *             two-owners assertion alone must catch the ABA;
+ *   -DNOWALK  push_chain links the chain under the first node it took, not
+ *             the last: Spin must find the nodes below it lost.
  * Bounds (defaults in brackets): -DNB [3] blocks, -DROUNDS1 [1] and
  * -DROUNDS2 [2] rounds of the two workers, -DSWEEPS [1] of the sweeper.
  */
@@ -87,8 +93,11 @@ proctype sweeper(byte me)
         if
         :: first == 0 -> skip
         :: first != 0 ->
-            chain_last(first, last);
-            push(first, last)
+            if
+            :: chain_last(first, last);
+                push(first, last)
+            :: push_chain(first)
+            fi
         fi;
         first = 0; last = 0;
         round++

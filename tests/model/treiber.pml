@@ -10,7 +10,11 @@
  *   - lfp_cas2(): one atomic compare-and-update of the pair; on failure the
  *     caller's expected value becomes the pair observed, read atomically;
  *   - every successful push, pop and pop_all writes tag + 1 (tag + 0 with
- *     -DNOTAG, the bug the tag exists to prevent).
+ *     -DNOTAG, the bug the tag exists to prevent);
+ *   - push_chain(), lfp_stack_push_chain(): a CAS onto an empty head, or
+ *     else a pop_all of what is there, a walk to its end, a link to the
+ *     caller's chain and another try (with -DNOWALK the link goes under the
+ *     first node taken instead of the last: Spin must find the loss).
  *
  * Blocks are 1..NB; 0 is NULL. Ownership is explicit: owner[b] is 0 while
  * b is free, that is on the stack, else the id of the process holding it
@@ -23,8 +27,8 @@
  *   TOUCH(b)  optional: a statement run, in the same step, wherever the
  *             stack reads or writes block b's memory (its next link): a
  *             pop reading top->next, a push linking its last block, a
- *             pop_all claiming its chain, chain_last walking one. skip
- *             if not defined.
+ *             pop_all claiming its chain, chain_last or push_chain
+ *             walking one. skip if not defined.
  * and every process that calls these inlines declares
  *   byte me, t, p, n, k;   (its id, then scratch, left 0 between calls)
  * The printf()s narrate a counterexample replayed with spin -t; they cost
@@ -221,4 +225,77 @@ inline chain_last(first, last)
         od;
         k = 0
     }
+}
+
+/* After push_chain: the caller holds no block. Its callers in the models
+ * hold nothing but the chain they push, so a block still theirs is one the
+ * splice dropped (it took it back with pop_all and never linked it): lost
+ * to the pool, though conservation, which counts it as owned, holds. */
+inline chain_gave_all()
+{
+    d_step {
+        c_walk = 1;
+        do
+        :: c_walk <= NB -> assert(owner[c_walk] != me); c_walk++
+        :: else -> break
+        od;
+        c_walk = 0
+    }
+}
+
+/* lfp_stack_push_chain() of the caller's NULL-terminated chain from first,
+ * which it holds and gives up with the CAS that publishes it. first ends
+ * up naming the chain actually pushed (the nodes found on the stack, then
+ * the caller's). */
+inline push_chain(first)
+{
+    do
+    :: t = head_tag;                    /* lfp_load2 */
+        p = head_ptr;
+        if
+        :: p == 0 ->
+            atomic {
+                if
+                :: head_ptr == 0 && head_tag == t ->
+                    printf("P%d push_chain: CAS {0,t%d} -> {%d,t%d}\n",
+                           me, t, first, t + STEP);
+                    head_ptr = first;
+                    head_tag = t + STEP;
+                    n = first; k = 0;
+                    do
+                    :: n != 0 && k <= NB -> owner[n] = 0; n = next[n]; k++
+                    :: else -> break
+                    od;
+                    check_conservation();
+                    chain_gave_all();
+                    t = 0; p = 0; n = 0; k = 0;
+                    break
+                :: else -> t = 0; p = 0     /* look again */
+                fi
+            }
+        :: else ->
+            t = 0; p = 0;
+            pop_all(n);                 /* what was pushed since */
+            if
+            :: n == 0 -> skip           /* emptied meanwhile: look again */
+            :: else ->
+                d_step {                /* the taken nodes are ours */
+                    p = n; k = 1;
+                    do
+                    :: next[p] != 0 && k <= NB -> TOUCH(p); p = next[p]; k++
+                    :: else -> break
+                    od;
+#ifdef NOWALK
+                    p = n;
+#endif
+                    printf("P%d push_chain: took %d block(s) from %d, links %d -> %d\n",
+                           me, k, n, p, first);
+                    TOUCH(p);
+                    next[p] = first;
+                    first = n;
+                    p = 0; n = 0; k = 0
+                }
+            fi
+        fi
+    od
 }
