@@ -7,6 +7,7 @@
 #define LFP_UNLIKELY(x) __builtin_expect(!!(x), 0)
 #define LFP_API __attribute__((visibility("default")))
 #define LFP_NOINLINE __attribute__((noinline))
+#define LFP_ALWAYS_INLINE inline __attribute__((always_inline))
 #define LFP_CACHELINE 64
 /* How far apart words that different threads write are kept: two lines, as
  * the L2 spatial prefetcher of Intel cores fetches a line's 128-byte-aligned

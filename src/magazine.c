@@ -394,6 +394,12 @@ static struct lfp_free *lfp_rounds_chain(const struct lfp_pool *pool, void **rou
     struct lfp_free *head = NULL;
     struct lfp_free *back[LFP_BATCH_LANES]; /* the last L rounds linked */
     for (uint32_t i = 0; i < n; i++) {
+        /* The rounds' lines are often elsewhere: in another core's cache
+         * (a block freed on another thread than the one that wrote it) or
+         * out of the cache (a large pool emptied). Ask for one L rounds
+         * ahead, so that the stores below do not wait for them in turn. */
+        if (i + LFP_BATCH_LANES < n)
+            __builtin_prefetch((char *)rounds[i + LFP_BATCH_LANES] + pool->link_off, 1);
         struct lfp_free *l = lfp_link_open(pool, rounds[i]);
         lfp_round_forget(&rounds[i]);
         l->chain = head;
@@ -407,37 +413,24 @@ static struct lfp_free *lfp_rounds_chain(const struct lfp_pool *pool, void **rou
     return head;
 }
 
-/* The n blocks of batch b, in chain order, into rounds. Of a laned batch,
- * the first L + 2 come off the chain and the others off the lanes: block k
- * from block k - L, whose address is already known, so the loads of L
- * blocks are in flight at once. The lanes' ends are kept here, not read
- * back from rounds: nothing another call writes there can bend the walk. */
+struct lfp_unchain {
+    const struct lfp_pool *pool;
+    void **rounds;
+};
+
+static LFP_ALWAYS_INLINE void lfp_unchain_one(void *ctx, struct lfp_free *l, uint32_t k)
+{
+    struct lfp_unchain *u = ctx;
+    u->rounds[k] = lfp_block_of(l, u->pool->link_off);
+    lfp_link_close(u->pool, l);
+}
+
+/* The n blocks of batch b, in chain order, into rounds. */
 static void lfp_batch_unchain(const struct lfp_pool *pool, struct lfp_free *b, uint32_t n,
                               void **rounds)
 {
-    uint32_t off = pool->link_off, serial = n;
-    if (lfp_batch_laned(b) && n > LFP_BATCH_LANES + 2)
-        serial = LFP_BATCH_LANES + 2;
-    struct lfp_free *lane[LFP_BATCH_LANES];
-    for (uint32_t k = 0; k < serial; k++) {
-        struct lfp_free *next = b->chain;
-        rounds[k] = lfp_block_of(b, off);
-        if (serial < n && k >= 2)
-            lane[k % LFP_BATCH_LANES] = b; /* its next is read below */
-        else
-            lfp_link_close(pool, b);
-        b = next;
-    }
-    for (uint32_t k = serial; k < n; k++) {
-        struct lfp_free **end = &lane[k % LFP_BATCH_LANES];
-        struct lfp_free *l = (*end)->next;
-        lfp_link_close(pool, *end);
-        *end = l;
-        rounds[k] = lfp_block_of(l, off);
-    }
-    if (serial < n)
-        for (uint32_t j = 0; j < LFP_BATCH_LANES; j++)
-            lfp_link_close(pool, lane[j]);
+    struct lfp_unchain u = { pool, rounds };
+    lfp_batch_walk(b, n, lfp_unchain_one, &u);
 }
 
 /* loaded is empty: fill it from previous, the depot, or fresh blocks.

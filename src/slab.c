@@ -688,23 +688,34 @@ bool lfp_rcu_reading(void)
 
 /* ---- trim ---- */
 
-/* Call fn on every block of a detached depot list; fn may relink the block,
- * so its links are read before the call. */
-static void lfp_depot_list_each(struct lfp_pool *pool, struct lfp_free *batches,
-                                void (*fn)(void *ctx, struct lfp_free *l), void *ctx)
+/* Call fn on every block of a detached depot list, batch by batch, down
+ * each laned batch's lanes at once (lfp_batch_walk): a trim of a large
+ * depot reads blocks that are mostly out of cache. fn may relink the
+ * block. */
+static LFP_ALWAYS_INLINE void lfp_depot_list_each(struct lfp_free *batches,
+                                                  void (*fn)(void *ctx, struct lfp_free *l,
+                                                             uint32_t k),
+                                                  void *ctx)
 {
     while (batches != NULL) {
         struct lfp_free *next_batch = batches->next;
-        uint32_t len = lfp_batch_len(batches);
-        struct lfp_free *l = batches;
-        for (uint32_t i = 0; i < len && l != NULL; i++) {
-            struct lfp_free *nx = l->chain;
-            fn(ctx, l);
-            l = nx;
-        }
+        lfp_batch_walk(batches, lfp_batch_len(batches), fn, ctx);
         batches = next_batch;
     }
-    (void)pool;
+}
+
+/* Push a detached depot list back onto stack i whole, as its batches are. */
+static void lfp_depot_list_restore(struct lfp_pool *pool, uint32_t i, struct lfp_free *batches)
+{
+    if (batches == NULL)
+        return;
+    size_t n = 0;
+    struct lfp_free *last = batches;
+    for (struct lfp_free *b = batches; b != NULL; b = b->next) {
+        n += lfp_batch_len(b);
+        last = b;
+    }
+    lfp_depot_push_to(pool, i, batches, last, n);
 }
 
 struct lfp_trim_ctx {
@@ -712,16 +723,18 @@ struct lfp_trim_ctx {
     struct lfp_batcher keep;
 };
 
-static void lfp_trim_count(void *ctx, struct lfp_free *l)
+static void lfp_trim_count(void *ctx, struct lfp_free *l, uint32_t k)
 {
+    (void)k;
     struct lfp_trim_ctx *t = ctx;
     struct lfp_slab *d = lfp_slab_lookup(t->pool, (uintptr_t)lfp_block_of(l, t->pool->link_off));
     if (d != NULL) /* always: depot blocks lie in registered slabs */
         d->scratch++;
 }
 
-static void lfp_trim_keep(void *ctx, struct lfp_free *l)
+static void lfp_trim_keep(void *ctx, struct lfp_free *l, uint32_t k)
 {
+    (void)k;
     struct lfp_trim_ctx *t = ctx;
     struct lfp_slab *d = lfp_slab_lookup(t->pool, (uintptr_t)lfp_block_of(l, t->pool->link_off));
     if (d == NULL || d->scratch != lfp_slab_blocks(d))
@@ -777,7 +790,7 @@ size_t lfp_slab_trim(struct lfp_pool *pool, bool wait)
         LFP_CONTAINER(n, struct lfp_slab, pool_link)->scratch = 0;
     struct lfp_trim_ctx t = { .pool = pool };
     for (uint32_t i = 0; i < nstacks; i++)
-        lfp_depot_list_each(pool, batches[i], lfp_trim_count, &t);
+        lfp_depot_list_each(batches[i], lfp_trim_count, &t);
 
     struct lfp_slab *victims = NULL;
     size_t detached = 0, gone = 0;
@@ -796,10 +809,16 @@ size_t lfp_slab_trim(struct lfp_pool *pool, bool wait)
     atomic_fetch_sub_explicit(&pool->depot_blocks, detached, memory_order_relaxed);
     LFP_TEST_HOOK(lfp_test_trim_hook);
     /* The blocks kept go back to the stack they came from, so that a CPU's
-     * blocks stay where its threads look first. */
-    for (uint32_t i = 0; i < nstacks; i++) {
+     * blocks stay where its threads look first. With no slab free, the
+     * batches go back as they are; with every slab free, none; a second
+     * walk over every block sorts them only when some are kept. */
+    for (uint32_t i = 0; i < nstacks && gone != detached; i++) {
+        if (gone == 0) {
+            lfp_depot_list_restore(pool, i, batches[i]);
+            continue;
+        }
         t.keep = (struct lfp_batcher){ .size = pool->mag_size ? pool->mag_size : 1 };
-        lfp_depot_list_each(pool, batches[i], lfp_trim_keep, &t);
+        lfp_depot_list_each(batches[i], lfp_trim_keep, &t);
         lfp_batcher_push_to(pool, &t.keep, i);
     }
     /* The victims' blocks leave the pool's total before their destructors

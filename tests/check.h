@@ -127,6 +127,21 @@ static inline int cmp_addr(const void *a, const void *b)
     return x < y ? -1 : x > y;
 }
 
+/* A copy of the n pointers sorted by address, for the caller to free;
+ * *repeats counts those equal to the one before (a block handed out
+ * twice). */
+static inline void **sorted_blocks(void *const *blocks, size_t n, size_t *repeats)
+{
+    void **v = malloc((n + 1) * sizeof *v);
+    REQUIRE(v != NULL);
+    memcpy(v, blocks, n * sizeof *v);
+    qsort(v, n, sizeof *v, cmp_addr);
+    *repeats = 0;
+    for (size_t i = 1; i < n; i++)
+        *repeats += v[i] == v[i - 1];
+    return v;
+}
+
 /* Seconds on the monotonic clock, for deadlines and reported durations. */
 static inline double now_s(void)
 {

@@ -99,15 +99,10 @@ static void count_report(lfp_pool *pool, void *ptr, int err, const char *what)
 /* The blocks are distinct blocks of the pool. Sorts a copy. */
 static void check_distinct_and_owned(lfp_pool *pool, void **blocks, size_t n)
 {
-    void **v = malloc((n + 1) * sizeof *v);
-    REQUIRE(v != NULL);
-    memcpy(v, blocks, n * sizeof *v);
-    qsort(v, n, sizeof *v, cmp_addr);
-    size_t twice = 0, foreign = 0;
-    for (size_t i = 0; i < n; i++) {
-        twice += i > 0 && v[i] == v[i - 1];
+    size_t twice, foreign = 0;
+    void **v = sorted_blocks(blocks, n, &twice);
+    for (size_t i = 0; i < n; i++)
         foreign += !lfp_owns(pool, v[i]);
-    }
     CHECK_EQ(twice, 0);
     CHECK_EQ(foreign, 0);
     free(v);

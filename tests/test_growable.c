@@ -617,6 +617,111 @@ static void test_trim_keeps_slabs_with_a_block_in_use_or_cached(void)
     CHECK_EQ(lfp_pool_destroy(pool), 0);
 }
 
+/* Frees n blocks in an order that mixes their slabs in every batch: index
+ * i * step mod n, step coprime with n. */
+static void free_mixed(lfp_pool *pool, void **b, size_t n, size_t step)
+{
+    for (size_t i = 0; i < n; i++)
+        CHECK_EQ(lfp_free(pool, b[(i * step) % n]), 0);
+}
+
+/* Allocates want blocks into b; none may repeat, none may come from a slab
+ * outside keep (NULL: any), and the pool must not grow: they are exactly
+ * the free blocks the trim left. */
+static void alloc_exactly(lfp_pool *pool, void **b, size_t want, const uintptr_t *keep,
+                          size_t nkeep, size_t slab)
+{
+    size_t total = stats_of(pool).blocks_total;
+    for (size_t i = 0; i < want; i++)
+        REQUIRE((b[i] = lfp_alloc(pool)) != NULL);
+    CHECK_EQ(stats_of(pool).blocks_total, total);
+    size_t dups, outside = 0;
+    void **sorted = sorted_blocks(b, want, &dups);
+    for (size_t i = 0; i < want; i++) {
+        bool in = keep == NULL;
+        for (size_t k = 0; k < nkeep; k++)
+            in = in || slab_of(sorted[i], slab) == keep[k];
+        outside += !in;
+    }
+    CHECK_EQ(dups, 0);
+    CHECK_EQ(outside, 0);
+    free(sorted);
+}
+
+static void test_trim_of_laned_batches_keeps_exactly_the_free_blocks_of_kept_slabs(void)
+{
+    /* Magazines of 100 spill as laned batches (more than LFP_BATCH_LANES + 2
+     * blocks), which a trim reads down their lanes. Three trims: no slab
+     * free (the batches go back whole), half of them free (the kept blocks
+     * are sorted out of the batches), all free (nothing to sort). */
+    enum { SLABS = 8, CACHE = 100, STEP = 7919 };
+    const size_t slab = 64 * KiB;
+    struct lfp_config cfg = { .block_size = 64, .flags = LFP_GROWABLE,
+                              .slab_size = 64 * KiB, .cache_size = CACHE };
+    lfp_pool *pool;
+    CREATE_OR_RETURN(&cfg, &pool);
+    REQUIRE(stats_of(pool).cache_size == CACHE);
+    const size_t per = slab / stats_of(pool).stride, n = SLABS * per;
+    void **b = malloc(n * sizeof *b);
+    void **rest = malloc(n * sizeof *rest);
+    REQUIRE(b != NULL && rest != NULL);
+    for (size_t i = 0; i < n; i++)
+        REQUIRE((b[i] = lfp_alloc(pool)) != NULL);
+    CHECK_EQ(stats_of(pool).blocks_total, n);
+
+    /* One block of each slab stays in use (moved to the end of b); the
+     * others go to the depot, every batch a mix of slabs. */
+    uintptr_t slabs[SLABS];
+    size_t nslabs = 0, nrest = 0;
+    void *held[SLABS];
+    for (size_t i = 0; i < n; i++) {
+        uintptr_t s = slab_of(b[i], slab);
+        bool seen = false;
+        for (size_t k = 0; k < nslabs; k++)
+            seen = seen || slabs[k] == s;
+        if (!seen && nslabs < SLABS) {
+            held[nslabs] = b[i];
+            slabs[nslabs++] = s;
+        } else {
+            rest[nrest++] = b[i];
+        }
+    }
+    REQUIRE(nslabs == SLABS && nrest == n - SLABS);
+    free_mixed(pool, rest, nrest, STEP);
+    lfp_thread_flush();
+    CHECK_EQ(lfp_pool_trim(pool), 0);
+    CHECK_EQ(stats_of(pool).blocks_total, n);
+    CHECK_EQ(stats_of(pool).blocks_in_use, SLABS);
+    CHECK_EQ(lfp_pool_verify(pool), 0);
+    alloc_exactly(pool, rest, nrest, NULL, 0, slab);
+
+    /* Free everything but the held blocks of the first half of the slabs:
+     * the others are free whole, and go. */
+    free_mixed(pool, rest, nrest, STEP);
+    for (size_t k = SLABS / 2; k < SLABS; k++)
+        CHECK_EQ(lfp_free(pool, held[k]), 0);
+    lfp_thread_flush();
+    CHECK_EQ(lfp_pool_trim(pool), (size_t)(SLABS / 2) * slab);
+    CHECK_EQ(stats_of(pool).blocks_total, (SLABS / 2) * per);
+    CHECK_EQ(lfp_pool_verify(pool), 0);
+    for (size_t k = 0; k < SLABS / 2; k++)
+        CHECK(lfp_owns(pool, held[k]));
+    nrest = (SLABS / 2) * (per - 1);
+    alloc_exactly(pool, rest, nrest, slabs, SLABS / 2, slab);
+
+    /* Everything free: every slab goes. */
+    free_mixed(pool, rest, nrest, STEP);
+    for (size_t k = 0; k < SLABS / 2; k++)
+        CHECK_EQ(lfp_free(pool, held[k]), 0);
+    lfp_thread_flush();
+    CHECK_EQ(lfp_pool_trim(pool), (size_t)(SLABS / 2) * slab);
+    CHECK_EQ(stats_of(pool).blocks_total, 0);
+    CHECK_EQ(lfp_pool_verify(pool), 0);
+    free(b);
+    free(rest);
+    CHECK_EQ(lfp_pool_destroy(pool), 0);
+}
+
 static void test_trim_of_fixed_pool_or_null_releases_nothing(void)
 {
     CHECK_EQ(lfp_pool_trim(NULL), 0);
@@ -2402,6 +2507,7 @@ int main(void)
     RUN(test_create_fails_with_enomem_when_its_reservation_is_refused_and_leaks_nothing);
     RUN(test_trim_gives_freed_memory_back_to_the_os);
     RUN(test_trim_keeps_slabs_with_a_block_in_use_or_cached);
+    RUN(test_trim_of_laned_batches_keeps_exactly_the_free_blocks_of_kept_slabs);
     RUN(test_trim_of_fixed_pool_or_null_releases_nothing);
     RUN(test_trim_releases_slabs_whose_blocks_are_spread_over_cpus);
     RUN(test_foreign_pointers_of_every_kind_are_rejected_without_fault);
