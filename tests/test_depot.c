@@ -637,6 +637,53 @@ static void a_trim_puts_kept_blocks_back_on_their_own_stacks(void)
     verify_and_destroy(pool, 0);
 }
 
+/* The depot's block count, which decides when a growable pool trims by
+ * itself, must stay exact across a trim by each of its three ways: no slab
+ * free (the batches go back whole), some free (the kept blocks are sorted
+ * out of the batches), all free (nothing kept). Magazines of 100 spill as
+ * laned batches. */
+static void a_trim_keeps_the_depots_block_count_exact(void)
+{
+    enum { CACHE = 100 };
+    const size_t slab = 64 << 10;
+    struct lfp_config cfg = { .block_size = 64, .slab_size = 64 << 10,
+                              .flags = LFP_GROWABLE, .cache_size = CACHE };
+    pool = create_pool(&cfg);
+    fake_cpu = 0;
+    size_t per = slab / stats_of(pool).stride, n = 2 * per;
+    void **v = calloc(n, sizeof *v);
+    REQUIRE(v != NULL);
+    CHECK_EQ(alloc_all(pool, v, n), n);
+    CHECK_EQ(stats_of(pool).blocks_total, n);
+    /* One block of each slab stays in use. */
+    size_t keep[2], nkeep = 0;
+    for (size_t i = 0; i < n && nkeep < 2; i++)
+        if (nkeep == 0 || ((uintptr_t)v[i] & ~(uintptr_t)(slab - 1)) !=
+                              ((uintptr_t)v[keep[0]] & ~(uintptr_t)(slab - 1)))
+            keep[nkeep++] = i;
+    REQUIRE(nkeep == 2);
+    void *held[2] = { v[keep[0]], v[keep[1]] };
+    for (size_t i = 0; i < n; i++)
+        if (i != keep[0] && i != keep[1])
+            CHECK_EQ(lfp_free(pool, v[i]), LFP_OK);
+    lfp_thread_flush();
+    CHECK_EQ(atomic_load(&pool->depot_blocks), n - 2);
+    CHECK_EQ(lfp_pool_trim(pool), 0);
+    CHECK_EQ(atomic_load(&pool->depot_blocks), n - 2);
+
+    CHECK_EQ(lfp_free(pool, held[1]), LFP_OK);
+    lfp_thread_flush();
+    CHECK_EQ(lfp_pool_trim(pool), slab);
+    CHECK_EQ(atomic_load(&pool->depot_blocks), per - 1);
+
+    CHECK_EQ(lfp_free(pool, held[0]), LFP_OK);
+    lfp_thread_flush();
+    CHECK_EQ(lfp_pool_trim(pool), slab);
+    CHECK_EQ(atomic_load(&pool->depot_blocks), 0);
+    free(v);
+    verify_and_destroy(pool, 0);
+}
+
 /* A magazine that spills to the depot becomes a laned batch (struct
  * lfp_free): the thread that takes it reads its blocks L at a time through
  * the lane links. Each block must come back once, in the chain's order (for
@@ -755,6 +802,7 @@ int main(void)
     RUN(a_thread_below_the_bound_waits_for_a_taken_stack_rather_than_carve);
     RUN(producers_taking_a_consumers_stack_carve_no_more_than_the_peak);
     RUN(a_trim_puts_kept_blocks_back_on_their_own_stacks);
+    RUN(a_trim_keeps_the_depots_block_count_exact);
     RUN(a_spilled_magazine_comes_back_whole_and_in_order);
     RUN(a_carved_run_is_not_read_as_a_laned_batch);
     return check_done();
