@@ -138,6 +138,14 @@ static inline bool lfp_checked(const struct lfp_pool *pool)
     return (pool->flags & LFP_CHECKED) != 0;
 }
 
+/* A fixed pool without a cache: carved one block at a time, at the peak of
+ * blocks in use (lfp_depot_seeding's stacks apart). Its depot stacks hold
+ * single blocks. */
+static inline bool lfp_carves_at_peak(const struct lfp_pool *pool)
+{
+    return pool->mag_size == 0 && !lfp_growable(pool);
+}
+
 /*
  * A thread's cache for one pool: two magazines (arrays of free blocks,
  * "rounds") and the thread's share of the pool's in-use count. Only the
@@ -323,6 +331,10 @@ void lfp_depot_push(struct lfp_pool *pool, struct lfp_free *first, struct lfp_fr
 void lfp_depot_push_to(struct lfp_pool *pool, uint32_t stack, struct lfp_free *first,
                        struct lfp_free *last, size_t nblocks);
 struct lfp_free *lfp_depot_pop(struct lfp_pool *pool, uint32_t *len);
+/* One block off the calling thread's CPU's stack, or NULL: lfp_depot_pop's
+ * first step alone, for a pool whose stacks hold single blocks and need no
+ * read-side section (lfp_carves_at_peak). */
+struct lfp_free *lfp_depot_pop_own(struct lfp_pool *pool);
 /* The depot has one stack per CPU (see pool.c), depot_mask + 1 of them. */
 #define LFP_DEPOT_STACKS_MAX 64u
 /* Detach every batch of one depot stack (for a trim); they are the caller's,

@@ -338,13 +338,6 @@ void lfp_depot_push(struct lfp_pool *pool, struct lfp_free *first, struct lfp_fr
     lfp_depot_push_to(pool, lfp_depot_home(pool), first, last, nblocks);
 }
 
-/* A fixed pool without a cache: carved one block at a time, at the peak of
- * blocks in use (lfp_depot_seeding's stacks apart). */
-static inline bool lfp_carves_at_peak(const struct lfp_pool *pool)
-{
-    return pool->mag_size == 0 && !lfp_growable(pool);
-}
-
 #ifdef LFP_TEST_HOOKS
 /* Test builds only: called by lfp_depot_steal between taking another CPU's
  * stack and putting its rest on the caller's. */
@@ -475,6 +468,11 @@ struct lfp_free *lfp_depot_pop(struct lfp_pool *pool, uint32_t *len)
             atomic_fetch_sub_explicit(&pool->depot_blocks, *len, memory_order_relaxed);
     }
     return b;
+}
+
+struct lfp_free *lfp_depot_pop_own(struct lfp_pool *pool)
+{
+    return (struct lfp_free *)lfp_stack_pop(&pool->depot[lfp_depot_home(pool)].stack);
 }
 
 struct lfp_free *lfp_depot_take_stack(struct lfp_pool *pool, uint32_t stack)
