@@ -615,19 +615,17 @@ static void *lfp_alloc_one(struct lfp_pool *pool, struct lfp_slot *s)
 static LFP_NOINLINE void *lfp_alloc_slow(struct lfp_pool *pool)
 {
     struct lfp_slot *s = lfp_slot_get(pool);
-    /* A plain fixed pool without a cache, where every call comes here: its
-     * usual case, a block on the calling CPU's stack, taken without the
-     * layers that handle the others (lfp_depot_take's waits, the seeding
-     * carve, the scan of other stacks), which run when that stack is
-     * empty. 248 instructions per alloc+free pair instead of 328 (callgrind,
+    /* A fixed pool without a cache, where every call comes here: its usual
+     * case, a block on the calling CPU's stack, taken without the layers
+     * that handle the others (lfp_depot_take's waits, the seeding carve,
+     * the scan of other stacks), which run when that stack is empty. 252
+     * instructions per alloc+free pair instead of 328 (callgrind,
      * sched_getcpu's 60 included). */
-    if (lfp_carves_at_peak(pool) && !(pool->flags & (LFP_CHECKED | LFP_ZERO))) {
+    if (lfp_carves_at_peak(pool)) {
         struct lfp_free *l = lfp_depot_pop_own(pool);
         if (l != NULL) {
             lfp_take(pool, s, 1);
-            void *block = lfp_block_of(l, pool->link_off);
-            lfp_mem_handout(pool, block);
-            return block;
+            return lfp_alloc_done(pool, lfp_block_of(l, pool->link_off));
         }
     }
     return lfp_alloc_one(pool, s);
