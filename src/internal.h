@@ -383,6 +383,11 @@ void lfp_os_unmap(void *p, size_t size);
 void *lfp_os_reserve(size_t size);
 bool lfp_os_commit(void *p, size_t size);
 void lfp_os_decommit(void *p, size_t size);
+/* Fault in the pages of memory about to be written all over, in one call
+ * where each page would trap on its own. A hint: where the kernel refuses
+ * (MADV_POPULATE_WRITE is Linux 5.14's) or memory is short, the writes
+ * fault the pages in as before. */
+void lfp_os_prefault(void *p, size_t size);
 size_t lfp_page_size(void);
 /* align 0 or up to max_align_t: malloc's; larger: aligned_alloc's. */
 void *lfp_sys_alloc(size_t size, size_t align);

@@ -841,6 +841,18 @@ bool lfp_os_commit(void *p, size_t size)
     return mprotect(p, size, PROT_READ | PROT_WRITE) == 0;
 }
 
+void lfp_os_prefault(void *p, size_t size)
+{
+#ifdef MADV_POPULATE_WRITE
+    int e = errno;
+    if (madvise(p, size, MADV_POPULATE_WRITE) != 0)
+        errno = e;
+#else
+    (void)p;
+    (void)size;
+#endif
+}
+
 void lfp_os_decommit(void *p, size_t size)
 {
     /* Dropping the pages gives the memory back even should the kernel

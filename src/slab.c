@@ -366,6 +366,12 @@ static struct lfp_slab *lfp_slab_new(struct lfp_pool *pool, size_t nblocks, size
         if ((uintptr_t)m + LFP_UNIT > base)
             lfp_os_unmap((void *)(base + size), (uintptr_t)m + LFP_UNIT - base);
     }
+    /* The carve writes each block's links (lfp_carve_split), so every page
+     * of a slab of blocks no larger than a page is written at once: fault
+     * them in with one call. Here, 4,096 blocks of 64 bytes took 1.3-1.5x
+     * as long to carve page fault by page fault. */
+    if (pool->stride <= lfp_page_size())
+        lfp_os_prefault((void *)base, size);
     d->map = (void *)base;
     d->map_size = size;
     d->pos = pos;
@@ -704,17 +710,25 @@ static LFP_ALWAYS_INLINE void lfp_depot_list_each(struct lfp_free *batches,
     }
 }
 
+/* The blocks of a detached depot list, by its batches' length words (two
+ * reads a batch, not one a block), and its last batch in *last. */
+static size_t lfp_depot_list_len(struct lfp_free *batches, struct lfp_free **last)
+{
+    size_t n = 0;
+    for (struct lfp_free *b = batches; b != NULL; b = b->next) {
+        n += lfp_batch_len(b);
+        *last = b;
+    }
+    return n;
+}
+
 /* Push a detached depot list back onto stack i whole, as its batches are. */
 static void lfp_depot_list_restore(struct lfp_pool *pool, uint32_t i, struct lfp_free *batches)
 {
     if (batches == NULL)
         return;
-    size_t n = 0;
     struct lfp_free *last = batches;
-    for (struct lfp_free *b = batches; b != NULL; b = b->next) {
-        n += lfp_batch_len(b);
-        last = b;
-    }
+    size_t n = lfp_depot_list_len(batches, &last);
     lfp_depot_push_to(pool, i, batches, last, n);
 }
 
@@ -786,10 +800,26 @@ size_t lfp_slab_trim(struct lfp_pool *pool, bool wait)
      * trim's: set to zero first, as a trim cut short by a fork leaves its
      * own. */
     lfp_pair top = lfp_load2(&pool->slabs.head);
+    /* When the batches hold as many blocks as the listed slabs have, every
+     * listed slab is free, with no walk over the blocks (a pool drained
+     * after a peak, the usual trim): the batches' blocks are distinct and
+     * each lies in a listed slab, so as many means all of them. Else one
+     * walk counts each slab's blocks among the batches. Not in a pool
+     * without a cache, whose batches are single blocks: there the count
+     * would be a walk of its own. */
+    size_t held = 0, listed = 0;
+    for (uint32_t i = 0; i < nstacks && pool->mag_size != 0; i++) {
+        struct lfp_free *last;
+        held += lfp_depot_list_len(batches[i], &last);
+    }
     for (struct lfp_node *n = top.ptr; n != NULL; n = n->next)
-        LFP_CONTAINER(n, struct lfp_slab, pool_link)->scratch = 0;
+        listed += lfp_slab_blocks(LFP_CONTAINER(n, struct lfp_slab, pool_link));
+    for (struct lfp_node *n = top.ptr; n != NULL; n = n->next) {
+        struct lfp_slab *d = LFP_CONTAINER(n, struct lfp_slab, pool_link);
+        d->scratch = held == listed ? lfp_slab_blocks(d) : 0;
+    }
     struct lfp_trim_ctx t = { .pool = pool };
-    for (uint32_t i = 0; i < nstacks; i++)
+    for (uint32_t i = 0; i < nstacks && held != listed; i++)
         lfp_depot_list_each(batches[i], lfp_trim_count, &t);
 
     struct lfp_slab *victims = NULL;

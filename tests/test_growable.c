@@ -179,6 +179,46 @@ static void test_growable_pool_grows_on_demand_far_beyond_one_slab(void)
     free(b);
 }
 
+/* Pages of [p, p + len) resident, by mincore; len a multiple of the page. */
+static size_t resident_pages(const void *p, size_t len)
+{
+    size_t ps = (size_t)sysconf(_SC_PAGESIZE), n = len / ps, in = 0;
+    unsigned char *vec = malloc(n);
+    REQUIRE(vec != NULL);
+    REQUIRE(mincore((void *)p, len, vec) == 0);
+    for (size_t i = 0; i < n; i++)
+        in += vec[i] & 1;
+    free(vec);
+    return in;
+}
+
+static void test_a_new_slab_of_large_blocks_is_resident_only_where_written(void)
+{
+    /* A growth writes the links of every block of its slab: in the first
+     * page of a block larger than a page, so the rest stays unresident
+     * until the program writes it. (Blocks of a page or less have every
+     * page written, and the slab is faulted in whole: lfp_slab_new.) */
+    enum { PAGES = 4, BLOCKS = 16 };
+    const size_t ps = (size_t)sysconf(_SC_PAGESIZE), block = PAGES * ps;
+    struct lfp_config cfg = { .block_size = block, .flags = LFP_GROWABLE,
+                              .slab_size = BLOCKS * block, .cache_size = 1 };
+    lfp_pool *pool;
+    CREATE_OR_RETURN(&cfg, &pool);
+    void *b[BLOCKS];
+    for (int i = 0; i < BLOCKS; i++)
+        REQUIRE((b[i] = lfp_alloc(pool)) != NULL);
+    CHECK_EQ(stats_of(pool).blocks_total, BLOCKS);
+    size_t unwritten = 0;
+    for (int i = 0; i < BLOCKS; i++)
+        unwritten += resident_pages((char *)b[i] + ps, block - ps);
+    CHECK_EQ(unwritten, 0);
+    memset(b[0], 1, block);
+    CHECK_EQ(resident_pages(b[0], block), PAGES);
+    for (int i = 0; i < BLOCKS; i++)
+        CHECK_EQ(lfp_free(pool, b[i]), 0);
+    CHECK_EQ(lfp_pool_destroy(pool), 0);
+}
+
 static void test_growable_capacity_is_made_up_front(void)
 {
     enum { CAP = 1000 };
@@ -648,20 +688,31 @@ static void alloc_exactly(lfp_pool *pool, void **b, size_t want, const uintptr_t
     free(sorted);
 }
 
+/* A growable pool of 64-byte blocks in slabs of LANED_SLAB whose magazines
+ * of 100 spill as laned batches (more than LFP_BATCH_LANES + 2 blocks).
+ * Frees by free_mixed with LANED_STEP put blocks of every slab in each batch. */
+#define LANED_SLAB (64 * KiB)
+enum { LANED_CACHE = 100, LANED_STEP = 7919 };
+
+static lfp_pool *laned_pool(void)
+{
+    struct lfp_config cfg = { .block_size = 64, .flags = LFP_GROWABLE,
+                              .slab_size = LANED_SLAB, .cache_size = LANED_CACHE };
+    lfp_pool *pool = NULL;
+    REQUIRE(lfp_pool_create(&cfg, &pool) == LFP_OK);
+    REQUIRE(stats_of(pool).cache_size == LANED_CACHE);
+    return pool;
+}
+
 static void test_trim_of_laned_batches_keeps_exactly_the_free_blocks_of_kept_slabs(void)
 {
     /* Magazines of 100 spill as laned batches (more than LFP_BATCH_LANES + 2
      * blocks), which a trim reads down their lanes. Three trims: no slab
      * free (the batches go back whole), half of them free (the kept blocks
      * are sorted out of the batches), all free (nothing to sort). */
-    enum { SLABS = 8, CACHE = 100, STEP = 7919 };
-    const size_t slab = 64 * KiB;
-    struct lfp_config cfg = { .block_size = 64, .flags = LFP_GROWABLE,
-                              .slab_size = 64 * KiB, .cache_size = CACHE };
-    lfp_pool *pool;
-    CREATE_OR_RETURN(&cfg, &pool);
-    REQUIRE(stats_of(pool).cache_size == CACHE);
-    const size_t per = slab / stats_of(pool).stride, n = SLABS * per;
+    enum { SLABS = 8 };
+    lfp_pool *pool = laned_pool();
+    const size_t slab = LANED_SLAB, per = slab / stats_of(pool).stride, n = SLABS * per;
     void **b = malloc(n * sizeof *b);
     void **rest = malloc(n * sizeof *rest);
     REQUIRE(b != NULL && rest != NULL);
@@ -687,7 +738,7 @@ static void test_trim_of_laned_batches_keeps_exactly_the_free_blocks_of_kept_sla
         }
     }
     REQUIRE(nslabs == SLABS && nrest == n - SLABS);
-    free_mixed(pool, rest, nrest, STEP);
+    free_mixed(pool, rest, nrest, LANED_STEP);
     lfp_thread_flush();
     CHECK_EQ(lfp_pool_trim(pool), 0);
     CHECK_EQ(stats_of(pool).blocks_total, n);
@@ -697,7 +748,7 @@ static void test_trim_of_laned_batches_keeps_exactly_the_free_blocks_of_kept_sla
 
     /* Free everything but the held blocks of the first half of the slabs:
      * the others are free whole, and go. */
-    free_mixed(pool, rest, nrest, STEP);
+    free_mixed(pool, rest, nrest, LANED_STEP);
     for (size_t k = SLABS / 2; k < SLABS; k++)
         CHECK_EQ(lfp_free(pool, held[k]), 0);
     lfp_thread_flush();
@@ -710,7 +761,7 @@ static void test_trim_of_laned_batches_keeps_exactly_the_free_blocks_of_kept_sla
     alloc_exactly(pool, rest, nrest, slabs, SLABS / 2, slab);
 
     /* Everything free: every slab goes. */
-    free_mixed(pool, rest, nrest, STEP);
+    free_mixed(pool, rest, nrest, LANED_STEP);
     for (size_t k = 0; k < SLABS / 2; k++)
         CHECK_EQ(lfp_free(pool, held[k]), 0);
     lfp_thread_flush();
@@ -719,6 +770,62 @@ static void test_trim_of_laned_batches_keeps_exactly_the_free_blocks_of_kept_sla
     CHECK_EQ(lfp_pool_verify(pool), 0);
     free(b);
     free(rest);
+    CHECK_EQ(lfp_pool_destroy(pool), 0);
+}
+
+static void test_trim_with_one_block_in_use_keeps_exactly_its_slab(void)
+{
+    /* A trim whose depot holds every block but one must keep that one's
+     * slab, however the others lie: spilled (laned batches of 100), never
+     * handed out (the last slab's carve), each slab's turn as the one. One
+     * block short of all free is the nearest a pool comes to the trim that
+     * needs no walk (every slab free) without being it. */
+    enum { SLABS = 4 };
+    lfp_pool *pool = laned_pool();
+    const size_t slab = LANED_SLAB, per = slab / stats_of(pool).stride;
+    const size_t n = SLABS * per - per / 2;
+    void **b = malloc(n * sizeof *b);
+    REQUIRE(b != NULL);
+    for (size_t turn = 0; turn < SLABS; turn++) {
+        for (size_t i = 0; i < n; i++)
+            REQUIRE((b[i] = lfp_alloc(pool)) != NULL);
+        CHECK_EQ(stats_of(pool).blocks_total, SLABS * per);
+        /* The first block handed out of this turn's slab stays. */
+        void *held = NULL;
+        uintptr_t slabs[SLABS];
+        size_t nslabs = 0;
+        for (size_t i = 0; i < n; i++) {
+            uintptr_t s = slab_of(b[i], slab);
+            bool seen = false;
+            for (size_t k = 0; k < nslabs; k++)
+                seen = seen || slabs[k] == s;
+            if (!seen && nslabs < SLABS)
+                slabs[nslabs++] = s;
+            if (!seen && nslabs == turn + 1) {
+                held = b[i];
+                b[i] = b[n - 1];
+            }
+        }
+        REQUIRE(held != NULL);
+        free_mixed(pool, b, n - 1, LANED_STEP);
+        lfp_thread_flush();
+        CHECK_EQ(lfp_pool_trim(pool), (size_t)(SLABS - 1) * slab);
+        CHECK_EQ(stats_of(pool).blocks_total, per);
+        CHECK_EQ(stats_of(pool).blocks_in_use, 1);
+        CHECK(lfp_owns(pool, held));
+        memset(held, 0x5A, 64); /* its memory is still there */
+        CHECK_EQ(lfp_pool_verify(pool), 0);
+        uintptr_t keep = slab_of(held, slab);
+        alloc_exactly(pool, b, per - 1, &keep, 1, slab);
+        free_mixed(pool, b, per - 1, LANED_STEP);
+        CHECK_EQ(lfp_free(pool, held), 0);
+        lfp_thread_flush();
+        CHECK_EQ(lfp_pool_trim(pool), slab);
+        CHECK_EQ(stats_of(pool).blocks_total, 0);
+        CHECK(!lfp_owns(pool, held));
+    }
+    CHECK_EQ(lfp_pool_verify(pool), 0);
+    free(b);
     CHECK_EQ(lfp_pool_destroy(pool), 0);
 }
 
@@ -2499,6 +2606,7 @@ static void test_no_automatic_trim_starts_inside_a_read_side_section(void)
 int main(void)
 {
     RUN(test_growable_pool_grows_on_demand_far_beyond_one_slab);
+    RUN(test_a_new_slab_of_large_blocks_is_resident_only_where_written);
     RUN(test_growable_capacity_is_made_up_front);
     RUN(test_capacity_above_trim_threshold_is_still_made_up_front);
     RUN(test_max_blocks_stops_growth_with_enobufs_and_leaves_pool_intact);
@@ -2508,6 +2616,7 @@ int main(void)
     RUN(test_trim_gives_freed_memory_back_to_the_os);
     RUN(test_trim_keeps_slabs_with_a_block_in_use_or_cached);
     RUN(test_trim_of_laned_batches_keeps_exactly_the_free_blocks_of_kept_slabs);
+    RUN(test_trim_with_one_block_in_use_keeps_exactly_its_slab);
     RUN(test_trim_of_fixed_pool_or_null_releases_nothing);
     RUN(test_trim_releases_slabs_whose_blocks_are_spread_over_cpus);
     RUN(test_foreign_pointers_of_every_kind_are_rejected_without_fault);
