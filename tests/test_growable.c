@@ -219,6 +219,37 @@ static void test_a_new_slab_of_large_blocks_is_resident_only_where_written(void)
     CHECK_EQ(lfp_pool_destroy(pool), 0);
 }
 
+static void test_a_slab_cut_short_by_max_blocks_is_resident_only_where_its_blocks_are(void)
+{
+    /* 100 blocks of 64 bytes at most: the one slab (256 KiB by default) is
+     * cut short to 100 blocks, and only the pages those lie in may become
+     * resident, not the rest of the slab's memory. Pools each this small,
+     * many of them, must not cost a slab each. */
+    enum { MAX = 100 };
+    const size_t ps = (size_t)sysconf(_SC_PAGESIZE);
+    struct lfp_config cfg = { .block_size = 64, .flags = LFP_GROWABLE, .max_blocks = MAX };
+    lfp_pool *pool;
+    CREATE_OR_RETURN(&cfg, &pool);
+    void *b[MAX];
+    for (int i = 0; i < MAX; i++)
+        REQUIRE((b[i] = lfp_alloc(pool)) != NULL);
+    struct lfp_stats st = stats_of(pool);
+    CHECK_EQ(st.blocks_total, MAX);
+    size_t dups;
+    void **sorted = sorted_blocks(b, MAX, &dups);
+    CHECK_EQ(dups, 0);
+    uintptr_t first = (uintptr_t)sorted[0] & ~(uintptr_t)(ps - 1);
+    size_t pages = ((uintptr_t)sorted[MAX - 1] + st.stride - first + ps - 1) / ps;
+    free(sorted);
+    /* The slab's memory past its blocks, up to the default slab size. */
+    size_t beyond = 256 * KiB / ps > pages ? 256 * KiB / ps - pages : 0;
+    CHECK(beyond > 0);
+    CHECK_EQ(resident_pages((char *)first + pages * ps, beyond * ps), 0);
+    for (int i = 0; i < MAX; i++)
+        CHECK_EQ(lfp_free(pool, b[i]), 0);
+    CHECK_EQ(lfp_pool_destroy(pool), 0);
+}
+
 static void test_growable_capacity_is_made_up_front(void)
 {
     enum { CAP = 1000 };
@@ -2607,6 +2638,7 @@ int main(void)
 {
     RUN(test_growable_pool_grows_on_demand_far_beyond_one_slab);
     RUN(test_a_new_slab_of_large_blocks_is_resident_only_where_written);
+    RUN(test_a_slab_cut_short_by_max_blocks_is_resident_only_where_its_blocks_are);
     RUN(test_growable_capacity_is_made_up_front);
     RUN(test_capacity_above_trim_threshold_is_still_made_up_front);
     RUN(test_max_blocks_stops_growth_with_enobufs_and_leaves_pool_intact);
