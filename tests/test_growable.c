@@ -1576,6 +1576,84 @@ static void test_threads_churning_through_magazines_while_trimming_stay_consiste
     CHECK_EQ(lfp_pool_destroy(sh.pool), 0);
 }
 
+/* Threads that drain a pool together and then grow it again, against the
+ * trim that finds every slab's blocks in the depot and so reads none. */
+struct drainer {
+    lfp_pool *pool;
+    pthread_barrier_t *bar;
+    long rounds;
+    uint64_t seed, id;
+    long bad_stamp, bad_free;
+};
+
+/* Up to three 64 KiB slabs of 64-byte blocks a thread. */
+enum { DRAIN_MAX = 3 * 1024 };
+
+static void *drainer_main(void *arg)
+{
+    struct drainer *d = arg;
+    void **b = malloc(DRAIN_MAX * sizeof *b);
+    REQUIRE(b != NULL);
+    for (long r = 0; r < d->rounds; r++) {
+        size_t got = alloc_all(d->pool, b, 1 + xorshift(&d->seed) % DRAIN_MAX);
+        for (size_t i = 0; i < got; i++)
+            *(volatile uint64_t *)b[i] = stamp(d->id, b[i]);
+        for (size_t i = 0; i < got; i++) {
+            d->bad_stamp += *(volatile uint64_t *)b[i] != stamp(d->id, b[i]);
+            d->bad_free += lfp_free(d->pool, b[i]) != LFP_OK;
+        }
+        lfp_thread_flush();
+        /* Every thread is drained: the trim starts. Each fourth round it
+         * has the pool to itself; the others grow it again meanwhile. */
+        pthread_barrier_wait(d->bar);
+        if (r % 4 == 0)
+            pthread_barrier_wait(d->bar);
+    }
+    free(b);
+    return NULL;
+}
+
+static void test_a_trim_of_a_drained_pool_races_threads_growing_it_again(void)
+{
+    enum { THREADS = 2 };
+    struct lfp_config cfg = { .block_size = 64, .flags = LFP_GROWABLE,
+                              .slab_size = 64 * KiB, .cache_size = 32 };
+    lfp_pool *pool;
+    CREATE_OR_RETURN(&cfg, &pool);
+    pthread_barrier_t bar;
+    REQUIRE(pthread_barrier_init(&bar, NULL, THREADS + 1) == 0);
+    long rounds = scaled(400, 40);
+    struct drainer d[THREADS];
+    pthread_t t[THREADS];
+    for (int i = 0; i < THREADS; i++) {
+        d[i] = (struct drainer){ .pool = pool, .bar = &bar, .rounds = rounds,
+                                 .seed = 0x2545f4914f6cdd1dull * (uint64_t)(i + 1),
+                                 .id = (uint64_t)i + 1 };
+        REQUIRE(pthread_create(&t[i], NULL, drainer_main, &d[i]) == 0);
+    }
+    long left = 0; /* alone, the trim must release every slab */
+    for (long r = 0; r < rounds; r++) {
+        pthread_barrier_wait(&bar);
+        lfp_pool_trim(pool);
+        if (r % 4 == 0) {
+            left += stats_of(pool).blocks_total != 0;
+            pthread_barrier_wait(&bar);
+        }
+    }
+    for (int i = 0; i < THREADS; i++) {
+        REQUIRE(pthread_join(t[i], NULL) == 0);
+        CHECK_EQ(d[i].bad_stamp, 0);
+        CHECK_EQ(d[i].bad_free, 0);
+    }
+    CHECK_EQ(left, 0);
+    CHECK_EQ(stats_of(pool).blocks_in_use, 0);
+    CHECK_EQ(lfp_pool_verify(pool), LFP_OK);
+    lfp_pool_trim(pool);
+    CHECK_EQ(stats_of(pool).blocks_total, 0);
+    pthread_barrier_destroy(&bar);
+    CHECK_EQ(lfp_pool_destroy(pool), 0);
+}
+
 /* The depot keeps a stack per CPU: a trim must gather the free blocks of
  * every one of them. Half of each slab's blocks are freed on one CPU, half on
  * another; every slab is then free, and the trim releases them all. */
@@ -2660,6 +2738,7 @@ int main(void)
     RUN(test_ranges_leave_room_under_an_address_space_limit);
     RUN(test_init_and_fini_run_once_per_block_over_each_slab_lifetime);
     RUN(test_threads_churning_through_magazines_while_trimming_stay_consistent);
+    RUN(test_a_trim_of_a_drained_pool_races_threads_growing_it_again);
     RUN(test_a_thread_at_max_blocks_waits_for_a_slab_being_made_ready);
     RUN(test_a_thread_at_max_blocks_waits_for_a_trim_to_hand_blocks_back);
     RUN(test_a_thread_at_a_fixed_pools_bound_waits_for_a_run_being_made_ready);
