@@ -316,6 +316,15 @@ static size_t depot_list(uint32_t i, void **v, size_t max)
     return n;
 }
 
+/* How many of got[0..n) differ from want[0..n), place by place. */
+static size_t misplaced(void *const *got, void *const *want, size_t n)
+{
+    size_t k = 0;
+    for (size_t i = 0; i < n; i++)
+        k += got[i] != want[i];
+    return k;
+}
+
 /* A pool without a cache whose n blocks were all freed on CPU 1, top first
  * in v (v[0] freed last), and carved out when full is set. n is more than
  * the stack count, so that no CPU carves a block of its own any more. */
@@ -352,16 +361,10 @@ static void a_cpu_with_an_empty_stack_takes_another_cpus_stack_whole(void)
     CHECK(got[0] == v[0]);
     CHECK_EQ(depot_list(1, got + 1, 0), 0);
     CHECK_EQ(depot_list(0, got + 1, n), n - 1);
-    size_t misplaced = 0;
-    for (size_t i = 1; i < n; i++)
-        misplaced += got[i] != v[i];
-    CHECK_EQ(misplaced, 0);
+    CHECK_EQ(misplaced(got + 1, v + 1, n - 1), 0);
     /* The rest comes from CPU 0's stack, in that order; nothing carved. */
     CHECK_EQ(alloc_all(pool, got + 1, n - 1), n - 1);
-    misplaced = 0;
-    for (size_t i = 1; i < n; i++)
-        misplaced += got[i] != v[i];
-    CHECK_EQ(misplaced, 0);
+    CHECK_EQ(misplaced(got + 1, v + 1, n - 1), 0);
     CHECK_EQ(stats_of(pool).blocks_carved, n);
     free_all(pool, got, n);
     verify_and_destroy(pool, 0);
@@ -404,10 +407,7 @@ static void blocks_freed_on_the_takers_cpu_meanwhile_stay_on_top(void)
     /* Stack 0: U's block, then the rest of stack 1, in order. */
     CHECK_EQ(depot_list(0, got, n), n - 2);
     CHECK(got[0] == v[0]);
-    size_t misplaced = 0;
-    for (size_t i = 1; i < n - 2; i++)
-        misplaced += got[i] != v[i + 2];
-    CHECK_EQ(misplaced, 0);
+    CHECK_EQ(misplaced(got + 1, v + 3, n - 3), 0);
     CHECK_EQ(depot_list(1, got, 0), 0);
     void *held[] = { w, t };
     free_all(pool, held, 2);
