@@ -851,7 +851,8 @@ size_t lfp_slab_trim(struct lfp_pool *pool, bool wait)
             lfp_depot_list_restore(pool, i, batches[i]);
             continue;
         }
-        t.keep = (struct lfp_batcher){ .size = pool->mag_size ? pool->mag_size : 1 };
+        t.keep = (struct lfp_batcher){ .size = pool->mag_size ? pool->mag_size : 1,
+                                       .laned = true };
         lfp_depot_list_each(batches[i], lfp_trim_keep, &t);
         lfp_batcher_push_to(pool, &t.keep, i);
     }
