@@ -366,16 +366,6 @@ static struct lfp_slab *lfp_slab_new(struct lfp_pool *pool, size_t nblocks, size
         if ((uintptr_t)m + LFP_UNIT > base)
             lfp_os_unmap((void *)(base + size), (uintptr_t)m + LFP_UNIT - base);
     }
-    /* The carve writes each block's links at once (lfp_carve_split): with
-     * blocks of a page or less, every page the slab's blocks lie in. Fault
-     * those in with one call: here, writing a word every 64 bytes of 256 KiB
-     * took 1.3-1.5x as long page fault by page fault. Only those pages: a
-     * slab cut short by max_blocks has memory that no block lies in. */
-    size_t ps = lfp_page_size();
-    if (pool->stride <= ps) {
-        size_t used = LFP__ROUND(nblocks * pool->stride, ps);
-        lfp_os_prefault((void *)base, used < size ? used : size);
-    }
     d->map = (void *)base;
     d->map_size = size;
     d->pos = pos;

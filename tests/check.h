@@ -12,6 +12,7 @@
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -158,6 +159,20 @@ static inline uint64_t xorshift(uint64_t *s)
     x ^= x >> 7;
     x ^= x << 17;
     return *s = x;
+}
+
+/* Pages of [p, p + len) resident, by mincore; p page-aligned, len a
+ * multiple of the page. */
+static inline size_t resident_pages(const void *p, size_t len)
+{
+    size_t ps = (size_t)sysconf(_SC_PAGESIZE), n = len / ps, in = 0;
+    unsigned char *vec = malloc(n);
+    REQUIRE(vec != NULL);
+    REQUIRE(mincore((void *)p, len, vec) == 0);
+    for (size_t i = 0; i < n; i++)
+        in += vec[i] & 1;
+    free(vec);
+    return in;
 }
 
 #ifdef LFPOOL_H

@@ -179,25 +179,12 @@ static void test_growable_pool_grows_on_demand_far_beyond_one_slab(void)
     free(b);
 }
 
-/* Pages of [p, p + len) resident, by mincore; len a multiple of the page. */
-static size_t resident_pages(const void *p, size_t len)
-{
-    size_t ps = (size_t)sysconf(_SC_PAGESIZE), n = len / ps, in = 0;
-    unsigned char *vec = malloc(n);
-    REQUIRE(vec != NULL);
-    REQUIRE(mincore((void *)p, len, vec) == 0);
-    for (size_t i = 0; i < n; i++)
-        in += vec[i] & 1;
-    free(vec);
-    return in;
-}
-
 static void test_a_new_slab_of_large_blocks_is_resident_only_where_written(void)
 {
     /* A growth writes the links of every block of its slab: in the first
      * page of a block larger than a page, so the rest stays unresident
      * until the program writes it. (Blocks of a page or less have every
-     * page written, and the slab is faulted in whole: lfp_slab_new.) */
+     * page written, and the slab is faulted in whole: lfp_carve_split.) */
     enum { PAGES = 4, BLOCKS = 16 };
     const size_t ps = (size_t)sysconf(_SC_PAGESIZE), block = PAGES * ps;
     struct lfp_config cfg = { .block_size = block, .flags = LFP_GROWABLE,

@@ -629,6 +629,53 @@ static void caller_memory_pool_keeps_every_block_inside_the_buffer_and_leaves_it
     }
 }
 
+/* A fixed pool's carve faults in, at once, the pages its run's links are
+ * written to, and no others: not the rest of the pool (carved lazily, a
+ * run at a time), nor the caller's memory around it. The buffer here
+ * starts 32 bytes before a page ends and its last block ends 32 bytes
+ * into a page, which holds only that block's tail: with 48-byte blocks
+ * (links at their starts), the carve writes no byte of it, and it must
+ * stay unresident, as must the pages after it. The pool is 4q blocks, so
+ * that its runs (a quarter of a pool this small) are long and the last
+ * one ends at the buffer's end. Fails when the prefault rounds a run's end
+ * up to a page, or covers the whole pool. */
+static void a_fixed_pools_carve_faults_in_only_the_pages_its_links_are_in(void)
+{
+    const size_t ps = (size_t)sysconf(_SC_PAGESIZE);
+    /* 4q blocks of 48 bytes are k pages and 64 bytes: the smallest q over
+     * 512 (runs of 24 KiB or more, below the carve's 64 KiB). */
+    size_t q = 513;
+    while ((192 * q - 64) % ps != 0)
+        q++;
+    const size_t n = 4 * q, pages = (192 * q - 64) / ps + 2, span = pages + 2;
+    REQUIRE(q < 1365);
+    struct lfp_config cfg = { .block_size = 48, .align = 16, .capacity = n };
+    cfg.mem_size = lfp_pool_bytes(&cfg);
+    REQUIRE(cfg.mem_size == n * 48);
+    char *map = mmap(NULL, span * ps, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS,
+                     -1, 0);
+    REQUIRE(map != MAP_FAILED);
+    cfg.mem = map + ps - 32;
+    char *tail = map + (pages - 1) * ps; /* the last block's last 32 bytes */
+    REQUIRE((char *)cfg.mem + cfg.mem_size == tail + 32);
+    lfp_pool *pool = create_pool(&cfg);
+
+    /* One block: its run is resident, not the pool. */
+    void *one = lfp_alloc(pool);
+    REQUIRE(one != NULL);
+    CHECK(resident_pages(map, span * ps) <= (64 << 10) / ps + 2);
+    CHECK_EQ(lfp_free(pool, one), LFP_OK);
+
+    void **v = malloc(n * sizeof *v);
+    REQUIRE(v != NULL);
+    CHECK_EQ(alloc_all(pool, v, n), n);
+    CHECK_EQ(resident_pages(tail, (span - pages + 1) * ps), 0);
+    free_all(pool, v, n);
+    free(v);
+    verify_and_destroy(pool, 0);
+    munmap(map, span * ps);
+}
+
 static void caller_memory_pool_with_init_fits_in_pool_bytes(void)
 {
     enum { CAP = 64, BS = 48 };
@@ -1023,6 +1070,7 @@ int main(void)
     RUN(fini_runs_once_per_carved_block_at_destroy);
     RUN(zero_flag_with_an_init_constructor_is_refused);
     RUN(caller_memory_pool_keeps_every_block_inside_the_buffer_and_leaves_it_alone);
+    RUN(a_fixed_pools_carve_faults_in_only_the_pages_its_links_are_in);
     RUN(caller_memory_pool_with_init_fits_in_pool_bytes);
     RUN(pool_bytes_macro_equals_the_function_for_configs_without_init);
     RUN(owns_is_true_exactly_for_starts_of_this_pools_carved_blocks);
