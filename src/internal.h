@@ -371,7 +371,6 @@ struct lfp_batcher {
     struct lfp_free *back[LFP_BATCH_LANES]; /* laned: the last L added to cur */
 };
 void lfp_batcher_add(struct lfp_batcher *b, struct lfp_free *l);
-void lfp_batcher_push(struct lfp_pool *pool, struct lfp_batcher *b);
 void lfp_batcher_push_to(struct lfp_pool *pool, struct lfp_batcher *b, uint32_t stack);
 /* Make a newly carved block ready: construct it, fill it (checked mode),
  * poison it; returns its links, open for writing. */
