@@ -130,6 +130,7 @@ struct bench_run_cfg {
     const int *cpus;
     unsigned ncpus;
     uint64_t spike_blocks; /* blocks per spike cycle */
+    uint64_t spike_keep;   /* every spike_keep-th block survives the trim; 0: none */
 };
 
 /* One (workload, threads, allocator) cell: open creates the allocator and
@@ -181,7 +182,7 @@ void bench_print_header(FILE *f, const struct bench_meta *m,
                         const int *selected);
 void bench_print_group(FILE *f, const struct bench_result *r, size_t n,
                        const struct bench_result *all, size_t nall);
-void bench_print_spike(FILE *f, const struct bench_result *r, size_t n);
+void bench_print_spike(FILE *f, const struct bench_result *r, size_t n, uint64_t keep);
 int bench_write_json(const char *path, const struct bench_meta *m,
                      const struct bench_result *r, size_t n);
 int bench_write_csv(const char *path, const struct bench_result *r, size_t n);

@@ -29,6 +29,7 @@ struct options {
     size_t size;
     uint64_t ops;
     uint64_t spike_blocks; /* 0: BENCH_SPIKE_BYTES of blocks */
+    uint64_t spike_keep;   /* 0: free every block before the trim */
     unsigned duration_ms;
     unsigned reps;
     int use_alloc[16];
@@ -64,7 +65,9 @@ static void usage(FILE *f)
 "          /proc/self/statm) at the peak and after the trim, both over the\n"
 "          RSS before the first cycle, and the share of the peak given back.\n"
 "          Rows that cannot give memory back are skipped; --reps sets the\n"
-"          cycles, --threads does not apply.\n"
+"          cycles, --threads does not apply. With --spike-keep N every N-th\n"
+"          block stays allocated over the trim (scattered survivors, as a\n"
+"          server's long-lived objects), freed after the RSS is read.\n"
 "  xfer and server use max(1, T/2) producers and as many consumers for a\n"
 "  thread count T, so T=1 runs as 2 threads, and T=1 and T=2 are the same\n"
 "  measurement (done once).\n"
@@ -95,6 +98,8 @@ static void usage(FILE *f)
 "                      (default %u)\n"
 "  --spike-blocks N    blocks per spike cycle (default: %zu MiB of blocks of\n"
 "                      --size bytes)\n"
+"  --spike-keep N      keep every N-th block of a spike cycle allocated over\n"
+"                      the trim (default 0: none)\n"
 "  --alloc LIST        allocators to run (default all)\n"
 "  --workload LIST     workloads to run (default all)\n"
 "  --sized-free        free through the peers' sized calls (sdallocx,\n"
@@ -248,7 +253,7 @@ static int parse_options(int argc, char **argv, struct options *o)
 {
     enum { O_THREADS = 256, O_SIZE, O_OPS, O_DUR, O_REPS, O_ALLOC, O_WORK,
            O_JSON, O_CSV, O_PLOT, O_QUIET, O_NOPIN, O_SIZED, O_CACHE,
-           O_SPIKE, O_HELP };
+           O_SPIKE, O_KEEP, O_HELP };
     static const struct option longopts[] = {
         {"threads", required_argument, NULL, O_THREADS},
         {"size", required_argument, NULL, O_SIZE},
@@ -265,6 +270,7 @@ static int parse_options(int argc, char **argv, struct options *o)
         {"sized-free", no_argument, NULL, O_SIZED},
         {"cache", required_argument, NULL, O_CACHE},
         {"spike-blocks", required_argument, NULL, O_SPIKE},
+        {"spike-keep", required_argument, NULL, O_KEEP},
         {"help", no_argument, NULL, O_HELP},
         {NULL, 0, NULL, 0},
     };
@@ -339,6 +345,10 @@ static int parse_options(int argc, char **argv, struct options *o)
         case O_SPIKE:
             /* The pointer array alone is 8 bytes a block. */
             if (option_u64("spike-blocks", optarg, 1, (uint64_t)1 << 32, &o->spike_blocks) != 0)
+                return -1;
+            break;
+        case O_KEEP:
+            if (option_u64("spike-keep", optarg, 0, (uint64_t)1 << 32, &o->spike_keep) != 0)
                 return -1;
             break;
         case O_HELP:
@@ -539,6 +549,7 @@ int main(int argc, char **argv)
     cfg.cpus = cpus;
     cfg.ncpus = ncpus;
     cfg.spike_blocks = o.spike_blocks;
+    cfg.spike_keep = o.spike_keep;
 
     memset(&meta, 0, sizeof meta);
     cpu_model(meta.cpu, sizeof meta.cpu);
@@ -681,7 +692,7 @@ int main(int argc, char **argv)
             }
             clear_progress(&pg);
             if (w == W_SPIKE)
-                bench_print_spike(stdout, &res[first[g]], end - first[g]);
+                bench_print_spike(stdout, &res[first[g]], end - first[g], o.spike_keep);
             else
                 bench_print_group(stdout, &res[first[g]], end - first[g], res, nres);
             fflush(stdout);

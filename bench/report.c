@@ -154,7 +154,7 @@ void bench_print_group(FILE *f, const struct bench_result *r, size_t n,
 }
 
 /* Its own table: the spike's figures are memory as much as time. */
-void bench_print_spike(FILE *f, const struct bench_result *r, size_t n)
+void bench_print_spike(FILE *f, const struct bench_result *r, size_t n, uint64_t keep)
 {
     const struct bench_result *done = NULL;
     size_t i;
@@ -167,9 +167,16 @@ void bench_print_spike(FILE *f, const struct bench_result *r, size_t n)
     if (done)
         fprintf(f, ": %llu blocks per cycle, median of %u cycle%s",
                 (unsigned long long)done->ops, done->reps, done->reps > 1 ? "s" : "");
-    fprintf(f, "\n  cycle: allocate and write every block, free them all, trim "
-               "(timed); RSS: the process's,\n  over its RSS before the "
-               "allocator's first cycle, at the peak and after the trim\n");
+    if (keep == 0)
+        fprintf(f, "\n  cycle: allocate and write every block, free them all, trim "
+                   "(timed); RSS: the process's,\n  over its RSS before the "
+                   "allocator's first cycle, at the peak and after the trim\n");
+    else
+        fprintf(f, "\n  cycle: allocate and write every block, free all but every "
+                   "%llu-th, trim (timed), then free\n  those after the RSS read; RSS: "
+                   "the process's, over its RSS before the allocator's\n  first cycle, "
+                   "at the peak and after the trim (the survivors still allocated)\n",
+                (unsigned long long)keep);
     fprintf(f, "  %-15s %9s %9s %13s %19s %11s\n", "allocator", "ms/cycle",
             "ns/block", "peak RSS MiB", "RSS after trim MiB", "% returned");
     for (i = 0; i < n; i++) {

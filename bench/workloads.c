@@ -658,6 +658,7 @@ struct spike {
     struct shared s;   /* allocator, pinning; threads = 1 */
     size_t size;
     size_t nblocks;
+    size_t keep;       /* every keep-th block survives the trim; 0: none */
     void **held;       /* nblocks slots, resident before the baseline */
     unsigned cycles;
     double *ns, *peak, *after, *pct; /* per cycle; bytes over the baseline */
@@ -713,7 +714,8 @@ static int spike_cycle(struct spike *k, void *t, unsigned c, size_t base)
         if (v != i)
             k->bad_data++;
         sum += v;
-        F(t, k->held[i]);
+        if (k->keep == 0 || i % k->keep != 0)
+            F(t, k->held[i]);
     }
     if (got == k->nblocks && a->trim(k->s.g, k->err, sizeof k->err) != 0)
         k->trim_failed = 1;
@@ -723,6 +725,9 @@ static int spike_cycle(struct spike *k, void *t, unsigned c, size_t base)
     k->peak[c] = over(peak, base);
     k->after[c] = over(rss_bytes(), base);
     k->pct[c] = k->peak[c] > 0 ? 100.0 * (k->peak[c] - k->after[c]) / k->peak[c] : 0;
+    /* The survivors die before the next cycle, untimed. */
+    for (i = 0; k->keep != 0 && i < got; i += k->keep)
+        F(t, k->held[i]);
     return k->null_allocs || k->bad_data || k->trim_failed;
 }
 
@@ -773,6 +778,7 @@ void bench_measure_spike(const struct bench_run_cfg *o, const struct bench_alloc
     k.s.ncpus = o->ncpus;
     k.size = o->size;
     k.nblocks = (size_t)o->spike_blocks;
+    k.keep = (size_t)o->spike_keep;
     k.cycles = o->reps;
 
     /* The pointer array is mapped, not malloc'd: in glibc's heap it would
