@@ -221,27 +221,33 @@ static inline bool lfp_batch_laned(const struct lfp_free *first)
  * block k - L, whose address is already known, so the loads of L blocks
  * are in flight at once where one chain would take them one by one. The
  * lanes' ends are kept here, not in the blocks: a block once visited is
- * not read again. Inlined, so that visit is too. */
+ * not read again. Inlined, so that visit is too; a batch on one chain
+ * (a carve's, or one too short for lanes) has a loop of its own, which
+ * tests nothing but its end: a refill of carved blocks took 7
+ * instructions a block instead of 14 (callgrind). */
 static LFP_ALWAYS_INLINE void lfp_batch_walk(struct lfp_free *b, uint32_t n,
                                              void (*visit)(void *ctx, struct lfp_free *l,
                                                            uint32_t k),
                                              void *ctx)
 {
-    uint32_t serial = n;
-    if (lfp_batch_laned(b) && n > LFP_BATCH_LANES + 2)
-        serial = LFP_BATCH_LANES + 2;
+    if (!lfp_batch_laned(b) || n <= LFP_BATCH_LANES + 2) {
+        for (uint32_t k = 0; k < n; k++) {
+            struct lfp_free *next = b->chain;
+            visit(ctx, b, k);
+            b = next;
+        }
+        return;
+    }
     struct lfp_free *lane[LFP_BATCH_LANES];
-    for (uint32_t k = 0; k < serial; k++) {
+    for (uint32_t k = 0; k < LFP_BATCH_LANES + 2; k++) {
         struct lfp_free *next = b->chain;
-        if (serial < n && k >= 2)
+        if (k >= 2)
             lane[k % LFP_BATCH_LANES] = b; /* visited once its next is read */
         else
             visit(ctx, b, k);
         b = next;
     }
-    if (serial == n)
-        return;
-    for (uint32_t k = serial; k < n; k++) {
+    for (uint32_t k = LFP_BATCH_LANES + 2; k < n; k++) {
         struct lfp_free **end = &lane[k % LFP_BATCH_LANES];
         struct lfp_free *l = (*end)->next;
         /* l's next is read L blocks from now: start its line on the way,
