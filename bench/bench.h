@@ -85,6 +85,8 @@ size_t bench_alloc_table(const struct bench_alloc **out, int sized_free);
 
 /* lfp_config::cache_size for the lfpool rows (--cache). */
 extern unsigned bench_lfp_cache;
+/* lfp_config::slab_size for the lfpool-growable row (--slab). */
+extern size_t bench_lfp_slab;
 
 /* Before anything else runs: a peer that needs static TLS cannot be loaded
  * later unless the process was started with room for it; this re-executes

@@ -107,6 +107,8 @@ static void usage(FILE *f)
 "  --no-pin            do not pin thread i to the i-th allowed CPU\n"
 "  --cache N           blocks per magazine for the lfpool rows (default 0:\n"
 "                      the library's choice)\n"
+"  --slab N            slab_size for the lfpool-growable row (default 0: the\n"
+"                      library's choice)\n"
 "  --json FILE         write every measurement as JSON\n"
 "  --csv FILE          write every measurement as CSV\n"
 "  --plot FILE         bar chart: PNG through gnuplot when it is on PATH,\n"
@@ -253,7 +255,7 @@ static int parse_options(int argc, char **argv, struct options *o)
 {
     enum { O_THREADS = 256, O_SIZE, O_OPS, O_DUR, O_REPS, O_ALLOC, O_WORK,
            O_JSON, O_CSV, O_PLOT, O_QUIET, O_NOPIN, O_SIZED, O_CACHE,
-           O_SPIKE, O_KEEP, O_HELP };
+           O_SPIKE, O_KEEP, O_SLAB, O_HELP };
     static const struct option longopts[] = {
         {"threads", required_argument, NULL, O_THREADS},
         {"size", required_argument, NULL, O_SIZE},
@@ -271,6 +273,7 @@ static int parse_options(int argc, char **argv, struct options *o)
         {"cache", required_argument, NULL, O_CACHE},
         {"spike-blocks", required_argument, NULL, O_SPIKE},
         {"spike-keep", required_argument, NULL, O_KEEP},
+        {"slab", required_argument, NULL, O_SLAB},
         {"help", no_argument, NULL, O_HELP},
         {NULL, 0, NULL, 0},
     };
@@ -346,6 +349,12 @@ static int parse_options(int argc, char **argv, struct options *o)
             /* The pointer array alone is 8 bytes a block. */
             if (option_u64("spike-blocks", optarg, 1, (uint64_t)1 << 32, &o->spike_blocks) != 0)
                 return -1;
+            break;
+        case O_SLAB:
+            /* lfp_pool_create says which sizes it takes. */
+            if (option_u64("slab", optarg, 0, (uint64_t)1 << 40, &v) != 0)
+                return -1;
+            bench_lfp_slab = (size_t)v;
             break;
         case O_KEEP:
             if (option_u64("spike-keep", optarg, 0, (uint64_t)1 << 32, &o->spike_keep) != 0)
@@ -609,6 +618,10 @@ int main(int argc, char **argv)
             }
         }
     }
+    if (!o.quiet && bench_lfp_cache != 0)
+        printf("note: the lfpool rows use magazines of %u blocks (--cache)\n", bench_lfp_cache);
+    if (!o.quiet && bench_lfp_slab != 0)
+        printf("note: lfpool-growable uses slabs of %zu bytes (--slab)\n", bench_lfp_slab);
     printf("\n");
     fflush(stdout);
 

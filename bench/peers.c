@@ -33,6 +33,7 @@
 #define POOL_BYTES_MAX ((size_t)512 << 20)
 
 unsigned bench_lfp_cache;
+size_t bench_lfp_slab;
 
 /* ------------------------------------------------------------------------ */
 /* Sizing shared by the fixed pools (lfpool, mutex-list). */
@@ -108,8 +109,10 @@ static void *lfp_row_create(const struct bench_alloc *a,
     cfg.cache_size = bench_lfp_cache;
     if (strcmp(a->name, "lfpool-nocache") == 0)
         cfg.flags = LFP_NO_CACHE;
-    else if (strcmp(a->name, "lfpool-growable") == 0)
+    else if (strcmp(a->name, "lfpool-growable") == 0) {
         cfg.flags = LFP_GROWABLE; /* the same blocks, reserved up front */
+        cfg.slab_size = bench_lfp_slab;
+    }
     else if (strcmp(a->name, "lfpool-checked") == 0)
         cfg.flags = LFP_CHECKED; /* what the checks cost when they are on */
     /* Spike: nothing up front, no bound, trimmed only on request, as a
