@@ -725,9 +725,13 @@ static int spike_cycle(struct spike *k, void *t, unsigned c, size_t base)
     k->peak[c] = over(peak, base);
     k->after[c] = over(rss_bytes(), base);
     k->pct[c] = k->peak[c] > 0 ? 100.0 * (k->peak[c] - k->after[c]) / k->peak[c] : 0;
-    /* The survivors die before the next cycle, untimed. */
-    for (i = 0; k->keep != 0 && i < got; i += k->keep)
+    /* The survivors die before the next cycle, untimed, each checked
+     * first: the trim must have left their memory as it was. */
+    for (i = 0; k->keep != 0 && i < got; i += k->keep) {
+        if (get64(k->held[i]) != i)
+            k->bad_data++;
         F(t, k->held[i]);
+    }
     return k->null_allocs || k->bad_data || k->trim_failed;
 }
 
