@@ -363,21 +363,6 @@ struct lfp_free *lfp_depot_take(struct lfp_pool *pool, uint32_t want, uint32_t *
  * the pool's magazine size. */
 uint32_t lfp_carve_split(struct lfp_pool *pool, uintptr_t start, size_t n, uint32_t want,
                          struct lfp_free **first);
-/* Blocks linked into depot batches of the pool's magazine size (one block
- * each without a cache) as they are added, then pushed with one CAS. A
- * laned batcher links each batch's lanes too (struct lfp_free), for blocks
- * that lie scattered: the ones a trim keeps, which came out of spilled
- * magazines, would otherwise be read one cache miss after another by
- * every later trim and by the refill that takes them. */
-struct lfp_batcher {
-    struct lfp_free *head, *tail, *cur;
-    uint32_t cur_len, size;
-    size_t count;
-    bool laned;
-    struct lfp_free *back[LFP_BATCH_LANES]; /* laned: the last L added to cur */
-};
-void lfp_batcher_add(struct lfp_batcher *b, struct lfp_free *l);
-void lfp_batcher_push_to(struct lfp_pool *pool, struct lfp_batcher *b, uint32_t stack);
 /* Make a newly carved block ready: construct it, fill it (checked mode),
  * poison it; returns its links, open for writing. */
 struct lfp_free *lfp_block_fresh(struct lfp_pool *pool, void *block);

@@ -686,49 +686,6 @@ uint32_t lfp_carve_split(struct lfp_pool *pool, uintptr_t start, size_t n, uint3
     return mine;
 }
 
-void lfp_batcher_add(struct lfp_batcher *b, struct lfp_free *l)
-{
-    if (b->cur != NULL && b->cur_len == b->size) {
-        lfp_batch_seal(b->cur, b->cur_len, b->laned);
-        b->cur = NULL;
-    }
-    if (b->cur == NULL) {
-        l->chain = NULL;
-        l->next = b->head;
-        if (b->head == NULL)
-            b->tail = l;
-        b->head = l;
-        b->cur = l;
-        b->cur_len = 1;
-    } else {
-        /* Insert after the batch's first block, which stays the head (place
-         * 0 of the chain): the j-th block added, j >= 2, ends at place
-         * len + 1 - j, so the block L places down from it is the one added
-         * L before it. That lane link is set now. The last added (place 1)
-         * has its next overwritten by the length when the batch is sealed,
-         * and the L added after the head are the last L places, which have
-         * no lane link. */
-        l->chain = b->cur->chain;
-        b->cur->chain = l;
-        uint32_t j = ++b->cur_len;
-        if (b->laned) {
-            struct lfp_free **back = &b->back[j % LFP_BATCH_LANES];
-            if (j > LFP_BATCH_LANES + 1)
-                l->next = *back;
-            *back = l;
-        }
-    }
-    b->count++;
-}
-
-void lfp_batcher_push_to(struct lfp_pool *pool, struct lfp_batcher *b, uint32_t stack)
-{
-    if (b->cur != NULL)
-        lfp_batch_seal(b->cur, b->cur_len, b->laned);
-    if (b->head != NULL)
-        lfp_depot_push_to(pool, stack, b->head, b->tail, b->count);
-}
-
 struct lfp_free *lfp_block_fresh(struct lfp_pool *pool, void *block)
 {
     if (pool->init != NULL)

@@ -726,6 +726,59 @@ static void lfp_depot_list_restore(struct lfp_pool *pool, uint32_t i, struct lfp
     lfp_depot_push_to(pool, i, batches, last, n);
 }
 
+/* The blocks a trim keeps, linked into laned depot batches of the pool's
+ * magazine size (one block each without a cache) as they are added, then
+ * pushed with one CAS. They came out of spilled magazines, scattered: on
+ * one chain, every later trim and the refill that takes them would read
+ * them one cache miss after another. */
+struct lfp_batcher {
+    struct lfp_free *head, *tail, *cur;
+    uint32_t cur_len, size;
+    size_t count;
+    struct lfp_free *back[LFP_BATCH_LANES]; /* the last L added to cur */
+};
+
+static void lfp_batcher_add(struct lfp_batcher *b, struct lfp_free *l)
+{
+    if (b->cur != NULL && b->cur_len == b->size) {
+        lfp_batch_seal(b->cur, b->cur_len, true);
+        b->cur = NULL;
+    }
+    if (b->cur == NULL) {
+        l->chain = NULL;
+        l->next = b->head;
+        if (b->head == NULL)
+            b->tail = l;
+        b->head = l;
+        b->cur = l;
+        b->cur_len = 1;
+    } else {
+        /* Insert after the batch's first block, which stays the head (place
+         * 0 of the chain): the j-th block added, j >= 2, ends at place
+         * len + 1 - j, so the block L places down from it is the one added
+         * L before it. That lane link is set now. The last added (place 1)
+         * has its next overwritten by the length when the batch is sealed,
+         * and the L added after the head are the last L places, which have
+         * no lane link. */
+        l->chain = b->cur->chain;
+        b->cur->chain = l;
+        uint32_t j = ++b->cur_len;
+        struct lfp_free **back = &b->back[j % LFP_BATCH_LANES];
+        if (j > LFP_BATCH_LANES + 1)
+            l->next = *back;
+        *back = l;
+    }
+    b->count++;
+}
+
+static void lfp_batcher_push_to(struct lfp_pool *pool, struct lfp_batcher *b, uint32_t stack)
+{
+    if (b->cur != NULL)
+        lfp_batch_seal(b->cur, b->cur_len, true);
+    if (b->head != NULL)
+        lfp_depot_push_to(pool, stack, b->head, b->tail, b->count);
+}
+
 struct lfp_trim_ctx {
     struct lfp_pool *pool;
     struct lfp_batcher keep;
@@ -841,8 +894,7 @@ size_t lfp_slab_trim(struct lfp_pool *pool, bool wait)
             lfp_depot_list_restore(pool, i, batches[i]);
             continue;
         }
-        t.keep = (struct lfp_batcher){ .size = pool->mag_size ? pool->mag_size : 1,
-                                       .laned = true };
+        t.keep = (struct lfp_batcher){ .size = pool->mag_size ? pool->mag_size : 1 };
         lfp_depot_list_each(batches[i], lfp_trim_keep, &t);
         lfp_batcher_push_to(pool, &t.keep, i);
     }
