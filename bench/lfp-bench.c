@@ -351,9 +351,9 @@ static int parse_options(int argc, char **argv, struct options *o)
                 return -1;
             break;
         case O_SLAB:
-            /* lfp_pool_create says which sizes it takes; a growth makes a
-             * whole slab ready at once, so the bench takes no more than
-             * 1 GiB. */
+            /* lfp_pool_create says which sizes it takes (powers of two
+             * from 64 KiB to 1 GiB); the bound here reports a size above
+             * them before any row runs. */
             if (option_u64("slab", optarg, 0, (uint64_t)1 << 30, &v) != 0)
                 return -1;
             bench_lfp_slab = (size_t)v;

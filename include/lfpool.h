@@ -190,7 +190,8 @@ struct lfp_config {
     void *arg;           /**< passed to init and fini */
     /** Growable pools only (fixed pools ignore it): bytes per slab, a power
      *  of two of at least
-     *  64 KiB and one block; 0 = the library's choice: 256 KiB, doubled
+     *  64 KiB and one block, and at most 1 GiB (a growth makes a whole slab
+     *  ready at once); 0 = the library's choice: 256 KiB, doubled
      *  until it holds at least 16 blocks. In the pool's reserved range (see
      *  LFP_GROWABLE) a slab holds a power of two of blocks, the most that
      *  fit this size, rounded up to whole pages (never past 4x the size). */

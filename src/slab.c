@@ -42,6 +42,10 @@
 #define LFP_L1_BITS (48u - LFP_UNIT_SHIFT - LFP_L2_BITS) /* 48-bit addresses */
 #define LFP_SLAB_MIN_DEFAULT ((size_t)256 * 1024)
 #define LFP_SLAB_MIN_BLOCKS 16u
+/* A growth makes every block of its slab ready at once, writing a link into
+ * each: a slab_size far beyond memory had the process killed at the first
+ * growth, where a refusal at create is what the caller can act on. */
+#define LFP_SLAB_MAX ((size_t)1 << 30)
 /* Address space a growable pool reserves for its range: unbounded pools
  * this much, bounded ones enough for max_blocks, up to the second. */
 #define LFP_RANGE_DEFAULT ((size_t)1 << 30)
@@ -608,7 +612,8 @@ int lfp_slab_setup(struct lfp_pool *pool, const struct lfp_config *cfg)
         return LFP_ENOMEM;
     size_t bytes = cfg->slab_size;
     if (bytes != 0) {
-        if ((bytes & (bytes - 1)) != 0 || bytes < LFP_UNIT || bytes < pool->stride)
+        if ((bytes & (bytes - 1)) != 0 || bytes < LFP_UNIT || bytes > LFP_SLAB_MAX ||
+            bytes < pool->stride)
             return LFP_EINVAL;
     } else {
         /* At least 256 KiB, and room for LFP_SLAB_MIN_BLOCKS large blocks. */

@@ -265,6 +265,7 @@ static long create_growable_slab(size_t slab, size_t block_size)
 }
 static long create_growable_slab_not_pow2(void) { return create_growable_slab(100000, 64); }
 static long create_growable_slab_32k(void) { return create_growable_slab(32768, 64); }
+static long create_growable_slab_1t(void) { return create_growable_slab((size_t)1 << 40, 64); }
 static long create_growable_slab_below_block(void)
 {
     return create_growable_slab(65536, 65536 + 64);
@@ -496,6 +497,8 @@ static const struct bad_case cases[] = {
      create_growable_slab_not_pow2},
     {"lfp_pool_create", "LFP_GROWABLE, slab_size 32 KiB", RET_CODE, LFP_EINVAL, -1,
      create_growable_slab_32k},
+    {"lfp_pool_create", "LFP_GROWABLE, slab_size 1 TiB", RET_CODE, LFP_EINVAL, -1,
+     create_growable_slab_1t},
     {"lfp_pool_create", "LFP_GROWABLE, slab smaller than a block", RET_CODE, LFP_EINVAL, -1,
      create_growable_slab_below_block},
     {"lfp_pool_create", "mem of lfp_pool_bytes-1", RET_CODE, LFP_EINVAL, -1,

@@ -408,6 +408,17 @@ static void test_invalid_growable_configurations_are_rejected_with_einval(void)
     c.slab_size = 64 * KiB; /* the smallest valid one */
     CHECK_EQ(create_error(&c), LFP_OK);
 
+    c = base; /* powers of two above 1 GiB: refused at create, where a
+               * growth would have had to make them ready whole */
+    c.slab_size = (size_t)2 << 30;
+    CHECK_EQ(create_error(&c), LFP_EINVAL);
+    c.slab_size = (size_t)1 << 40;
+    CHECK_EQ(create_error(&c), LFP_EINVAL);
+    c.slab_size = (size_t)1 << 63;
+    CHECK_EQ(create_error(&c), LFP_EINVAL);
+    c.slab_size = (size_t)1 << 30; /* the largest valid one */
+    CHECK_EQ(create_error(&c), LFP_OK);
+
     c = base; /* smaller than one block */
     c.block_size = 64 * KiB + 16;
     c.slab_size = 64 * KiB;
