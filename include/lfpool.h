@@ -177,7 +177,11 @@ struct lfp_config {
     /** Optional constructor, run once per block when the pool first carves
      *  it. With a constructor the pool keeps its free-list links outside the
      *  block's bytes, so a block's constructed state survives lfp_free() and a
-     *  later lfp_alloc(); this costs LFP_LINK_BYTES per block. init and fini
+     *  later lfp_alloc(); this costs LFP_LINK_BYTES per block. In a growable
+     *  pool without fini, a trim may give back the pages of free blocks in
+     *  a slab still in use (see lfp_pool_trim()): their state goes with the
+     *  pages, and init runs on each again when the pool next makes them
+     *  ready. init and fini
      *  must return (no thread exit, cancellation or longjmp out of them),
      *  must not call into the same pool (lfp_thread_flush is allowed), and must not wait for anything a
      *  thread allocating from the pool may hold: such a thread, finding the
@@ -185,7 +189,8 @@ struct lfp_config {
     void (*init)(void *block, void *arg);
     /** Optional destructor, run on each carved block, free or in use, before
      *  its memory is released: by lfp_pool_destroy(), and for a growable
-     *  pool also when a trim releases a slab (all of whose blocks are free). */
+     *  pool also when a trim releases a slab (all of whose blocks are free).
+     *  A growable pool with fini gives back whole slabs only. */
     void (*fini)(void *block, void *arg);
     void *arg;           /**< passed to init and fini */
     /** Growable pools only (fixed pools ignore it): bytes per slab, a power
@@ -233,11 +238,16 @@ struct lfp_stats {
                                    is lazy: with a cache, 64 KiB of blocks at a
                                    time, at most a quarter of the pool and at
                                    least a magazine; without, one block);
-                                   growable pool: blocks in its slabs now
-                                   (falls after a trim) */
+                                   growable pool: blocks made ready in its
+                                   slabs now (falls after a trim: blocks of
+                                   released slabs, and those whose pages a
+                                   trim gave back, until a growth makes them
+                                   ready again) */
     size_t bytes_reserved;    /**< memory the pool holds: a fixed pool's
                                    mapping (address space, resident as
-                                   carved); a growable pool's live slabs */
+                                   carved); a growable pool's live slabs,
+                                   less the pages a trim gave back from
+                                   slabs still in use */
     size_t cache_size;        /**< effective blocks per magazine, 0 = no cache */
 };
 
@@ -402,6 +412,11 @@ int lfp_pool_verify(lfp_pool *pool);
  * Give memory back to the OS: hand the calling thread's cached blocks of the
  * pool back, find the slabs all of whose blocks are free in the depot, and
  * unmap them after an RCU grace period (this call waits for it, about 70 us).
+ * In a slab that stays (a block in it in use or cached), a run of free
+ * blocks over at least 16 KiB of whole pages gives those pages back
+ * (MADV_DONTNEED), unless the pool has a destructor: the blocks in them
+ * wait, out of the depot, until the pool next grows, which makes them ready
+ * again before it maps a new slab (and may do so at max_blocks).
  * Slabs an automatic trim (trim_threshold) releases meanwhile are not counted
  * in the return value.
  * Blocks cached by other threads keep their slabs. Fixed pools never release
@@ -410,7 +425,8 @@ int lfp_pool_verify(lfp_pool *pool);
  * depot (O(free blocks)), other threads that need blocks grow the pool
  * instead (or, at max_blocks, wait for the blocks it keeps to come back).
  * One trim at a time per pool: a concurrent one returns 0.
- * @return bytes released (0 for fixed pools and NULL).
+ * @return bytes released: slabs, less the pages given back from them
+ *   before, and pages of slabs that stay (0 for fixed pools and NULL).
  */
 size_t lfp_pool_trim(lfp_pool *pool);
 

@@ -104,6 +104,11 @@ struct lfp_pool {
     _Atomic size_t depot_blocks; /* blocks in the depot, for the trim policy */
     _Atomic size_t trim_next;    /* depot_blocks that triggers the next auto trim */
     struct lfp_stack slabs;      /* the pool's slab descriptors */
+    /* Runs of free blocks in slabs still partly in use whose pages a trim
+     * gave back, out of the depot until a growth makes them ready again
+     * (slab.c, "holes"); holed counts their blocks. */
+    struct lfp_stack holes;
+    _Atomic size_t holed;
     atomic_flag trimming;        /* one trim at a time */
     size_t max_blocks;           /* 0 = no bound */
     size_t slab_bytes;
@@ -379,6 +384,9 @@ void lfp_os_unmap(void *p, size_t size);
 void *lfp_os_reserve(size_t size);
 bool lfp_os_commit(void *p, size_t size);
 void lfp_os_decommit(void *p, size_t size);
+/* Give the pages of memory that stays mapped and accessible back to the
+ * OS: they read as zero when next touched. */
+void lfp_os_drop(void *p, size_t size);
 /* Fault in the pages of memory about to be written all over, in one call
  * where each page would trap on its own. A hint: where the kernel refuses
  * (MADV_POPULATE_WRITE is Linux 5.14's) or memory is short, the writes
@@ -397,6 +405,11 @@ uint32_t lfp_slab_grow(struct lfp_pool *pool, uint32_t want, struct lfp_free **f
 bool lfp_slab_owns(const struct lfp_pool *pool, const void *p);
 size_t lfp_slab_trim(struct lfp_pool *pool, bool wait);
 void lfp_slab_destroy_all(struct lfp_pool *pool);
+/* Call fn on every block of the pool's holes; stops at the first non-zero
+ * return, else returns LFP_OK with the count in *n. Only when no thread
+ * uses the pool. */
+int lfp_slab_holes_walk(struct lfp_pool *pool, int (*fn)(void *ctx, void *block), void *ctx,
+                        size_t *n);
 void lfp_rcu_read_lock(void);
 void lfp_rcu_read_unlock(void);
 /* Is the calling thread inside a read-side section (a signal handler that

@@ -744,7 +744,11 @@ LFP_API int lfp_pool_stats(const lfp_pool *pool, struct lfp_stats *out)
                                         memory_order_relaxed)
                  : carved;
     out->blocks_cached = cached;
-    out->blocks_carved = carved;
+    /* A growable pool's holes are in its slabs, but not made ready. */
+    out->blocks_carved =
+        growable ? carved - atomic_load_explicit(&((struct lfp_pool *)pool)->holed,
+                                                 memory_order_relaxed)
+                 : carved;
     if (growable)
         out->bytes_reserved =
             atomic_load_explicit(&((struct lfp_pool *)pool)->slab_mapped, memory_order_relaxed);
@@ -873,8 +877,17 @@ void lfp_os_decommit(void *p, size_t size)
 {
     /* Dropping the pages gives the memory back even should the kernel
      * refuse the protection change (out of mappings). */
-    madvise(p, size, MADV_DONTNEED);
+    lfp_os_drop(p, size);
     mprotect(p, size, PROT_NONE);
+}
+
+void lfp_os_drop(void *p, size_t size)
+{
+    /* MADV_DONTNEED rather than MADV_FREE: the memory leaves the process's
+     * resident set now, not whenever the kernel comes short of it. */
+    int e = errno;
+    madvise(p, size, MADV_DONTNEED);
+    errno = e;
 }
 
 static int lfp_cmp_ptr(const void *a, const void *b)
@@ -946,6 +959,12 @@ LFP_API int lfp_pool_verify(lfp_pool *pool)
             err = lfp_verify_batch(&v, b);
     if (err == LFP_OK)
         err = lfp_slots_walk(pool, lfp_verify_block, &v);
+    /* A growable pool's holes: free blocks too, with a count of their own. */
+    size_t holed = 0;
+    if (err == LFP_OK && lfp_growable(pool))
+        err = lfp_slab_holes_walk(pool, lfp_verify_block, &v, &holed);
+    if (err == LFP_OK && holed != atomic_load_explicit(&pool->holed, memory_order_relaxed))
+        err = LFP_EINVAL;
     if (err == LFP_OK) {
         qsort(v.free, v.nfree, sizeof(void *), lfp_cmp_ptr);
         for (size_t i = 1; i < v.nfree && err == LFP_OK; i++)

@@ -85,6 +85,8 @@ struct lfp_slab {
     size_t pos;                /* position in the pool's range, or SIZE_MAX */
     struct lfp_pool *home;     /* for the release of a range slab */
     size_t scratch;            /* trim: free blocks counted */
+    uint64_t *free_map;        /* trim: a bit per block found free, or NULL
+                                * (this trim's: stale after it) */
     struct rcu_head rcu;
 };
 
@@ -462,6 +464,155 @@ static void lfp_slab_retire(struct lfp_pool *pool, struct lfp_slab *d)
     atomic_fetch_sub_explicit(&pool->slab_mapped, d->map_size, memory_order_relaxed);
 }
 
+/* ---- holes ----
+ *
+ * A slab with a block in use stays whole, but a trim that finds a run of
+ * its blocks free over at least LFP_HOLE_MIN bytes of whole pages gives
+ * those pages back: the blocks that lie in them leave the depot as a hole
+ * (a record on the pool's holes stack) and their pages go (MADV_DONTNEED).
+ * A growth takes a hole before it makes a slab, and makes its blocks ready
+ * as it would a new slab's. Their links lived in those pages, so the hole
+ * is all that is left of them; destructors would have to run over them
+ * first, and a pool with one (fini) only gives back whole slabs.
+ *
+ * A trim takes the whole holes stack with the depot: a slab is free when
+ * its blocks are all among the batches and the holes it holds. A hole that
+ * a growth has popped is in neither, so its slab stays. Records live in
+ * library memory that is never given back (recycled like descriptors), so
+ * a pop may read one that another thread has just taken. */
+#define LFP_HOLE_MIN ((size_t)16 << 10)
+
+struct lfp_hole {
+    struct lfp_node link; /* the pool's holes, a trim's, or the spare list */
+    struct lfp_slab *slab;
+    size_t first, count;  /* the slab's blocks first .. first + count - 1 */
+};
+
+static struct lfp_stack lfp_hole_spare; /* recycled records */
+
+/* A record: a spare one, or one of a page of new ones (the rest become
+ * spares). Mapped, not malloc'd: an automatic trim may run in a signal
+ * handler, where malloc is not safe. */
+static struct lfp_hole *lfp_hole_new(void)
+{
+    struct lfp_node *n = lfp_stack_pop(&lfp_hole_spare);
+    if (n != NULL)
+        return LFP_CONTAINER(n, struct lfp_hole, link);
+    size_t ps = lfp_page_size(), k = ps / sizeof(struct lfp_hole);
+    struct lfp_hole *h = lfp_os_map(ps);
+    if (h == NULL)
+        return NULL;
+    for (size_t i = 1; i + 1 < k; i++)
+        h[i].link.next = &h[i + 1].link;
+    if (k > 1)
+        lfp_stack_push(&lfp_hole_spare, &h[1].link, &h[k - 1].link);
+    return h;
+}
+
+static void lfp_hole_recycle(struct lfp_hole *h)
+{
+    lfp_stack_push(&lfp_hole_spare, &h->link, &h->link);
+}
+
+/* The pages wholly inside a hole's blocks, which it gave back: bytes from
+ * *lo. The blocks at either end may reach into pages that stay. */
+static size_t lfp_hole_pages(const struct lfp_pool *pool, const struct lfp_hole *h,
+                             uintptr_t *lo)
+{
+    size_t ps = lfp_page_size();
+    uintptr_t start = lfp_slab_base(h->slab) + h->first * pool->stride;
+    uintptr_t end = start + h->count * pool->stride;
+    *lo = LFP__ROUND(start, ps);
+    end &= ~(uintptr_t)(ps - 1);
+    return end > *lo ? end - *lo : 0;
+}
+
+/* Make blocks a .. b - 1 of slab d, all free and the caller's, a hole if
+ * they span enough whole pages: the blocks that lie in those pages leave
+ * the map of free blocks (lfp_hole_drop gives the pages back). Returns the
+ * hole, or NULL. */
+static struct lfp_hole *lfp_hole_make(struct lfp_pool *pool, struct lfp_slab *d, size_t a,
+                                      size_t b)
+{
+    size_t ps = lfp_page_size(), stride = pool->stride;
+    size_t least = LFP_HOLE_MIN > ps ? LFP_HOLE_MIN : ps;
+    uintptr_t base = lfp_slab_base(d);
+    uintptr_t lo = LFP__ROUND(base + a * stride, ps);
+    uintptr_t hi = (base + b * stride) & ~(uintptr_t)(ps - 1);
+    if (hi < lo || hi - lo < least)
+        return NULL;
+    struct lfp_hole *h = lfp_hole_new();
+    if (h == NULL)
+        return NULL; /* the blocks stay in the depot */
+    /* The blocks that have a byte in [lo, hi). */
+    h->slab = d;
+    h->first = (lo - base) / stride;
+    h->count = (hi - base + stride - 1) / stride - h->first;
+    for (size_t i = h->first; i < h->first + h->count; i++)
+        d->free_map[i / 64] &= ~((uint64_t)1 << (i % 64));
+    return h;
+}
+
+/* Give a new hole's pages back, once no walk of the depot's batches needs
+ * the links in them; returns their bytes. */
+static size_t lfp_hole_drop(struct lfp_pool *pool, const struct lfp_hole *h)
+{
+    /* Plain memory again, as a new slab's is, for the growth that takes it. */
+    lfp_mem_show(pool, (void *)(lfp_slab_base(h->slab) + h->first * pool->stride),
+                 h->count * pool->stride);
+    uintptr_t from;
+    size_t bytes = lfp_hole_pages(pool, h, &from);
+    lfp_os_drop((void *)from, bytes);
+    return bytes;
+}
+
+/* Take a hole, if the pool has one, and make its blocks ready as a growth
+ * does a slab's: want of them in *first, the rest to the depot. In flight
+ * from before the pop, whose CAS releases the count: a thread that finds
+ * the stack empty and the pool at its bound waits for these blocks
+ * (lfp_depot_take). The acquire load spares a thread that finds no hole
+ * the count, which others at the bound would wait on. */
+static bool lfp_hole_fill(struct lfp_pool *pool, uint32_t want, struct lfp_free **first,
+                          uint32_t *mine)
+{
+    if (lfp_load2(&pool->holes.head).ptr == NULL)
+        return false;
+    struct lfp_inflight r;
+    lfp_inflight_begin(pool, &r, false);
+    struct lfp_node *n = lfp_stack_pop(&pool->holes);
+    if (n == NULL) {
+        lfp_inflight_cancel(&r);
+        return false;
+    }
+    struct lfp_hole *h = LFP_CONTAINER(n, struct lfp_hole, link);
+    uintptr_t from;
+    size_t bytes = lfp_hole_pages(pool, h, &from);
+    uintptr_t start = lfp_slab_base(h->slab) + h->first * pool->stride;
+    size_t count = h->count;
+    lfp_hole_recycle(h);
+    atomic_fetch_sub_explicit(&pool->holed, count, memory_order_relaxed);
+    atomic_fetch_add_explicit(&pool->slab_mapped, bytes, memory_order_relaxed);
+    *mine = lfp_carve_split(pool, start, count, want, first);
+    lfp_inflight_end(&r);
+    return true;
+}
+
+int lfp_slab_holes_walk(struct lfp_pool *pool, int (*fn)(void *ctx, void *block), void *ctx,
+                        size_t *n)
+{
+    *n = 0;
+    for (struct lfp_node *k = pool->holes.head.ptr; k != NULL; k = k->next) {
+        struct lfp_hole *h = LFP_CONTAINER(k, struct lfp_hole, link);
+        for (size_t i = 0; i < h->count; i++) {
+            int err = fn(ctx, (void *)(lfp_slab_base(h->slab) + (h->first + i) * pool->stride));
+            if (err != LFP_OK)
+                return err;
+        }
+        *n += h->count;
+    }
+    return LFP_OK;
+}
+
 /* Count up to n more blocks in the pool's total, within max_blocks: all n,
  * or with partial as many as fit. Returns the count added, maybe 0. */
 static size_t lfp_total_add(struct lfp_pool *pool, size_t n, bool partial)
@@ -485,6 +636,11 @@ static size_t lfp_total_add(struct lfp_pool *pool, size_t n, bool partial)
 
 uint32_t lfp_slab_grow(struct lfp_pool *pool, uint32_t want, struct lfp_free **first)
 {
+    /* A hole first: its blocks are counted in the pool already, so it is
+     * taken at the bound too. */
+    uint32_t mine;
+    if (lfp_hole_fill(pool, want, first, &mine))
+        return mine;
     /* A whole position of the range if one is free and fits the bound, else
      * a slab of its own (the last one may be cut short by the bound). */
     if (pool->max_blocks != 0 &&
@@ -526,7 +682,7 @@ uint32_t lfp_slab_grow(struct lfp_pool *pool, uint32_t want, struct lfp_free **f
      * finds a block also finds its slab. */
     lfp_stack_push(&pool->slabs, &d->pool_link, &d->pool_link);
 
-    uint32_t mine = lfp_carve_split(pool, lfp_slab_base(d), n, want, first);
+    mine = lfp_carve_split(pool, lfp_slab_base(d), n, want, first);
     lfp_inflight_end(&r);
     return mine;
 }
@@ -630,6 +786,7 @@ int lfp_slab_setup(struct lfp_pool *pool, const struct lfp_config *cfg)
     pool->slab_blocks = bytes / pool->stride;
     pool->max_blocks = cfg->max_blocks;
     lfp_stack_init(&pool->slabs);
+    lfp_stack_init(&pool->holes);
     atomic_flag_clear(&pool->trimming);
     lfp_range_setup(pool);
 
@@ -662,6 +819,10 @@ void lfp_slab_destroy_all(struct lfp_pool *pool)
     while (atomic_load_explicit(&pool->releasing, memory_order_acquire) != 0) {
         struct timespec pause = { 0, 100000 };
         nanosleep(&pause, NULL);
+    }
+    for (struct lfp_node *h = lfp_stack_pop_all(&pool->holes), *next; h != NULL; h = next) {
+        next = h->next;
+        lfp_hole_recycle(LFP_CONTAINER(h, struct lfp_hole, link));
     }
     struct lfp_node *n = lfp_stack_pop_all(&pool->slabs);
     while (n != NULL) {
@@ -789,22 +950,96 @@ struct lfp_trim_ctx {
     struct lfp_batcher keep;
 };
 
+static inline size_t lfp_trim_index(const struct lfp_pool *pool, const struct lfp_slab *d,
+                                    uintptr_t p)
+{
+    return lfp_stride_index(pool, p - lfp_slab_base(d));
+}
+
 static void lfp_trim_count(void *ctx, struct lfp_free *l, uint32_t k)
 {
     (void)k;
     struct lfp_trim_ctx *t = ctx;
-    struct lfp_slab *d = lfp_slab_lookup(t->pool, (uintptr_t)lfp_block_of(l, t->pool->link_off));
-    if (d != NULL) /* always: depot blocks lie in registered slabs */
-        d->scratch++;
+    uintptr_t p = (uintptr_t)lfp_block_of(l, t->pool->link_off);
+    struct lfp_slab *d = lfp_slab_lookup(t->pool, p);
+    if (d == NULL) /* never: depot blocks lie in registered slabs */
+        return;
+    d->scratch++;
+    if (d->free_map != NULL) {
+        size_t i = lfp_trim_index(t->pool, d, p);
+        d->free_map[i / 64] |= (uint64_t)1 << (i % 64);
+    }
 }
 
+/* Blocks of slabs that stay, but those a hole took. */
 static void lfp_trim_keep(void *ctx, struct lfp_free *l, uint32_t k)
 {
     (void)k;
     struct lfp_trim_ctx *t = ctx;
-    struct lfp_slab *d = lfp_slab_lookup(t->pool, (uintptr_t)lfp_block_of(l, t->pool->link_off));
-    if (d == NULL || d->scratch != lfp_slab_blocks(d))
-        lfp_batcher_add(&t->keep, l);
+    uintptr_t p = (uintptr_t)lfp_block_of(l, t->pool->link_off);
+    struct lfp_slab *d = lfp_slab_lookup(t->pool, p);
+    if (d != NULL && d->scratch == lfp_slab_blocks(d))
+        return;
+    if (d != NULL && d->free_map != NULL) {
+        size_t i = lfp_trim_index(t->pool, d, p);
+        if (!(d->free_map[i / 64] & ((uint64_t)1 << (i % 64))))
+            return;
+    }
+    lfp_batcher_add(&t->keep, l);
+}
+
+/* A map of free blocks for each listed slab, in one mapping of *bytes;
+ * NULL (no holes this time) when the pool runs destructors or the OS
+ * refuses it. */
+static uint64_t *lfp_trim_maps(struct lfp_pool *pool, struct lfp_node *slabs, size_t *bytes)
+{
+    if (pool->fini != NULL)
+        return NULL;
+    size_t words = 0;
+    for (struct lfp_node *n = slabs; n != NULL; n = n->next)
+        words += (lfp_slab_blocks(LFP_CONTAINER(n, struct lfp_slab, pool_link)) + 63) / 64;
+    *bytes = LFP__ROUND(words * sizeof(uint64_t), lfp_page_size());
+    uint64_t *maps = *bytes != 0 ? lfp_os_map(*bytes) : NULL;
+    for (struct lfp_node *n = slabs, *u = (void *)maps; maps != NULL && n != NULL; n = n->next) {
+        struct lfp_slab *d = LFP_CONTAINER(n, struct lfp_slab, pool_link);
+        d->free_map = (uint64_t *)u;
+        u = (void *)(d->free_map + (lfp_slab_blocks(d) + 63) / 64);
+    }
+    return maps;
+}
+
+/* The next bit from i that is set (want) or clear (!want) in a map of n
+ * bits; n if none is. */
+static size_t lfp_map_next(const uint64_t *map, size_t n, size_t i, bool want)
+{
+    while (i < n) {
+        uint64_t w = want ? map[i / 64] : ~map[i / 64];
+        w &= ~(uint64_t)0 << (i % 64);
+        if (w != 0) {
+            i = i / 64 * 64 + (size_t)__builtin_ctzll(w);
+            return i < n ? i : n;
+        }
+        i = (i / 64 + 1) * 64;
+    }
+    return n;
+}
+
+/* Holes in a slab that stays, from the runs of blocks its map has free;
+ * pushed on *list. Returns the blocks they took. */
+static size_t lfp_trim_holes(struct lfp_pool *pool, struct lfp_slab *d, struct lfp_node **list)
+{
+    size_t n = lfp_slab_blocks(d), taken = 0;
+    for (size_t a = lfp_map_next(d->free_map, n, 0, true); a < n;) {
+        size_t b = lfp_map_next(d->free_map, n, a, false);
+        struct lfp_hole *h = lfp_hole_make(pool, d, a, b);
+        if (h != NULL) {
+            taken += h->count;
+            h->link.next = *list;
+            *list = &h->link;
+        }
+        a = lfp_map_next(d->free_map, n, b, true);
+    }
+    return taken;
 }
 
 #ifndef LFP_TEST_NO_GRACE
@@ -851,57 +1086,122 @@ size_t lfp_slab_trim(struct lfp_pool *pool, bool wait)
      * lists its slab before it publishes a block. The counts are this
      * trim's: set to zero first, as a trim cut short by a fork leaves its
      * own. */
+    /* The holes too: from here they are this trim's, and a slab is free
+     * when its blocks are all among the batches and its holes. */
+    struct lfp_node *holes = lfp_stack_pop_all(&pool->holes);
     lfp_pair top = lfp_load2(&pool->slabs.head);
-    /* When the batches hold as many blocks as the listed slabs have, every
-     * listed slab is free, with no walk over the blocks (a pool drained
-     * after a peak, the usual trim): the batches' blocks are distinct and
+    /* When the batches and holes hold as many blocks as the listed slabs
+     * have, every listed slab is free, with no walk over the blocks (a pool
+     * drained after a peak, the usual trim): the blocks are distinct and
      * each lies in a listed slab, so as many means all of them. Else one
-     * walk counts each slab's blocks among the batches. Not in a pool
-     * without a cache, whose batches are single blocks: there the count
-     * would be a walk of its own. */
-    size_t held = 0, listed = 0;
+     * walk counts each slab's blocks among the batches, and marks them in
+     * a map for the holes. Not in a pool without a cache, whose batches
+     * are single blocks: there the count would be a walk of its own. */
+    size_t held = 0, listed = 0, holed = 0;
     for (uint32_t i = 0; i < nstacks && pool->mag_size != 0; i++) {
         struct lfp_free *last;
         held += lfp_depot_list_len(batches[i], &last);
     }
+    for (struct lfp_node *n = holes; n != NULL; n = n->next)
+        holed += LFP_CONTAINER(n, struct lfp_hole, link)->count;
     for (struct lfp_node *n = top.ptr; n != NULL; n = n->next)
         listed += lfp_slab_blocks(LFP_CONTAINER(n, struct lfp_slab, pool_link));
+    bool all_free = held + holed == listed;
     for (struct lfp_node *n = top.ptr; n != NULL; n = n->next) {
         struct lfp_slab *d = LFP_CONTAINER(n, struct lfp_slab, pool_link);
-        d->scratch = held == listed ? lfp_slab_blocks(d) : 0;
+        d->scratch = all_free ? lfp_slab_blocks(d) : 0;
+        d->free_map = NULL;
     }
     struct lfp_trim_ctx t = { .pool = pool };
-    for (uint32_t i = 0; i < nstacks && held != listed; i++)
-        lfp_depot_list_each(batches[i], lfp_trim_count, &t);
+    uint64_t *maps = NULL;
+    size_t maps_bytes = 0;
+    if (!all_free) {
+        for (struct lfp_node *n = holes; n != NULL; n = n->next) {
+            struct lfp_hole *h = LFP_CONTAINER(n, struct lfp_hole, link);
+            h->slab->scratch += h->count;
+        }
+        maps = lfp_trim_maps(pool, top.ptr, &maps_bytes);
+        for (uint32_t i = 0; i < nstacks; i++)
+            lfp_depot_list_each(batches[i], lfp_trim_count, &t);
+    }
 
     struct lfp_slab *victims = NULL;
-    size_t detached = 0, gone = 0;
+    size_t counted = 0, gone = 0;
     for (struct lfp_node *n = top.ptr, *prev = NULL; n != NULL; n = n->next) {
         struct lfp_slab *d = LFP_CONTAINER(n, struct lfp_slab, pool_link);
-        detached += d->scratch;
+        counted += d->scratch;
         if (d->scratch == lfp_slab_blocks(d)) {
             gone += d->scratch;
             lfp_stack_remove(&pool->slabs, prev, n);
+            d->free_map = NULL;
             d->free_link.next = (struct lfp_node *)victims;
             victims = d;
         } else {
             prev = n;
         }
     }
+    /* The victims' holes go with them (their pages are counted in the
+     * slab's mapping again, which its retirement takes off); the others
+     * stay, with the holes this trim makes. */
+    size_t dropped = 0, dropped_bytes = 0, made_bytes = 0, taken = 0;
+    struct lfp_node *keep_holes = NULL;
+    for (struct lfp_node *n = holes, *next; n != NULL; n = next) {
+        next = n->next;
+        struct lfp_hole *h = LFP_CONTAINER(n, struct lfp_hole, link);
+        if (h->slab->scratch == lfp_slab_blocks(h->slab)) {
+            uintptr_t from;
+            dropped_bytes += lfp_hole_pages(pool, h, &from);
+            dropped += h->count;
+            lfp_hole_recycle(h);
+        } else {
+            n->next = keep_holes;
+            keep_holes = n;
+        }
+    }
+    atomic_fetch_add_explicit(&pool->slab_mapped, dropped_bytes, memory_order_relaxed);
+    struct lfp_node *made = NULL;
+    for (struct lfp_node *n = top.ptr; maps != NULL && n != NULL; n = n->next) {
+        struct lfp_slab *d = LFP_CONTAINER(n, struct lfp_slab, pool_link);
+        if (d->free_map != NULL && d->scratch != lfp_slab_blocks(d))
+            taken += lfp_trim_holes(pool, d, &made);
+    }
+    /* Blocks of the batches: detached from the depot, gone with a slab,
+     * taken by a new hole, kept. */
+    size_t detached = counted - holed, kept = detached - (gone - dropped) - taken;
     atomic_fetch_sub_explicit(&pool->depot_blocks, detached, memory_order_relaxed);
     LFP_TEST_HOOK(lfp_test_trim_hook);
     /* The blocks kept go back to the stack they came from, so that a CPU's
-     * blocks stay where its threads look first. With no slab free, the
-     * batches go back as they are; with every slab free, none; a second
-     * walk over every block sorts them only when some are kept. */
-    for (uint32_t i = 0; i < nstacks && gone != detached; i++) {
-        if (gone == 0) {
+     * blocks stay where its threads look first. With no slab free and no
+     * hole made, the batches go back as they are; with nothing kept, none;
+     * a second walk over every block sorts them otherwise. */
+    for (uint32_t i = 0; i < nstacks && kept != 0; i++) {
+        if (gone == 0 && taken == 0) {
             lfp_depot_list_restore(pool, i, batches[i]);
             continue;
         }
         t.keep = (struct lfp_batcher){ .size = pool->mag_size ? pool->mag_size : 1 };
         lfp_depot_list_each(batches[i], lfp_trim_keep, &t);
         lfp_batcher_push_to(pool, &t.keep, i);
+    }
+    if (maps != NULL)
+        lfp_os_unmap(maps, maps_bytes);
+    /* The new holes' pages go now that no walk reads the links in them. */
+    for (struct lfp_node *n = made, *next; n != NULL; n = next) {
+        next = n->next;
+        made_bytes += lfp_hole_drop(pool, LFP_CONTAINER(n, struct lfp_hole, link));
+        n->next = keep_holes;
+        keep_holes = n;
+    }
+    /* Counted before the holes are pushed, whose CAS publishes it to the
+     * growth that pops one. */
+    atomic_fetch_add_explicit(&pool->holed, taken, memory_order_relaxed);
+    atomic_fetch_sub_explicit(&pool->holed, dropped, memory_order_relaxed);
+    atomic_fetch_sub_explicit(&pool->slab_mapped, made_bytes, memory_order_relaxed);
+    if (keep_holes != NULL) {
+        struct lfp_node *last = keep_holes;
+        while (last->next != NULL)
+            last = last->next;
+        lfp_stack_push(&pool->holes, keep_holes, last);
     }
     /* The victims' blocks leave the pool's total before their destructors
      * run: a thread waiting at max_blocks then sees the kept blocks back
@@ -910,12 +1210,15 @@ size_t lfp_slab_trim(struct lfp_pool *pool, bool wait)
     atomic_fetch_sub_explicit(&pool->total, gone, memory_order_relaxed);
     lfp_inflight_landed(&r);
 
-    size_t released = 0;
+    /* The new holes' pages, and the victims' but for their holes' (given
+     * back by an earlier trim). */
+    size_t released = made_bytes;
     struct lfp_slab *list = victims;
     for (struct lfp_slab *d = list; d != NULL; d = (struct lfp_slab *)d->free_link.next) {
         lfp_slab_retire(pool, d);
         released += d->map_size;
     }
+    released -= dropped_bytes;
     atomic_store_explicit(&pool->trim_next,
                           atomic_load_explicit(&pool->depot_blocks, memory_order_relaxed) +
                               pool->trim_above,

@@ -615,8 +615,12 @@ static void a_trim_puts_kept_blocks_back_on_their_own_stacks(void)
     CHECK(lfp_pool_trim(pool) > 0);
     CHECK_EQ(stats_of(pool).blocks_total, per_slab);
 
-    /* CPU 0's stack holds the rest of the first slab, and nothing else. */
-    size_t m = per_slab - 3;
+    /* CPU 0's stack holds the rest of the first slab, and nothing else:
+     * its blocks made ready, less v[0] (in use) and v[1], v[2] (CPU 1's).
+     * The trim made the run of free pages after them a hole, which a
+     * growth takes only once every stack is empty. */
+    size_t m = stats_of(pool).blocks_carved - 3;
+    REQUIRE(m >= 1 && m < per_slab - 3);
     void **w = calloc(m, sizeof *w);
     REQUIRE(w != NULL);
     CHECK_EQ(alloc_all(pool, w, m), m);
@@ -627,7 +631,7 @@ static void a_trim_puts_kept_blocks_back_on_their_own_stacks(void)
     fake_cpu = 1;
     void *a = lfp_alloc(pool), *b = lfp_alloc(pool);
     CHECK((a == v[1] && b == v[2]) || (a == v[2] && b == v[1]));
-    CHECK_EQ(stats_of(pool).blocks_in_use, per_slab);
+    CHECK_EQ(stats_of(pool).blocks_in_use, m + 3);
     CHECK_EQ(stats_of(pool).blocks_total, per_slab);
     void *held[] = { v[0], a, b };
     free_all(pool, held, 3);
@@ -637,14 +641,23 @@ static void a_trim_puts_kept_blocks_back_on_their_own_stacks(void)
     verify_and_destroy(pool, 0);
 }
 
+static void no_op_fini(void *block, void *arg)
+{
+    (void)block;
+    (void)arg;
+}
+
 /* A growable pool (the global pool) of 64-byte blocks in slabs of slab
  * bytes, magazines of cache, on fake CPU 0, with two slabs' worth of
  * blocks allocated: per a slab, returned in v (2 * per, for the caller to
- * free). */
-static void **two_slabs_in_use(uint32_t cache, size_t slab, size_t *per)
+ * free). With whole, the pool has a destructor (which does nothing), so
+ * that a trim keeps a slab in use whole, with no hole: its free blocks all
+ * stay in the depot. */
+static void **two_slabs_in_use(uint32_t cache, size_t slab, bool whole, size_t *per)
 {
     struct lfp_config cfg = { .block_size = 64, .slab_size = slab,
-                              .flags = LFP_GROWABLE, .cache_size = cache };
+                              .flags = LFP_GROWABLE, .cache_size = cache,
+                              .fini = whole ? no_op_fini : NULL };
     pool = create_pool(&cfg);
     fake_cpu = 0;
     *per = slab / stats_of(pool).stride;
@@ -655,44 +668,78 @@ static void **two_slabs_in_use(uint32_t cache, size_t slab, size_t *per)
     return v;
 }
 
+/* A trim of the global pool: what it returns must be what left
+ * bytes_reserved. */
+static size_t trim_and_check(void)
+{
+    size_t before = stats_of(pool).bytes_reserved, got = lfp_pool_trim(pool);
+    CHECK_EQ(got, before - stats_of(pool).bytes_reserved);
+    return got;
+}
+
+/* Free the last block in use of a slab and trim: the slab goes, all of it
+ * with whole (its pages given back before, as a hole, are not counted
+ * again otherwise). */
+static void free_and_trim(void *block, int whole, size_t slab)
+{
+    CHECK_EQ(lfp_free(pool, block), LFP_OK);
+    lfp_thread_flush();
+    size_t got = trim_and_check();
+    CHECK(got > 0);
+    if (whole)
+        CHECK_EQ(got, slab);
+}
+
 /* The depot's block count, which decides when a growable pool trims by
- * itself, must stay exact across a trim by each of its three ways: no slab
- * free (the batches go back whole), some free (the kept blocks are sorted
- * out of the batches), all free (nothing kept). Magazines of 100 spill as
- * laned batches. */
+ * itself, must stay exact across a trim by each of its ways: no slab free
+ * and no hole made (the batches go back whole), holes made in slabs that
+ * stay, some slabs free (the kept blocks are sorted out of the batches),
+ * all free (nothing kept). It is the blocks made ready (blocks_carved,
+ * which holes are not) less those in use, once no thread caches any.
+ * Magazines of 100 spill as laned batches. */
 static void a_trim_keeps_the_depots_block_count_exact(void)
 {
     const size_t slab = 64 << 10;
-    size_t per;
-    void **v = two_slabs_in_use(100, slab, &per);
-    size_t n = 2 * per;
-    /* One block of each slab stays in use. */
-    size_t keep[2], nkeep = 0;
-    for (size_t i = 0; i < n && nkeep < 2; i++)
-        if (nkeep == 0 || ((uintptr_t)v[i] & ~(uintptr_t)(slab - 1)) !=
-                              ((uintptr_t)v[keep[0]] & ~(uintptr_t)(slab - 1)))
-            keep[nkeep++] = i;
-    REQUIRE(nkeep == 2);
-    void *held[2] = { v[keep[0]], v[keep[1]] };
-    for (size_t i = 0; i < n; i++)
-        if (i != keep[0] && i != keep[1])
-            CHECK_EQ(lfp_free(pool, v[i]), LFP_OK);
-    lfp_thread_flush();
-    CHECK_EQ(atomic_load(&pool->depot_blocks), n - 2);
-    CHECK_EQ(lfp_pool_trim(pool), 0);
-    CHECK_EQ(atomic_load(&pool->depot_blocks), n - 2);
+    for (int whole = 1; whole >= 0; whole--) {
+        size_t per;
+        void **v = two_slabs_in_use(100, slab, whole, &per);
+        size_t n = 2 * per;
+        /* One block of each slab stays in use. */
+        size_t keep[2], nkeep = 0;
+        for (size_t i = 0; i < n && nkeep < 2; i++)
+            if (nkeep == 0 || ((uintptr_t)v[i] & ~(uintptr_t)(slab - 1)) !=
+                                  ((uintptr_t)v[keep[0]] & ~(uintptr_t)(slab - 1)))
+                keep[nkeep++] = i;
+        REQUIRE(nkeep == 2);
+        void *held[2] = { v[keep[0]], v[keep[1]] };
+        for (size_t i = 0; i < n; i++)
+            if (i != keep[0] && i != keep[1])
+                CHECK_EQ(lfp_free(pool, v[i]), LFP_OK);
+        lfp_thread_flush();
+        CHECK_EQ(atomic_load(&pool->depot_blocks), n - 2);
+        /* No slab is free; without a destructor, each has a hole. */
+        size_t got = trim_and_check();
+        CHECK_EQ(got == 0, whole);
+        CHECK_EQ(stats_of(pool).blocks_total, n);
+        CHECK_EQ(atomic_load(&pool->depot_blocks), stats_of(pool).blocks_carved - 2);
+        if (whole)
+            CHECK_EQ(atomic_load(&pool->depot_blocks), n - 2);
+        else
+            CHECK(stats_of(pool).blocks_carved < n / 2);
 
-    CHECK_EQ(lfp_free(pool, held[1]), LFP_OK);
-    lfp_thread_flush();
-    CHECK_EQ(lfp_pool_trim(pool), slab);
-    CHECK_EQ(atomic_load(&pool->depot_blocks), per - 1);
+        free_and_trim(held[1], whole, slab);
+        CHECK_EQ(stats_of(pool).blocks_total, per);
+        CHECK_EQ(atomic_load(&pool->depot_blocks), stats_of(pool).blocks_carved - 1);
+        if (whole)
+            CHECK_EQ(atomic_load(&pool->depot_blocks), per - 1);
 
-    CHECK_EQ(lfp_free(pool, held[0]), LFP_OK);
-    lfp_thread_flush();
-    CHECK_EQ(lfp_pool_trim(pool), slab);
-    CHECK_EQ(atomic_load(&pool->depot_blocks), 0);
-    free(v);
-    verify_and_destroy(pool, 0);
+        free_and_trim(held[0], whole, slab);
+        CHECK_EQ(stats_of(pool).blocks_total, 0);
+        CHECK_EQ(stats_of(pool).bytes_reserved, 0);
+        CHECK_EQ(atomic_load(&pool->depot_blocks), 0);
+        free(v);
+        verify_and_destroy(pool, 0);
+    }
 }
 
 /* The blocks a trim keeps, in a slab with a block still in use, go back
@@ -704,8 +751,10 @@ static void a_trim_keeps_the_depots_block_count_exact(void)
  * blocks and of 100, the free blocks of the kept slab, freed in a
  * scattered order, must come back in batches of at most a magazine, each
  * longer than L + 2 laned, with lane links lfp_pool_verify accepts, and
- * each block must be taken back once. Fails when the trim links the kept
- * blocks on one chain, or a lane link is off by one. */
+ * each block must be taken back once. (The pool has a destructor, so that
+ * its trim makes no hole of the free run: every block kept goes through
+ * the batches.) Fails when the trim links the kept blocks on one chain,
+ * or a lane link is off by one. */
 static void a_trims_kept_blocks_come_back_in_laned_batches(void)
 {
     static const uint32_t sizes[] = { LFP_BATCH_LANES + 1, LFP_BATCH_LANES + 2,
@@ -713,7 +762,7 @@ static void a_trims_kept_blocks_come_back_in_laned_batches(void)
     const size_t slab = 64 << 10;
     for (size_t z = 0; z < sizeof sizes / sizeof sizes[0]; z++) {
         size_t per;
-        void **v = two_slabs_in_use(sizes[z], slab, &per);
+        void **v = two_slabs_in_use(sizes[z], slab, true, &per);
         size_t n = 2 * per;
         /* v[0] stays in use; the rest are freed in a shuffled order. */
         uint64_t seed = 0x9e3779b97f4a7c15u;

@@ -1,0 +1,492 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Holes: a trim gives back the pages of runs of free blocks in slabs that
+ * stay because a block in them is still in use, and a growth takes those
+ * blocks back before it makes a new slab.
+ *
+ * The layout the tests build: a growable pool of 64-byte blocks in 256 KiB
+ * slabs, four of them allocated whole, and one block in 1024 (64 KiB of
+ * blocks) kept in use: the lowest of each 64 KiB, so every slab stays and
+ * every run of free blocks between two kept ones is 64 KiB less a block.
+ * Its whole pages (64 KiB less a page) go back.
+ *
+ * Knobs: LFP_STRESS_SCALE (1.0) scales the threaded test; LFP_STRESS_THREADS
+ * (4) its threads.
+ */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE
+#endif
+#include <errno.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <lfpool.h>
+
+#include "check.h"
+
+#define KiB ((size_t)1024)
+enum { SLABS = 4, SPACING = 1024, BLOCK = 64 };
+#define SLAB (256 * KiB)
+#define PER (SLAB / BLOCK)
+#define NBLOCKS ((size_t)SLABS * PER)
+#define NKEPT (NBLOCKS / SPACING)
+
+static size_t page(void)
+{
+    return (size_t)sysconf(_SC_PAGESIZE);
+}
+
+/* The layout above: true if this machine's pages leave a run of 64 KiB
+ * less a block at least the 16 KiB a hole takes. */
+static bool layout_fits(void)
+{
+    if (SPACING * BLOCK - page() >= 16 * KiB)
+        return true;
+    printf("  skipped: %zu-byte pages leave no hole between blocks 64 KiB apart\n", page());
+    return false;
+}
+
+struct layout {
+    lfp_pool *pool;
+    void **sorted;   /* every block, by address */
+    void *kept[NKEPT];
+};
+
+static uint64_t stamp(const void *p)
+{
+    return (uint64_t)(uintptr_t)p * 0x9e3779b97f4a7c15u;
+}
+
+/* The pool of cfg with every block of four slabs allocated, the lowest of
+ * each 64 KiB kept (and stamped), the others freed. */
+static void build(struct layout *l, struct lfp_config cfg)
+{
+    /* A constructor's pool keeps the links after the block's bytes. */
+    cfg.block_size = cfg.init != NULL ? BLOCK - LFP_LINK_BYTES : BLOCK;
+    cfg.flags |= LFP_GROWABLE;
+    l->pool = create_pool(&cfg);
+    REQUIRE(stats_of(l->pool).stride == BLOCK);
+    void **v = malloc(NBLOCKS * sizeof *v);
+    REQUIRE(v != NULL);
+    REQUIRE(alloc_all(l->pool, v, NBLOCKS) == NBLOCKS);
+    REQUIRE(stats_of(l->pool).blocks_total == NBLOCKS);
+    size_t repeats;
+    l->sorted = sorted_blocks(v, NBLOCKS, &repeats);
+    REQUIRE(repeats == 0);
+    free(v);
+    /* Four slabs of exactly PER blocks: the blocks 64 KiB apart by index
+     * are 64 KiB apart in memory. */
+    for (size_t i = 0; i < NBLOCKS; i++) {
+        if (i % SPACING == 0) {
+            l->kept[i / SPACING] = l->sorted[i];
+            *(uint64_t *)l->sorted[i] = stamp(l->sorted[i]);
+        } else {
+            CHECK_EQ(lfp_free(l->pool, l->sorted[i]), LFP_OK);
+        }
+    }
+    REQUIRE((uintptr_t)l->sorted[0] % page() == 0);
+}
+
+static size_t kept_intact(const struct layout *l)
+{
+    size_t ok = 0;
+    for (size_t k = 0; k < NKEPT; k++)
+        ok += *(uint64_t *)l->kept[k] == stamp(l->kept[k]);
+    return ok;
+}
+
+/* A trim: what it returns must be what left bytes_reserved. */
+static size_t trim(lfp_pool *pool)
+{
+    size_t before = stats_of(pool).bytes_reserved, got = lfp_pool_trim(pool);
+    CHECK_EQ(got, before - stats_of(pool).bytes_reserved);
+    return got;
+}
+
+/* The pages each run gives back, and the blocks that lie in them. */
+static size_t hole_bytes(void)
+{
+    return SPACING * BLOCK - page();
+}
+
+static size_t hole_blocks(void)
+{
+    return hole_bytes() / BLOCK;
+}
+
+/* The layout, trimmed: a hole in each run. False (the test skipped) when
+ * this machine's pages leave no hole. */
+static bool build_holes(struct layout *l, struct lfp_config cfg)
+{
+    if (!layout_fits())
+        return false;
+    build(l, cfg);
+    CHECK_EQ(trim(l->pool), NKEPT * hole_bytes());
+    return true;
+}
+
+/* Every free block taken back, without growth: n - NKEPT of them, none a
+ * kept one, none twice. Returns them (for the caller to free). */
+static void **take_every_free_block(struct layout *l)
+{
+    void **w = malloc((NBLOCKS + 1) * sizeof *w);
+    REQUIRE(w != NULL);
+    size_t got = alloc_all(l->pool, w, NBLOCKS - NKEPT);
+    CHECK_EQ(got, NBLOCKS - NKEPT);
+    memcpy(w + got, l->kept, sizeof l->kept);
+    size_t repeats;
+    void **all = sorted_blocks(w, got + NKEPT, &repeats);
+    CHECK_EQ(repeats, 0);
+    /* Exactly the blocks the four slabs had. */
+    size_t same = 0;
+    for (size_t i = 0; i < got + NKEPT && i < NBLOCKS; i++)
+        same += all[i] == l->sorted[i];
+    CHECK_EQ(same, NBLOCKS);
+    free(all);
+    CHECK_EQ(stats_of(l->pool).blocks_total, NBLOCKS);
+    return w;
+}
+
+static void free_every_block(struct layout *l, void **w)
+{
+    CHECK_EQ(lfp_free_bulk(l->pool, w, NBLOCKS - NKEPT), LFP_OK);
+    CHECK_EQ(lfp_free_bulk(l->pool, l->kept, NKEPT), LFP_OK);
+    free(w);
+}
+
+static void teardown(struct layout *l)
+{
+    CHECK_EQ(lfp_pool_verify(l->pool), LFP_OK);
+    CHECK_EQ(lfp_pool_destroy(l->pool), 0);
+    free(l->sorted);
+}
+
+/* ---- tests ---- */
+
+/* The trim gives back the pages between the kept blocks, and only those:
+ * they are no longer resident, the kept blocks' pages and contents are;
+ * the blocks are out of blocks_carved, still in blocks_total. A second
+ * trim finds nothing more. Taking every free block back makes them ready
+ * again without a new slab; with every block freed, the last trim gives
+ * back the rest. Fails when a run's pages stay, when a page with a kept
+ * block goes, or when a hole's blocks are lost or handed out twice. */
+static void a_trim_gives_back_the_pages_between_blocks_in_use(void)
+{
+    if (!layout_fits())
+        return;
+    struct layout l;
+    build(&l, (struct lfp_config){ 0 });
+    size_t reserved = stats_of(l.pool).bytes_reserved;
+    CHECK_EQ(reserved, SLABS * SLAB);
+
+    CHECK_EQ(trim(l.pool), NKEPT * hole_bytes());
+    struct lfp_stats s = stats_of(l.pool);
+    CHECK_EQ(s.blocks_total, NBLOCKS);
+    CHECK_EQ(s.blocks_carved, NBLOCKS - NKEPT * hole_blocks());
+    CHECK_EQ(s.blocks_in_use, NKEPT);
+    CHECK_EQ(s.bytes_reserved, reserved - NKEPT * hole_bytes());
+    size_t gone = 0, stayed = 0;
+    for (size_t k = 0; k < NKEPT; k++) {
+        gone += resident_pages((char *)l.kept[k] + page(), hole_bytes()) == 0;
+        stayed += resident_pages(l.kept[k], page());
+    }
+    CHECK_EQ(gone, NKEPT);
+    CHECK_EQ(stayed, NKEPT);
+    CHECK_EQ(kept_intact(&l), NKEPT);
+    CHECK_EQ(lfp_pool_verify(l.pool), LFP_OK);
+
+    CHECK_EQ(trim(l.pool), 0);
+    CHECK_EQ(stats_of(l.pool).blocks_carved, NBLOCKS - NKEPT * hole_blocks());
+    CHECK_EQ(lfp_pool_verify(l.pool), LFP_OK);
+
+    void **w = take_every_free_block(&l);
+    s = stats_of(l.pool);
+    CHECK_EQ(s.blocks_carved, NBLOCKS);
+    CHECK_EQ(s.bytes_reserved, reserved);
+    CHECK_EQ(kept_intact(&l), NKEPT);
+    CHECK_EQ(lfp_pool_verify(l.pool), LFP_OK);
+
+    /* Holes again, then every slab free: what the holes gave back is not
+     * counted twice. */
+    CHECK_EQ(lfp_free_bulk(l.pool, w, NBLOCKS - NKEPT), LFP_OK);
+    CHECK_EQ(trim(l.pool), NKEPT * hole_bytes());
+    CHECK_EQ(lfp_free_bulk(l.pool, l.kept, NKEPT), LFP_OK);
+    free(w);
+    CHECK_EQ(trim(l.pool), reserved - NKEPT * hole_bytes());
+    s = stats_of(l.pool);
+    CHECK_EQ(s.blocks_total, 0);
+    CHECK_EQ(s.blocks_carved, 0);
+    CHECK_EQ(s.bytes_reserved, 0);
+    teardown(&l);
+}
+
+/* A bounded pool at max_blocks takes its holes back: they are its blocks,
+ * free. Every one comes back, then ENOBUFS. Fails when a growth checks the
+ * bound before it looks for a hole. */
+static void a_pool_at_its_bound_takes_its_holes_back(void)
+{
+    struct layout l;
+    if (!build_holes(&l, (struct lfp_config){ .max_blocks = NBLOCKS }))
+        return;
+    void **w = take_every_free_block(&l);
+    errno = 0;
+    CHECK(lfp_alloc(l.pool) == NULL);
+    CHECK_EQ(errno, ENOBUFS);
+    CHECK_EQ(kept_intact(&l), NKEPT);
+    free_every_block(&l, w);
+    teardown(&l);
+}
+
+static atomic_long inits, finis;
+
+static void count_init(void *block, void *arg)
+{
+    (void)arg;
+    *(uint64_t *)block = 0x1417;
+    atomic_fetch_add(&inits, 1);
+}
+
+static void count_fini(void *block, void *arg)
+{
+    (void)block;
+    (void)arg;
+    atomic_fetch_add(&finis, 1);
+}
+
+/* A hole's blocks lost their constructed state with their pages: the
+ * growth that takes them back runs init on each again. A pool with a
+ * destructor makes no hole (fini would have to run first): its trim keeps
+ * slabs in use whole, and fini runs once a block, at destroy. Fails when
+ * a hole's blocks come back unconstructed, or a destructor's pool loses a
+ * page. */
+static void a_holes_blocks_are_constructed_again_and_a_destructor_keeps_slabs_whole(void)
+{
+    if (!layout_fits())
+        return;
+    for (int with_fini = 0; with_fini < 2; with_fini++) {
+        atomic_store(&inits, 0);
+        atomic_store(&finis, 0);
+        struct layout l;
+        build(&l, (struct lfp_config){ .init = count_init,
+                                       .fini = with_fini ? count_fini : NULL });
+        CHECK_EQ(atomic_load(&inits), NBLOCKS);
+        size_t reserved = stats_of(l.pool).bytes_reserved;
+        size_t got = trim(l.pool);
+        CHECK_EQ(got, with_fini ? 0 : NKEPT * hole_bytes());
+        CHECK_EQ(stats_of(l.pool).bytes_reserved, reserved - got);
+        void **w = take_every_free_block(&l);
+        CHECK_EQ(atomic_load(&inits),
+                 NBLOCKS + (with_fini ? 0 : NKEPT * hole_blocks()));
+        size_t constructed = 0;
+        for (size_t i = 0; i < NBLOCKS - NKEPT; i++)
+            constructed += *(uint64_t *)w[i] == 0x1417;
+        CHECK_EQ(constructed, NBLOCKS - NKEPT);
+        CHECK_EQ(atomic_load(&finis), 0);
+        free_every_block(&l, w);
+        teardown(&l);
+        CHECK_EQ(atomic_load(&finis), with_fini ? (long)NBLOCKS : 0);
+    }
+}
+
+static atomic_long doubles;
+
+static void count_double(lfp_pool *pool, void *ptr, int err, const char *what)
+{
+    (void)pool;
+    (void)ptr;
+    (void)what;
+    if (err == LFP_EDOUBLE)
+        atomic_fetch_add(&doubles, 1);
+}
+
+/* In checked mode a block of a hole is free: freeing it is a double free,
+ * reported, and the pool stays as it was (the hole whole, every block
+ * handed out once after). Fails when the free is taken, which would hand
+ * the block out twice. */
+static void a_checked_pool_reports_a_free_of_a_holes_block_as_a_double_free(void)
+{
+    struct layout l;
+    if (!build_holes(&l, (struct lfp_config){ .flags = LFP_CHECKED }))
+        return;
+    struct lfp_stats before = stats_of(l.pool);
+    lfp_error_handler old = lfp_set_error_handler(count_double);
+    atomic_store(&doubles, 0);
+    void *in_hole = (char *)l.kept[3] + 2 * page();
+    CHECK_EQ(lfp_free(l.pool, in_hole), LFP_EDOUBLE);
+    CHECK_EQ(atomic_load(&doubles), 1);
+    lfp_set_error_handler(old);
+    struct lfp_stats after = stats_of(l.pool);
+    CHECK_EQ(after.blocks_in_use, before.blocks_in_use);
+    CHECK_EQ(after.blocks_carved, before.blocks_carved);
+    CHECK_EQ(after.bytes_reserved, before.bytes_reserved);
+    CHECK_EQ(lfp_pool_verify(l.pool), LFP_OK);
+    void **w = take_every_free_block(&l);
+    free_every_block(&l, w);
+    teardown(&l);
+}
+
+/* Threads keep a few long-lived blocks scattered over the slabs and churn
+ * through many short-lived ones, freeing some on other threads, while
+ * another thread trims without pause: holes are made under threads that
+ * are taking blocks and making holes ready again. A block handed out while
+ * it lies in a hole (or twice) has its stamp overwritten by the links a
+ * growth writes, or by its other holder. The test must see holes made, or
+ * it tested nothing. */
+struct churn {
+    lfp_pool *pool;
+    _Atomic(void *) exchange[64];
+    atomic_bool stop;
+    atomic_long bad_stamp, bad_free, alloc_failed, holes_seen, trims;
+    long rounds;
+};
+
+struct churner {
+    struct churn *c;
+    uint64_t id, seed;
+    pthread_t tid;
+};
+
+enum { LONG_LIVED = 64, BURST = 4096 };
+
+static uint64_t owned_stamp(uint64_t id, const void *p)
+{
+    return id << 48 ^ (uint64_t)(uintptr_t)p;
+}
+
+static void put_back(struct churn *c, uint64_t id, void *p)
+{
+    if (*(volatile uint64_t *)p != owned_stamp(id, p))
+        atomic_fetch_add(&c->bad_stamp, 1);
+    if (lfp_free(c->pool, p) != LFP_OK)
+        atomic_fetch_add(&c->bad_free, 1);
+}
+
+static void *churner_main(void *arg)
+{
+    struct churner *t = arg;
+    struct churn *c = t->c;
+    void *lived[LONG_LIVED] = { 0 };
+    void **burst = malloc(BURST * sizeof *burst);
+    REQUIRE(burst != NULL);
+    for (long r = 0; r < c->rounds; r++) {
+        size_t n = 1 + xorshift(&t->seed) % BURST;
+        for (size_t i = 0; i < n; i++) {
+            burst[i] = lfp_alloc(c->pool);
+            if (burst[i] == NULL) {
+                atomic_fetch_add(&c->alloc_failed, 1);
+                n = i;
+                break;
+            }
+            *(volatile uint64_t *)burst[i] = owned_stamp(t->id, burst[i]);
+        }
+        /* One in 256 of the burst outlives it, in place of an older one. */
+        for (size_t i = 0; i < n; i += 256) {
+            size_t k = xorshift(&t->seed) % LONG_LIVED;
+            if (lived[k] != NULL)
+                put_back(c, t->id, lived[k]);
+            lived[k] = burst[i];
+            burst[i] = NULL;
+        }
+        for (size_t i = 0; i < n; i++) {
+            if (burst[i] == NULL)
+                continue;
+            if (xorshift(&t->seed) % 64 == 0) {
+                /* To another thread: it frees what it finds here. */
+                *(volatile uint64_t *)burst[i] = owned_stamp(0, burst[i]);
+                void *q = atomic_exchange(&c->exchange[xorshift(&t->seed) % 64], burst[i]);
+                if (q != NULL)
+                    put_back(c, 0, q);
+            } else {
+                put_back(c, t->id, burst[i]);
+            }
+        }
+        if (r % 16 == 0)
+            lfp_thread_flush();
+    }
+    for (int k = 0; k < LONG_LIVED; k++)
+        if (lived[k] != NULL)
+            put_back(c, t->id, lived[k]);
+    free(burst);
+    return NULL;
+}
+
+static void *trimmer_main(void *arg)
+{
+    struct churn *c = arg;
+    while (!atomic_load(&c->stop)) {
+        lfp_pool_trim(c->pool);
+        atomic_fetch_add(&c->trims, 1);
+        struct lfp_stats s = stats_of(c->pool);
+        if (s.blocks_carved < s.blocks_total)
+            atomic_fetch_add(&c->holes_seen, 1);
+        struct timespec ts = { 0, 100 * 1000 };
+        nanosleep(&ts, NULL);
+    }
+    return NULL;
+}
+
+static void threads_churning_while_a_trim_makes_holes_get_every_block_once(void)
+{
+    if (!layout_fits())
+        return;
+    static struct churn c;
+    struct lfp_config cfg = { .block_size = BLOCK, .flags = LFP_GROWABLE,
+                              .slab_size = 64 * KiB, .cache_size = 32 };
+    c.pool = create_pool(&cfg);
+    c.rounds = scaled(4000, 200);
+    int threads = stress_threads();
+    struct churner *t = calloc((size_t)threads, sizeof *t);
+    REQUIRE(t != NULL);
+    pthread_t trimmer;
+    REQUIRE(pthread_create(&trimmer, NULL, trimmer_main, &c) == 0);
+    for (int i = 0; i < threads; i++) {
+        t[i] = (struct churner){ .c = &c, .id = (uint64_t)i + 1,
+                                 .seed = 0x2545f4914f6cdd1du * ((uint64_t)i + 1) };
+        REQUIRE(pthread_create(&t[i].tid, NULL, churner_main, &t[i]) == 0);
+    }
+    for (int i = 0; i < threads; i++)
+        REQUIRE(pthread_join(t[i].tid, NULL) == 0);
+    atomic_store(&c.stop, true);
+    REQUIRE(pthread_join(trimmer, NULL) == 0);
+    for (int i = 0; i < 64; i++) {
+        void *q = atomic_exchange(&c.exchange[i], NULL);
+        if (q != NULL)
+            put_back(&c, 0, q);
+    }
+    printf("  %d threads x %ld rounds: %ld trims, holes after %ld of them\n", threads,
+           c.rounds, atomic_load(&c.trims), atomic_load(&c.holes_seen));
+    CHECK_EQ(atomic_load(&c.alloc_failed), 0);
+    CHECK_EQ(atomic_load(&c.bad_free), 0);
+    CHECK_EQ(atomic_load(&c.bad_stamp), 0);
+    CHECK(atomic_load(&c.holes_seen) > 0);
+    lfp_thread_flush(); /* the blocks this thread just freed */
+    CHECK_EQ(lfp_pool_verify(c.pool), LFP_OK);
+    struct lfp_stats s = stats_of(c.pool);
+    CHECK_EQ(s.blocks_in_use, 0);
+    CHECK_EQ(s.blocks_cached, 0);
+    /* Every slab free, holes and all: the last trim gives back the rest. */
+    CHECK_EQ(trim(c.pool), s.bytes_reserved);
+    s = stats_of(c.pool);
+    CHECK_EQ(s.blocks_total, 0);
+    CHECK_EQ(s.bytes_reserved, 0);
+    CHECK_EQ(lfp_pool_destroy(c.pool), 0);
+    free(t);
+}
+
+int main(void)
+{
+    RUN(a_trim_gives_back_the_pages_between_blocks_in_use);
+    RUN(a_pool_at_its_bound_takes_its_holes_back);
+    RUN(a_holes_blocks_are_constructed_again_and_a_destructor_keeps_slabs_whole);
+    RUN(a_checked_pool_reports_a_free_of_a_holes_block_as_a_double_free);
+    RUN(threads_churning_while_a_trim_makes_holes_get_every_block_once);
+    return check_done();
+}
