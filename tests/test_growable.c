@@ -1912,6 +1912,42 @@ static void test_a_thread_at_max_blocks_waits_for_a_slab_being_made_ready(void)
     }
 }
 
+/* The same for a hole being made ready: a pool of one slab, the bound,
+ * whose lowest block stays in use; a trim makes the free pages of the rest
+ * a hole, and the blocks left in the depot are taken. The first thread
+ * takes the hole and is held in its first constructor call, before any of
+ * its blocks reaches the depot; the second, which finds no block, no hole
+ * and no room, must wait for them. Fails when the hole's growth does not
+ * count itself in flight from before it takes the hole (ENOBUFS). */
+static void test_a_thread_at_max_blocks_waits_for_a_hole_being_made_ready(void)
+{
+    if ((size_t)sysconf(_SC_PAGESIZE) > 16 * KiB)
+        return; /* no hole fits in a 64 KiB slab */
+    for (int mode = WAIT; mode <= LAND; mode++) {
+        struct lfp_config cfg = { .block_size = 48, .flags = LFP_GROWABLE,
+                                  .capacity = SLAB_BLOCKS, .max_blocks = SLAB_BLOCKS,
+                                  .slab_size = 64 * KiB, .init = hold_in_callback };
+        void **b;
+        lfp_pool *pool = pool_with_in_use(&cfg, SLAB_BLOCKS, SLAB_BLOCKS + 2, &b);
+        size_t repeats;
+        void **sorted = sorted_blocks(b, SLAB_BLOCKS, &repeats);
+        REQUIRE(repeats == 0);
+        CHECK_EQ(lfp_free_bulk(pool, sorted + 1, SLAB_BLOCKS - 1), LFP_OK);
+        b[0] = sorted[0];
+        free(sorted);
+        CHECK(lfp_pool_trim(pool) > 0);
+        struct lfp_stats s = stats_of(pool);
+        CHECK(s.blocks_carved < s.blocks_total);
+        size_t n = 1 + alloc_all(pool, b + 1, s.blocks_carved - 1);
+        CHECK_EQ(n, s.blocks_carved);
+        CHECK_EQ(stats_of(pool).blocks_carved, n); /* the hole is still there */
+        void *pa = NULL;
+        void *pb = alloc_while_held(pool, SLAB_BLOCKS, alloc_one, mode, &pa);
+        CHECK_EQ(stats_of(pool).blocks_total, SLAB_BLOCKS);
+        both_got_one(pool, b, n, pa, pb);
+    }
+}
+
 /* The same for a fixed pool carved out but for a run held in its first
  * constructor call (here rather than in test_magazine, for the hooks). */
 /* A trim lands (kept blocks back, released slabs out of the total) before
@@ -2756,6 +2792,7 @@ int main(void)
     RUN(test_a_trim_of_a_drained_pool_races_threads_growing_it_again);
     RUN(test_a_thread_at_max_blocks_waits_for_a_slab_being_made_ready);
     RUN(test_a_thread_at_max_blocks_waits_for_a_trim_to_hand_blocks_back);
+    RUN(test_a_thread_at_max_blocks_waits_for_a_hole_being_made_ready);
     RUN(test_a_thread_at_a_fixed_pools_bound_waits_for_a_run_being_made_ready);
     RUN(test_a_thread_at_max_blocks_does_not_wait_for_a_trims_destructors);
     RUN(test_a_child_forked_during_growth_does_not_wait_for_it);
