@@ -744,11 +744,13 @@ LFP_API int lfp_pool_stats(const lfp_pool *pool, struct lfp_stats *out)
                                         memory_order_relaxed)
                  : carved;
     out->blocks_cached = cached;
-    /* A growable pool's holes are in its slabs, but not made ready. */
-    out->blocks_carved =
-        growable ? carved - atomic_load_explicit(&((struct lfp_pool *)pool)->holed,
-                                                 memory_order_relaxed)
-                 : carved;
+    /* A growable pool's holes are in its slabs, but not made ready. Read
+     * after the total, they may count a hole made of a slab grown since:
+     * 0 then, not a count wrapped round. */
+    size_t holed = growable ? atomic_load_explicit(&((struct lfp_pool *)pool)->holed,
+                                                   memory_order_relaxed)
+                            : 0;
+    out->blocks_carved = carved > holed ? carved - holed : 0;
     if (growable)
         out->bytes_reserved =
             atomic_load_explicit(&((struct lfp_pool *)pool)->slab_mapped, memory_order_relaxed);

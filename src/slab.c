@@ -557,8 +557,9 @@ static struct lfp_hole *lfp_hole_make(struct lfp_pool *pool, struct lfp_slab *d,
  * the links in them; returns their bytes. */
 static size_t lfp_hole_drop(struct lfp_pool *pool, const struct lfp_hole *h)
 {
-    /* Plain memory again, as a new slab's is, for the growth that takes it. */
-    lfp_mem_show(pool, (void *)(lfp_slab_base(h->slab) + h->first * pool->stride),
+    /* Out of bounds, links and all, until a growth takes the hole: a write
+     * through a stale pointer stays a memory checker's report. */
+    lfp_mem_hide(pool, (void *)(lfp_slab_base(h->slab) + h->first * pool->stride),
                  h->count * pool->stride);
     uintptr_t from;
     size_t bytes = lfp_hole_pages(pool, h, &from);
@@ -592,6 +593,8 @@ static bool lfp_hole_fill(struct lfp_pool *pool, uint32_t want, struct lfp_free 
     lfp_hole_recycle(h);
     atomic_fetch_sub_explicit(&pool->holed, count, memory_order_relaxed);
     atomic_fetch_add_explicit(&pool->slab_mapped, bytes, memory_order_relaxed);
+    /* Plain memory again, as a new slab's is, for the carve. */
+    lfp_mem_show(pool, (void *)start, count * pool->stride);
     *mine = lfp_carve_split(pool, start, count, want, first);
     lfp_inflight_end(&r);
     return true;
@@ -989,12 +992,9 @@ static void lfp_trim_keep(void *ctx, struct lfp_free *l, uint32_t k)
 }
 
 /* A map of free blocks for each listed slab, in one mapping of *bytes;
- * NULL (no holes this time) when the pool runs destructors or the OS
- * refuses it. */
-static uint64_t *lfp_trim_maps(struct lfp_pool *pool, struct lfp_node *slabs, size_t *bytes)
+ * NULL (no holes this time) when the OS refuses it. */
+static uint64_t *lfp_trim_maps(struct lfp_node *slabs, size_t *bytes)
 {
-    if (pool->fini != NULL)
-        return NULL;
     size_t words = 0;
     for (struct lfp_node *n = slabs; n != NULL; n = n->next)
         words += (lfp_slab_blocks(LFP_CONTAINER(n, struct lfp_slab, pool_link)) + 63) / 64;
@@ -1062,6 +1062,16 @@ static void lfp_release_later(struct lfp_pool *pool, struct lfp_slab *list)
 
 size_t lfp_slab_trim(struct lfp_pool *pool, bool wait)
 {
+    /* Holes: in lfp_pool_trim's trims (wait), not in automatic ones, which
+     * a steady state with blocks in use in most slabs sets off at every
+     * trim_threshold bytes freed: each would give pages back for the next
+     * burst of allocations to fault in again (a review's program, one block
+     * in use every 64 KiB and a threshold of 1 MiB: 22 ms a cycle against
+     * 5). Not in a pool with destructors (fini would have to run over the
+     * blocks first), nor in a checked one: the pages would take with them
+     * the evidence of a write to a free block, which the next lfp_alloc of
+     * that block reports. */
+    bool holes_ok = wait && pool->fini == NULL && !lfp_checked(pool);
     if (atomic_flag_test_and_set_explicit(&pool->trimming, memory_order_acquire))
         return 0; /* another thread is trimming this pool */
 
@@ -1120,7 +1130,8 @@ size_t lfp_slab_trim(struct lfp_pool *pool, bool wait)
             struct lfp_hole *h = LFP_CONTAINER(n, struct lfp_hole, link);
             h->slab->scratch += h->count;
         }
-        maps = lfp_trim_maps(pool, top.ptr, &maps_bytes);
+        if (holes_ok)
+            maps = lfp_trim_maps(top.ptr, &maps_bytes);
         for (uint32_t i = 0; i < nstacks; i++)
             lfp_depot_list_each(batches[i], lfp_trim_count, &t);
     }

@@ -1,8 +1,9 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * Holes: a trim gives back the pages of runs of free blocks in slabs that
- * stay because a block in them is still in use, and a growth takes those
- * blocks back before it makes a new slab.
+ * Holes: a trim (lfp_pool_trim) gives back the pages of runs of free
+ * blocks in slabs that stay because a block in them is still in use, and a
+ * growth takes those blocks back before it makes a new slab. Not in pools
+ * with a destructor or in checked mode, nor in automatic trims.
  *
  * The layout the tests build: a growable pool of 64-byte blocks in 256 KiB
  * slabs, four of them allocated whole, and one block in 1024 (64 KiB of
@@ -31,6 +32,13 @@
 #include <lfpool.h>
 
 #include "check.h"
+
+#ifdef CHECK_ASAN
+#include <sanitizer/asan_interface.h>
+#define UNPOISON(p, n) ASAN_UNPOISON_MEMORY_REGION((p), (n))
+#else
+#define UNPOISON(p, n) ((void)(p), (void)(n))
+#endif
 
 #define KiB ((size_t)1024)
 enum { SLABS = 4, SPACING = 1024, BLOCK = 64 };
@@ -120,17 +128,6 @@ static size_t hole_bytes(void)
 static size_t hole_blocks(void)
 {
     return hole_bytes() / BLOCK;
-}
-
-/* The layout, trimmed: a hole in each run. False (the test skipped) when
- * this machine's pages leave no hole. */
-static bool build_holes(struct layout *l, struct lfp_config cfg)
-{
-    if (!layout_fits())
-        return false;
-    build(l, cfg);
-    CHECK_EQ(trim(l->pool), NKEPT * hole_bytes());
-    return true;
 }
 
 /* Every free block taken back, without growth: n - NKEPT of them, none a
@@ -242,9 +239,11 @@ static void a_trim_gives_back_the_pages_between_blocks_in_use(void)
  * bound before it looks for a hole. */
 static void a_pool_at_its_bound_takes_its_holes_back(void)
 {
-    struct layout l;
-    if (!build_holes(&l, (struct lfp_config){ .max_blocks = NBLOCKS }))
+    if (!layout_fits())
         return;
+    struct layout l;
+    build(&l, (struct lfp_config){ .max_blocks = NBLOCKS });
+    CHECK_EQ(trim(l.pool), NKEPT * hole_bytes());
     void **w = take_every_free_block(&l);
     errno = 0;
     CHECK(lfp_alloc(l.pool) == NULL);
@@ -305,39 +304,64 @@ static void a_holes_blocks_are_constructed_again_and_a_destructor_keeps_slabs_wh
     }
 }
 
-static atomic_long doubles;
+static atomic_long corrupt_reports;
 
-static void count_double(lfp_pool *pool, void *ptr, int err, const char *what)
+static void count_corrupt(lfp_pool *pool, void *ptr, int err, const char *what)
 {
     (void)pool;
     (void)ptr;
     (void)what;
-    if (err == LFP_EDOUBLE)
-        atomic_fetch_add(&doubles, 1);
+    if (err == LFP_ECORRUPT)
+        atomic_fetch_add(&corrupt_reports, 1);
 }
 
-/* In checked mode a block of a hole is free: freeing it is a double free,
- * reported, and the pool stays as it was (the hole whole, every block
- * handed out once after). Fails when the free is taken, which would hand
- * the block out twice. */
-static void a_checked_pool_reports_a_free_of_a_holes_block_as_a_double_free(void)
+/* A checked pool makes no hole: the pages would take with them the
+ * evidence of a write to a free block. Such a write, in the middle of a
+ * run a hole would take, is still reported when the block is handed out
+ * after the trim. Fails when a checked pool's trim makes holes. */
+static void a_checked_pool_makes_no_hole_and_reports_a_write_to_a_free_block(void)
 {
-    struct layout l;
-    if (!build_holes(&l, (struct lfp_config){ .flags = LFP_CHECKED }))
+    if (!layout_fits())
         return;
+    struct layout l;
+    build(&l, (struct lfp_config){ .flags = LFP_CHECKED });
+    char *victim = (char *)l.kept[3] + 2 * page();
+    UNPOISON(victim, BLOCK);
+    victim[BLOCK - 1] ^= 0x5a; /* its fill, not its links */
     struct lfp_stats before = stats_of(l.pool);
-    lfp_error_handler old = lfp_set_error_handler(count_double);
-    atomic_store(&doubles, 0);
-    void *in_hole = (char *)l.kept[3] + 2 * page();
-    CHECK_EQ(lfp_free(l.pool, in_hole), LFP_EDOUBLE);
-    CHECK_EQ(atomic_load(&doubles), 1);
-    lfp_set_error_handler(old);
+    CHECK_EQ(trim(l.pool), 0);
     struct lfp_stats after = stats_of(l.pool);
-    CHECK_EQ(after.blocks_in_use, before.blocks_in_use);
-    CHECK_EQ(after.blocks_carved, before.blocks_carved);
+    CHECK_EQ(after.blocks_carved, after.blocks_total);
     CHECK_EQ(after.bytes_reserved, before.bytes_reserved);
-    CHECK_EQ(lfp_pool_verify(l.pool), LFP_OK);
+    lfp_error_handler old = lfp_set_error_handler(count_corrupt);
+    atomic_store(&corrupt_reports, 0);
     void **w = take_every_free_block(&l);
+    CHECK_EQ(atomic_load(&corrupt_reports), 1);
+    lfp_set_error_handler(old);
+    free_every_block(&l, w);
+    teardown(&l);
+}
+
+/* Automatic trims (trim_threshold) give back whole slabs only: in a steady
+ * state with a block in use in most slabs, each would give pages back for
+ * the next allocations to fault in again. Here every free sets one off
+ * (the threshold is below a block), and none may make a hole; the
+ * explicit trim after them does. Fails when an automatic trim makes
+ * holes. */
+static void automatic_trims_make_no_hole(void)
+{
+    if (!layout_fits())
+        return;
+    struct layout l;
+    build(&l, (struct lfp_config){ .trim_threshold = 1 });
+    lfp_thread_flush();
+    struct lfp_stats s = stats_of(l.pool);
+    CHECK_EQ(s.blocks_total, NBLOCKS);
+    CHECK_EQ(s.blocks_carved, NBLOCKS);
+    CHECK_EQ(s.bytes_reserved, SLABS * SLAB);
+    CHECK_EQ(trim(l.pool), NKEPT * hole_bytes());
+    void **w = take_every_free_block(&l);
+    CHECK_EQ(kept_intact(&l), NKEPT);
     free_every_block(&l, w);
     teardown(&l);
 }
@@ -353,7 +377,7 @@ struct churn {
     lfp_pool *pool;
     _Atomic(void *) exchange[64];
     atomic_bool stop;
-    atomic_long bad_stamp, bad_free, alloc_failed, holes_seen, trims;
+    atomic_long bad_stamp, bad_free, bad_stats, alloc_failed, holes_seen, trims;
     long rounds;
 };
 
@@ -427,6 +451,19 @@ static void *churner_main(void *arg)
     return NULL;
 }
 
+/* Stats read without pause beside growths and trims: holes made of slabs
+ * grown since the total was read must not wrap blocks_carved round. */
+static void *stats_main(void *arg)
+{
+    struct churn *c = arg;
+    while (!atomic_load(&c->stop)) {
+        struct lfp_stats s = stats_of(c->pool);
+        if (s.blocks_carved > s.blocks_total)
+            atomic_fetch_add(&c->bad_stats, 1);
+    }
+    return NULL;
+}
+
 static void *trimmer_main(void *arg)
 {
     struct churn *c = arg;
@@ -454,8 +491,9 @@ static void threads_churning_while_a_trim_makes_holes_get_every_block_once(void)
     int threads = stress_threads();
     struct churner *t = calloc((size_t)threads, sizeof *t);
     REQUIRE(t != NULL);
-    pthread_t trimmer;
+    pthread_t trimmer, statter;
     REQUIRE(pthread_create(&trimmer, NULL, trimmer_main, &c) == 0);
+    REQUIRE(pthread_create(&statter, NULL, stats_main, &c) == 0);
     for (int i = 0; i < threads; i++) {
         t[i] = (struct churner){ .c = &c, .id = (uint64_t)i + 1,
                                  .seed = 0x2545f4914f6cdd1du * ((uint64_t)i + 1) };
@@ -465,6 +503,7 @@ static void threads_churning_while_a_trim_makes_holes_get_every_block_once(void)
         REQUIRE(pthread_join(t[i].tid, NULL) == 0);
     atomic_store(&c.stop, true);
     REQUIRE(pthread_join(trimmer, NULL) == 0);
+    REQUIRE(pthread_join(statter, NULL) == 0);
     for (int i = 0; i < 64; i++) {
         void *q = atomic_exchange(&c.exchange[i], NULL);
         if (q != NULL)
@@ -475,6 +514,7 @@ static void threads_churning_while_a_trim_makes_holes_get_every_block_once(void)
     CHECK_EQ(atomic_load(&c.alloc_failed), 0);
     CHECK_EQ(atomic_load(&c.bad_free), 0);
     CHECK_EQ(atomic_load(&c.bad_stamp), 0);
+    CHECK_EQ(atomic_load(&c.bad_stats), 0);
     CHECK(atomic_load(&c.holes_seen) > 0);
     lfp_thread_flush(); /* the blocks this thread just freed */
     CHECK_EQ(lfp_pool_verify(c.pool), LFP_OK);
@@ -495,7 +535,8 @@ int main(void)
     RUN(a_trim_gives_back_the_pages_between_blocks_in_use);
     RUN(a_pool_at_its_bound_takes_its_holes_back);
     RUN(a_holes_blocks_are_constructed_again_and_a_destructor_keeps_slabs_whole);
-    RUN(a_checked_pool_reports_a_free_of_a_holes_block_as_a_double_free);
+    RUN(a_checked_pool_makes_no_hole_and_reports_a_write_to_a_free_block);
+    RUN(automatic_trims_make_no_hole);
     RUN(threads_churning_while_a_trim_makes_holes_get_every_block_once);
     return check_done();
 }

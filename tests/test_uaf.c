@@ -152,6 +152,39 @@ static void write_past_the_block_size(void)
     poke(p, 44);
 }
 
+/* A growable pool of one 64 KiB slab, all of it allocated, the lowest
+ * block kept and the others freed, then trimmed: the free run's pages are
+ * a hole. v gets the blocks (the lowest first). */
+static lfp_pool *pool_with_a_hole(void **v, size_t n)
+{
+    struct lfp_config cfg = { .block_size = 64, .flags = LFP_GROWABLE,
+                              .slab_size = 64 * 1024, .cache_size = 16 };
+    lfp_pool *pool = NULL;
+    REQUIRE(lfp_pool_create(&cfg, &pool) == LFP_OK);
+    for (size_t i = 0; i < n; i++)
+        REQUIRE((v[i] = lfp_alloc(pool)) != NULL);
+    for (size_t i = 1; i < n; i++)
+        if ((uintptr_t)v[i] < (uintptr_t)v[0]) {
+            void *t = v[0];
+            v[0] = v[i];
+            v[i] = t;
+        }
+    REQUIRE(lfp_free_bulk(pool, v + 1, n - 1) == LFP_OK);
+    REQUIRE(lfp_pool_trim(pool) > 0);
+    struct lfp_stats s = stats_of(pool);
+    REQUIRE(s.blocks_carved < s.blocks_total);
+    return pool;
+}
+
+/* A block whose page a trim gave back (a hole): written through a stale
+ * pointer, far from the kept block's page. */
+static void write_to_a_block_of_a_hole(void)
+{
+    void *v[1024];
+    pool_with_a_hole(v, 1024);
+    poke((char *)v[0] + 32 * 1024, 8);
+}
+
 /* Rounds of allocating 600 blocks, writing each whole, and freeing them,
  * some one by one, some in bulk. */
 static void *churn(void *pool)
@@ -201,6 +234,16 @@ static void correct_use(void)
         REQUIRE(lfp_pool_verify(pool) == LFP_OK);
         REQUIRE(lfp_pool_destroy(pool) == 0);
     }
+    /* A hole made ready again: every block written whole. */
+    void *v[1024];
+    lfp_pool *pool = pool_with_a_hole(v, 1024);
+    for (size_t i = 1; i < 1024; i++) {
+        REQUIRE((v[i] = lfp_alloc(pool)) != NULL);
+        memset(v[i], (int)i, 64);
+    }
+    REQUIRE(lfp_free_bulk(pool, v, 1024) == LFP_OK);
+    REQUIRE(lfp_pool_verify(pool) == LFP_OK);
+    REQUIRE(lfp_pool_destroy(pool) == 0);
 }
 
 static void run_asan(void)
@@ -214,6 +257,7 @@ static void run_asan(void)
         {"write_to_a_freed_block_of_a_growable_pool", write_to_a_freed_block_of_a_growable_pool},
         {"write_to_a_block_never_handed_out", write_to_a_block_never_handed_out},
         {"write_past_the_block_size", write_past_the_block_size},
+        {"write_to_a_block_of_a_hole", write_to_a_block_of_a_hole},
     };
     for (size_t i = 0; i < sizeof faulty / sizeof faulty[0]; i++) {
         int before = atomic_load(&check_failures);
