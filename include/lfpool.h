@@ -38,8 +38,9 @@
  * Fork: the child keeps the pools; blocks that other (now absent) threads of
  * the parent had cached stay counted as cached and are not reused, and so
  * do blocks they were moving between their magazines and the depot (a
- * refill, a spill), making ready (carving, growing), trimming, handing
- * back (lfp_thread_flush, thread exit) or, in a pool without a cache,
+ * refill, a spill), making ready (carving, growing, a hole included),
+ * trimming (with the holes the trim held: their slabs then stay for good),
+ * handing back (lfp_thread_flush, thread exit) or, in a pool without a cache,
  * moving from another CPU's depot stack to their own when the parent
  * forked: the child does not wait for those, and never hands them out.
  * Such a move cut short may leave blocks counted in no list, or both as

@@ -385,8 +385,9 @@ void *lfp_os_reserve(size_t size);
 bool lfp_os_commit(void *p, size_t size);
 void lfp_os_decommit(void *p, size_t size);
 /* Give the pages of memory that stays mapped and accessible back to the
- * OS: they read as zero when next touched. */
-void lfp_os_drop(void *p, size_t size);
+ * OS: they read as zero when next touched. False when the OS refused
+ * (locked pages: mlock, mlockall), and they stay as they were. */
+bool lfp_os_drop(void *p, size_t size);
 /* Fault in the pages of memory about to be written all over, in one call
  * where each page would trap on its own. A hint: where the kernel refuses
  * (MADV_POPULATE_WRITE is Linux 5.14's) or memory is short, the writes

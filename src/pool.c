@@ -883,13 +883,14 @@ void lfp_os_decommit(void *p, size_t size)
     mprotect(p, size, PROT_NONE);
 }
 
-void lfp_os_drop(void *p, size_t size)
+bool lfp_os_drop(void *p, size_t size)
 {
     /* MADV_DONTNEED rather than MADV_FREE: the memory leaves the process's
      * resident set now, not whenever the kernel comes short of it. */
     int e = errno;
-    madvise(p, size, MADV_DONTNEED);
+    bool ok = madvise(p, size, MADV_DONTNEED) == 0;
     errno = e;
+    return ok;
 }
 
 static int lfp_cmp_ptr(const void *a, const void *b)

@@ -486,6 +486,7 @@ struct lfp_hole {
     struct lfp_node link; /* the pool's holes, a trim's, or the spare list */
     struct lfp_slab *slab;
     size_t first, count;  /* the slab's blocks first .. first + count - 1 */
+    size_t bytes;         /* of their pages given back (0: the OS refused) */
 };
 
 static struct lfp_stack lfp_hole_spare; /* recycled records */
@@ -554,8 +555,9 @@ static struct lfp_hole *lfp_hole_make(struct lfp_pool *pool, struct lfp_slab *d,
 }
 
 /* Give a new hole's pages back, once no walk of the depot's batches needs
- * the links in them; returns their bytes. */
-static size_t lfp_hole_drop(struct lfp_pool *pool, const struct lfp_hole *h)
+ * the links in them; returns their bytes, 0 where the OS keeps them
+ * (locked): the hole stays a hole, counted as memory the pool holds. */
+static size_t lfp_hole_drop(struct lfp_pool *pool, struct lfp_hole *h)
 {
     /* Out of bounds, links and all, until a growth takes the hole: a write
      * through a stale pointer stays a memory checker's report. */
@@ -563,8 +565,8 @@ static size_t lfp_hole_drop(struct lfp_pool *pool, const struct lfp_hole *h)
                  h->count * pool->stride);
     uintptr_t from;
     size_t bytes = lfp_hole_pages(pool, h, &from);
-    lfp_os_drop((void *)from, bytes);
-    return bytes;
+    h->bytes = lfp_os_drop((void *)from, bytes) ? bytes : 0;
+    return h->bytes;
 }
 
 /* Take a hole, if the pool has one, and make its blocks ready as a growth
@@ -586,10 +588,8 @@ static bool lfp_hole_fill(struct lfp_pool *pool, uint32_t want, struct lfp_free 
         return false;
     }
     struct lfp_hole *h = LFP_CONTAINER(n, struct lfp_hole, link);
-    uintptr_t from;
-    size_t bytes = lfp_hole_pages(pool, h, &from);
     uintptr_t start = lfp_slab_base(h->slab) + h->first * pool->stride;
-    size_t count = h->count;
+    size_t count = h->count, bytes = h->bytes;
     lfp_hole_recycle(h);
     atomic_fetch_sub_explicit(&pool->holed, count, memory_order_relaxed);
     atomic_fetch_add_explicit(&pool->slab_mapped, bytes, memory_order_relaxed);
@@ -1160,8 +1160,7 @@ size_t lfp_slab_trim(struct lfp_pool *pool, bool wait)
         next = n->next;
         struct lfp_hole *h = LFP_CONTAINER(n, struct lfp_hole, link);
         if (h->slab->scratch == lfp_slab_blocks(h->slab)) {
-            uintptr_t from;
-            dropped_bytes += lfp_hole_pages(pool, h, &from);
+            dropped_bytes += h->bytes;
             dropped += h->count;
             lfp_hole_recycle(h);
         } else {
