@@ -337,6 +337,8 @@ int lfp_cpu(void);
 /* Push the batches first .. last (linked through next), nblocks in all, onto
  * the calling thread's CPU's stack, or onto stack (masked: any number will
  * do). */
+/* The calling thread's depot stack (its CPU's). */
+uint32_t lfp_depot_home_stack(const struct lfp_pool *pool);
 void lfp_depot_push(struct lfp_pool *pool, struct lfp_free *first, struct lfp_free *last,
                     size_t nblocks);
 void lfp_depot_push_to(struct lfp_pool *pool, uint32_t stack, struct lfp_free *first,

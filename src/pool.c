@@ -332,6 +332,11 @@ void lfp_depot_push_to(struct lfp_pool *pool, uint32_t stack, struct lfp_free *f
     }
 }
 
+uint32_t lfp_depot_home_stack(const struct lfp_pool *pool)
+{
+    return lfp_depot_home(pool);
+}
+
 void lfp_depot_push(struct lfp_pool *pool, struct lfp_free *first, struct lfp_free *last,
                     size_t nblocks)
 {
