@@ -337,12 +337,12 @@ int lfp_cpu(void);
 /* Push the batches first .. last (linked through next), nblocks in all, onto
  * the calling thread's CPU's stack, or onto stack (masked: any number will
  * do). */
-/* The calling thread's depot stack (its CPU's). */
-uint32_t lfp_depot_home_stack(const struct lfp_pool *pool);
 void lfp_depot_push(struct lfp_pool *pool, struct lfp_free *first, struct lfp_free *last,
                     size_t nblocks);
 void lfp_depot_push_to(struct lfp_pool *pool, uint32_t stack, struct lfp_free *first,
                        struct lfp_free *last, size_t nblocks);
+/* The calling thread's CPU's stack, for lfp_depot_push_to. */
+uint32_t lfp_depot_home_stack(const struct lfp_pool *pool);
 struct lfp_free *lfp_depot_pop(struct lfp_pool *pool, uint32_t *len);
 /* One block off the calling thread's CPU's stack, or NULL: lfp_depot_pop's
  * first step alone, for a pool whose stacks hold single blocks and need no
@@ -387,9 +387,10 @@ void *lfp_os_reserve(size_t size);
 bool lfp_os_commit(void *p, size_t size);
 void lfp_os_decommit(void *p, size_t size);
 /* Give the pages of memory that stays mapped and accessible back to the
- * OS: they read as zero when next touched. False when the OS refused
- * (locked pages: mlock, mlockall), and they stay as they were. */
-bool lfp_os_drop(void *p, size_t size);
+ * OS: they read as zero when next touched. Returns the bytes given back:
+ * less than size where the OS keeps some (locked pages: mlock, mlockall),
+ * which stay as they were. */
+size_t lfp_os_drop(void *p, size_t size);
 /* Fault in the pages of memory about to be written all over, in one call
  * where each page would trap on its own. A hint: where the kernel refuses
  * (MADV_POPULATE_WRITE is Linux 5.14's) or memory is short, the writes

@@ -888,14 +888,22 @@ void lfp_os_decommit(void *p, size_t size)
     mprotect(p, size, PROT_NONE);
 }
 
-bool lfp_os_drop(void *p, size_t size)
+size_t lfp_os_drop(void *p, size_t size)
 {
     /* MADV_DONTNEED rather than MADV_FREE: the memory leaves the process's
      * resident set now, not whenever the kernel comes short of it. */
     int e = errno;
-    bool ok = madvise(p, size, MADV_DONTNEED) == 0;
+    size_t done = size;
+    if (madvise(p, size, MADV_DONTNEED) != 0) {
+        /* Refused at the first locked page, after it dropped those before
+         * it: page by page, to count what went. */
+        size_t ps = lfp_page_size();
+        done = 0;
+        for (size_t off = 0; off < size; off += ps)
+            done += madvise((char *)p + off, ps, MADV_DONTNEED) == 0 ? ps : 0;
+    }
     errno = e;
-    return ok;
+    return done;
 }
 
 static int lfp_cmp_ptr(const void *a, const void *b)

@@ -555,8 +555,9 @@ static struct lfp_hole *lfp_hole_make(struct lfp_pool *pool, struct lfp_slab *d,
 }
 
 /* Give a new hole's pages back, once no walk of the depot's batches needs
- * the links in them; returns their bytes, 0 where the OS keeps them
- * (locked): the hole stays a hole, counted as memory the pool holds. */
+ * the links in them; returns the bytes given back. Pages the OS keeps
+ * (locked) stay counted as memory the pool holds; the hole is a hole all
+ * the same. */
 static size_t lfp_hole_drop(struct lfp_pool *pool, struct lfp_hole *h)
 {
     /* Out of bounds, links and all, until a growth takes the hole: a write
@@ -565,7 +566,7 @@ static size_t lfp_hole_drop(struct lfp_pool *pool, struct lfp_hole *h)
                  h->count * pool->stride);
     uintptr_t from;
     size_t bytes = lfp_hole_pages(pool, h, &from);
-    h->bytes = lfp_os_drop((void *)from, bytes) ? bytes : 0;
+    h->bytes = lfp_os_drop((void *)from, bytes);
     return h->bytes;
 }
 
@@ -1056,7 +1057,8 @@ static void lfp_trim_keep_mapped(struct lfp_pool *pool, struct lfp_node *slabs)
         struct lfp_slab *d = LFP_CONTAINER(n, struct lfp_slab, pool_link);
         size_t nb = lfp_slab_blocks(d);
         if (d->scratch == nb || d->free_map == NULL)
-            continue; /* gone (listed still when it was the top) */
+            continue; /* gone: the top, and those right after it, are
+                       * still reached from the top when they went */
         uintptr_t link0 = lfp_slab_base(d) + pool->link_off;
         for (size_t i = lfp_map_next(d->free_map, nb, 0, true); i < nb;
              i = lfp_map_next(d->free_map, nb, i + 1, true))
@@ -1111,6 +1113,9 @@ size_t lfp_slab_trim(struct lfp_pool *pool, bool wait)
     struct lfp_free *batches[LFP_DEPOT_STACKS_MAX];
     for (uint32_t i = 0; i < nstacks; i++)
         batches[i] = lfp_depot_take_stack(pool, i);
+    /* The holes too: from here they are this trim's, and a slab is free
+     * when its blocks are all among the batches and its holes. */
+    struct lfp_node *holes = lfp_stack_pop_all(&pool->holes);
     /* The pool's slabs are walked where they lie, never detached (only a
      * trim removes, one at a time; destroy is excluded), so that
      * a child forked meanwhile keeps them all but the victims unlinked so
@@ -1119,9 +1124,6 @@ size_t lfp_slab_trim(struct lfp_pool *pool, bool wait)
      * lists its slab before it publishes a block. The counts are this
      * trim's: set to zero first, as a trim cut short by a fork leaves its
      * own. */
-    /* The holes too: from here they are this trim's, and a slab is free
-     * when its blocks are all among the batches and its holes. */
-    struct lfp_node *holes = lfp_stack_pop_all(&pool->holes);
     lfp_pair top = lfp_load2(&pool->slabs.head);
     /* When the batches and holes hold as many blocks as the listed slabs
      * have, every listed slab is free, with no walk over the blocks (a pool
@@ -1203,13 +1205,14 @@ size_t lfp_slab_trim(struct lfp_pool *pool, bool wait)
     size_t detached = counted - holed, kept = detached - (gone - dropped) - taken;
     atomic_fetch_sub_explicit(&pool->depot_blocks, detached, memory_order_relaxed);
     LFP_TEST_HOOK(lfp_test_trim_hook);
-    /* The blocks kept go back to the stack they came from, so that a CPU's
-     * blocks stay where its threads look first. With no slab free and no
-     * hole made, the batches go back as they are; with nothing kept, none.
-     * Otherwise, with maps, the maps name the blocks kept, and the batches
-     * are not read again; without (a pool without a cache, whose batches
-     * are single blocks from each CPU's frees, or maps refused), a second
-     * walk over every block sorts them. */
+    /* With no slab free and no hole made, the batches go back as they are,
+     * to the stacks they came from; with nothing kept, none. Otherwise,
+     * with maps, the maps name the blocks kept, which go to the trimming
+     * thread's stack, and the batches are not read again; without (maps
+     * refused, or a pool without a cache, whose single blocks came from
+     * each CPU's frees) a second walk over every block sorts them out,
+     * each stack's back to it, so that a CPU's blocks stay where its
+     * threads look first. */
     bool from_maps = maps != NULL && pool->mag_size != 0 && (gone != 0 || taken != 0);
     if (from_maps && kept != 0)
         lfp_trim_keep_mapped(pool, top.ptr);

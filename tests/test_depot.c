@@ -747,9 +747,9 @@ static void a_trim_keeps_the_depots_block_count_exact(void)
  * of spilled magazines, scattered, and a later trim or refill reading them
  * down one chain would miss the cache at every block (a pool of 4 Mi
  * blocks with a block in use in every other slab: a second trim took
- * 350-380 ms that way, 47-50 with lanes). For magazines of L + 1 to L + 4
- * blocks and of 100, the free blocks of the kept slab, freed in a
- * scattered order, must come back in batches of at most a magazine, each
+ * 350-380 ms that way, 47-50 with lanes). For magazines of 1 to 3 blocks
+ * (no lanes), L + 1 to L + 4, 100 and 600, the free blocks of the kept
+ * slab, freed in a scattered order, must come back in batches of at most a magazine, each
  * longer than L + 2 laned, with lane links lfp_pool_verify accepts, and
  * each block must be taken back once. Twice: with a destructor, so that
  * the trim makes no hole and sorts every free block of the kept slab out
@@ -758,8 +758,8 @@ static void a_trim_keeps_the_depots_block_count_exact(void)
  * blocks on one chain, or a lane link is off by one. */
 static void a_trims_kept_blocks_come_back_in_laned_batches(void)
 {
-    static const uint32_t sizes[] = { LFP_BATCH_LANES + 1, LFP_BATCH_LANES + 2,
-                                      LFP_BATCH_LANES + 3, LFP_BATCH_LANES + 4, 100 };
+    static const uint32_t sizes[] = { 1, 2, 3, LFP_BATCH_LANES + 1, LFP_BATCH_LANES + 2,
+                                      LFP_BATCH_LANES + 3, LFP_BATCH_LANES + 4, 100, 600 };
     const size_t slab = 64 << 10;
     for (size_t zw = 0; zw < 2 * sizeof sizes / sizeof sizes[0]; zw++) {
         size_t z = zw / 2;

@@ -267,26 +267,30 @@ static size_t locked_kib(void)
     return kib;
 }
 
-/* Pages the OS keeps (locked with mlock) are not counted as given back:
- * the trim returns 0 and bytes_reserved stays; the runs are holes all the
+/* Pages the OS keeps (locked with mlock) are not counted as given back,
+ * and those before them in a run are: the trim returns the pages it
+ * dropped, bytes_reserved falls by as much; the runs are holes all the
  * same, whose blocks come back once. Fails when a refused madvise is
- * counted. Skipped where mlock is refused (RLIMIT_MEMLOCK) or locks
+ * counted, or a partly refused one not at all. Skipped where mlock is refused (RLIMIT_MEMLOCK) or locks
  * nothing (the sanitizers' runtimes make it a no-op). */
-static void locked_pages_are_not_counted_as_given_back(void)
+static void locked_pages_are_not_counted_as_given_back_and_the_others_are(void)
 {
     if (!layout_fits())
         return;
     struct layout l;
     build(&l, (struct lfp_config){ 0 });
+    /* The upper half of each run locked: madvise drops the pages below it
+     * and stops at the first locked one. */
+    const size_t half = SPACING * BLOCK / 2;
     size_t reserved = stats_of(l.pool).bytes_reserved, locked = 0, before = locked_kib();
     for (size_t k = 0; k < NKEPT; k++)
-        locked += mlock(l.kept[k], SPACING * BLOCK) == 0;
-    if (locked == NKEPT && locked_kib() < before + NKEPT * SPACING * BLOCK / KiB) {
+        locked += mlock((char *)l.kept[k] + half, half) == 0;
+    if (locked == NKEPT && locked_kib() < before + NKEPT * half / KiB) {
         printf("  skipped: mlock locked nothing\n");
     } else if (locked == NKEPT) {
-        CHECK_EQ(trim(l.pool), 0);
+        CHECK_EQ(trim(l.pool), NKEPT * (half - page()));
         struct lfp_stats s = stats_of(l.pool);
-        CHECK_EQ(s.bytes_reserved, reserved);
+        CHECK_EQ(s.bytes_reserved, reserved - NKEPT * (half - page()));
         CHECK_EQ(s.blocks_carved, NBLOCKS - NKEPT * hole_blocks());
         CHECK_EQ(lfp_pool_verify(l.pool), LFP_OK);
         void **w = take_every_free_block(&l);
@@ -298,9 +302,64 @@ static void locked_pages_are_not_counted_as_given_back(void)
         printf("  skipped: mlock refused (%s)\n", strerror(errno));
     }
     for (size_t k = 0; k < NKEPT; k++)
-        munlock(l.kept[k], SPACING * BLOCK);
+        munlock((char *)l.kept[k] + half, half);
     CHECK_EQ(lfp_free_bulk(l.pool, l.kept, NKEPT), LFP_OK);
     teardown(&l);
+}
+
+/* A slab cut short by max_blocks (1000 blocks, not a whole number of map
+ * words) beside a free one: the free one goes, the short one keeps one
+ * block in use near its end, a hole of its first pages and, from the maps,
+ * the free blocks after the hole and after the kept one, its last block
+ * among them. Each comes back once, without growth. Fails when the maps'
+ * last word is read past the slab's blocks or short of them. */
+static void a_slab_cut_short_keeps_its_last_blocks(void)
+{
+    enum { SHORT = 1000, KEEP_AT = 990 };
+    size_t ps = page();
+    if (ps > 16 * KiB)
+        return;
+    struct lfp_config cfg = { .block_size = BLOCK, .flags = LFP_GROWABLE,
+                              .max_blocks = PER + SHORT };
+    lfp_pool *pool = create_pool(&cfg);
+    void **v = malloc((PER + SHORT) * sizeof *v);
+    REQUIRE(v != NULL);
+    REQUIRE(alloc_all(pool, v, PER + SHORT) == PER + SHORT);
+    size_t repeats;
+    void **sorted = sorted_blocks(v, PER + SHORT, &repeats);
+    REQUIRE(repeats == 0);
+    /* The short slab: the lowest 1000 blocks if a gap follows them. */
+    bool short_first = (uintptr_t)sorted[SHORT] - (uintptr_t)sorted[SHORT - 1] > BLOCK;
+    void **shrt = short_first ? sorted : sorted + PER;
+    REQUIRE((uintptr_t)shrt[0] % ps == 0);
+    void *kept = shrt[KEEP_AT];
+    size_t n = 0;
+    for (size_t i = 0; i < PER + SHORT; i++)
+        if (sorted[i] != kept)
+            v[n++] = sorted[i];
+    CHECK_EQ(lfp_free_bulk(pool, v, n), LFP_OK);
+    /* The hole: the whole pages of blocks 0 .. 989, and the blocks in them. */
+    size_t hole = KEEP_AT * BLOCK / ps * ps;
+    CHECK_EQ(trim(pool), SLAB + hole);
+    struct lfp_stats s = stats_of(pool);
+    CHECK_EQ(s.blocks_total, SHORT);
+    CHECK_EQ(s.blocks_carved, SHORT - hole / BLOCK);
+    CHECK_EQ(lfp_pool_verify(pool), LFP_OK);
+    CHECK_EQ(alloc_all(pool, v, SHORT - 1), SHORT - 1);
+    v[SHORT - 1] = kept;
+    void **got = sorted_blocks(v, SHORT, &repeats);
+    CHECK_EQ(repeats, 0);
+    size_t same = 0;
+    for (size_t i = 0; i < SHORT; i++)
+        same += got[i] == shrt[i];
+    CHECK_EQ(same, SHORT);
+    CHECK_EQ(stats_of(pool).blocks_total, SHORT);
+    CHECK_EQ(lfp_free_bulk(pool, v, SHORT), LFP_OK);
+    CHECK_EQ(lfp_pool_verify(pool), LFP_OK);
+    CHECK_EQ(lfp_pool_destroy(pool), 0);
+    free(got);
+    free(sorted);
+    free(v);
 }
 
 static atomic_long inits, finis;
@@ -584,7 +643,8 @@ int main(void)
 {
     RUN(a_trim_gives_back_the_pages_between_blocks_in_use);
     RUN(a_pool_at_its_bound_takes_its_holes_back);
-    RUN(locked_pages_are_not_counted_as_given_back);
+    RUN(a_slab_cut_short_keeps_its_last_blocks);
+    RUN(locked_pages_are_not_counted_as_given_back_and_the_others_are);
     RUN(a_holes_blocks_are_constructed_again_and_a_destructor_keeps_slabs_whole);
     RUN(a_checked_pool_makes_no_hole_and_reports_a_write_to_a_free_block);
     RUN(automatic_trims_make_no_hole);
