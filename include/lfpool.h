@@ -209,7 +209,10 @@ struct lfp_config {
      *  the line trims the pool (O(free blocks), slabs unmapped by liburcu's
      *  call_rcu thread after a grace period). Counting from what the last
      *  trim kept spares a trim at every free when many free blocks sit in
-     *  slabs that cannot go. 0 = trim only on lfp_pool_trim(). */
+     *  slabs that cannot go. These trims release whole slabs only, not the
+     *  free pages of slabs in use (lfp_pool_trim() does): in a steady state
+     *  they would give back pages for the next allocations to fault in
+     *  again. 0 = trim only on lfp_pool_trim(). */
     size_t trim_threshold;
 };
 
@@ -415,9 +418,10 @@ int lfp_pool_verify(lfp_pool *pool);
  * unmap them after an RCU grace period (this call waits for it, about 70 us).
  * In a slab that stays (a block in it in use or cached), a run of free
  * blocks over at least 16 KiB of whole pages gives those pages back
- * (MADV_DONTNEED), unless the pool has a destructor: the blocks in them
- * wait, out of the depot, until the pool next grows, which makes them ready
- * again before it maps a new slab (and may do so at max_blocks).
+ * (MADV_DONTNEED), unless the pool has a destructor or is checked: the
+ * blocks in them wait, out of the depot, until the pool next grows, which
+ * makes them ready again before it maps a new slab (and may do so at
+ * max_blocks). Automatic trims (trim_threshold) release whole slabs only.
  * Slabs an automatic trim (trim_threshold) releases meanwhile are not counted
  * in the return value.
  * Blocks cached by other threads keep their slabs. Fixed pools never release
