@@ -397,6 +397,15 @@ size_t lfp_os_drop(void *p, size_t size);
  * fault the pages in as before. */
 void lfp_os_prefault(void *p, size_t size);
 size_t lfp_page_size(void);
+
+/* The whole pages inside [start, end): their bytes, from *lo (0 if none). */
+static inline size_t lfp_pages_within(uintptr_t start, uintptr_t end, uintptr_t *lo)
+{
+    size_t ps = lfp_page_size();
+    *lo = LFP__ROUND(start, ps);
+    end &= ~(uintptr_t)(ps - 1);
+    return end > *lo ? end - *lo : 0;
+}
 /* align 0 or up to max_align_t: malloc's; larger: aligned_alloc's. */
 void *lfp_sys_alloc(size_t size, size_t align);
 void *lfp_sys_zalloc(size_t size, size_t align); /* zero-filled */

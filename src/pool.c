@@ -628,9 +628,10 @@ static void lfp_carve_prefault(const struct lfp_pool *pool, uintptr_t start, siz
     size_t ps = lfp_page_size();
     if (pool->stride > ps)
         return;
-    uintptr_t lo = LFP__ROUND(start, ps), hi = (start + n * pool->stride) & ~(uintptr_t)(ps - 1);
-    if (hi > lo + ps)
-        lfp_os_prefault((void *)lo, hi - lo);
+    uintptr_t lo;
+    size_t bytes = lfp_pages_within(start, start + n * pool->stride, &lo);
+    if (bytes > ps)
+        lfp_os_prefault((void *)lo, bytes);
 }
 
 /* Chain blocks from .. to - 1 of a run whose block 0 has its links at

@@ -515,19 +515,6 @@ static void lfp_hole_recycle(struct lfp_hole *h)
     lfp_stack_push(&lfp_hole_spare, &h->link, &h->link);
 }
 
-/* The pages wholly inside a hole's blocks, which it gave back: bytes from
- * *lo. The blocks at either end may reach into pages that stay. */
-static size_t lfp_hole_pages(const struct lfp_pool *pool, const struct lfp_hole *h,
-                             uintptr_t *lo)
-{
-    size_t ps = lfp_page_size();
-    uintptr_t start = lfp_slab_base(h->slab) + h->first * pool->stride;
-    uintptr_t end = start + h->count * pool->stride;
-    *lo = LFP__ROUND(start, ps);
-    end &= ~(uintptr_t)(ps - 1);
-    return end > *lo ? end - *lo : 0;
-}
-
 /* Make blocks a .. b - 1 of slab d, all free and the caller's, a hole if
  * they span enough whole pages: the blocks that lie in those pages leave
  * the map of free blocks (lfp_hole_drop gives the pages back). Returns the
@@ -537,11 +524,11 @@ static struct lfp_hole *lfp_hole_make(struct lfp_pool *pool, struct lfp_slab *d,
 {
     size_t ps = lfp_page_size(), stride = pool->stride;
     size_t least = LFP_HOLE_MIN > ps ? LFP_HOLE_MIN : ps;
-    uintptr_t base = lfp_slab_base(d);
-    uintptr_t lo = LFP__ROUND(base + a * stride, ps);
-    uintptr_t hi = (base + b * stride) & ~(uintptr_t)(ps - 1);
-    if (hi < lo || hi - lo < least)
+    uintptr_t base = lfp_slab_base(d), lo;
+    size_t bytes = lfp_pages_within(base + a * stride, base + b * stride, &lo);
+    if (bytes < least)
         return NULL;
+    uintptr_t hi = lo + bytes;
     struct lfp_hole *h = lfp_hole_new();
     if (h == NULL)
         return NULL; /* the blocks stay in the depot */
@@ -560,12 +547,13 @@ static struct lfp_hole *lfp_hole_make(struct lfp_pool *pool, struct lfp_slab *d,
  * the same. */
 static size_t lfp_hole_drop(struct lfp_pool *pool, struct lfp_hole *h)
 {
+    uintptr_t start = lfp_slab_base(h->slab) + h->first * pool->stride, from;
     /* Out of bounds, links and all, until a growth takes the hole: a write
      * through a stale pointer stays a memory checker's report. */
-    lfp_mem_hide(pool, (void *)(lfp_slab_base(h->slab) + h->first * pool->stride),
-                 h->count * pool->stride);
-    uintptr_t from;
-    size_t bytes = lfp_hole_pages(pool, h, &from);
+    lfp_mem_hide(pool, (void *)start, h->count * pool->stride);
+    /* The pages wholly inside its blocks; those at either end may reach
+     * into pages that stay. */
+    size_t bytes = lfp_pages_within(start, start + h->count * pool->stride, &from);
     h->bytes = lfp_os_drop((void *)from, bytes);
     return h->bytes;
 }

@@ -27,13 +27,6 @@
 
 #include "check.h"
 
-#ifdef CHECK_ASAN
-#include <sanitizer/asan_interface.h>
-#define UNPOISON(p, n) ASAN_UNPOISON_MEMORY_REGION((p), (n))
-#else
-#define UNPOISON(p, n) ((void)(p), (void)(n))
-#endif
-
 enum { BS = 64, CAP = 1024 };
 
 static const unsigned modes[] = {LFP_CHECKED, LFP_CHECKED | LFP_NO_CACHE,

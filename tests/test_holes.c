@@ -33,13 +33,6 @@
 
 #include "check.h"
 
-#ifdef CHECK_ASAN
-#include <sanitizer/asan_interface.h>
-#define UNPOISON(p, n) ASAN_UNPOISON_MEMORY_REGION((p), (n))
-#else
-#define UNPOISON(p, n) ((void)(p), (void)(n))
-#endif
-
 #define KiB ((size_t)1024)
 enum { SLABS = 4, SPACING = 1024, BLOCK = 64 };
 #define SLAB (256 * KiB)
