@@ -722,6 +722,12 @@ static size_t lfp_pool_total(const struct lfp_pool *pool)
                                 memory_order_acquire);
 }
 
+#ifdef LFP_TEST_HOOKS
+/* Test builds only: called by lfp_pool_stats between its reads of the
+ * total and of the holes' count. */
+void (*_Atomic lfp_test_stats_hook)(void);
+#endif
+
 LFP_API int lfp_pool_stats(const lfp_pool *pool, struct lfp_stats *out)
 {
     if (pool == NULL || out == NULL)
@@ -750,6 +756,7 @@ LFP_API int lfp_pool_stats(const lfp_pool *pool, struct lfp_stats *out)
                                         memory_order_relaxed)
                  : carved;
     out->blocks_cached = cached;
+    LFP_TEST_HOOK(lfp_test_stats_hook);
     /* A growable pool's holes are in its slabs, but not made ready. Read
      * after the total, they may count a hole made of a slab grown since:
      * 0 then, not a count wrapped round. */

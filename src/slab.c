@@ -64,6 +64,9 @@ void (*_Atomic lfp_test_trim_hook)(void);
 /* Test builds only: called by an automatic trim between counting a slab's
  * release in pool->releasing and queuing it. */
 void (*_Atomic lfp_test_queue_hook)(void);
+/* Test builds only: called by a growth that has just popped a hole, before
+ * any of its blocks is made ready. */
+void (*_Atomic lfp_test_hole_hook)(void);
 #endif
 
 #define LFP_CONTAINER(ptr, type, member) \
@@ -576,6 +579,7 @@ static bool lfp_hole_fill(struct lfp_pool *pool, uint32_t want, struct lfp_free 
         lfp_inflight_cancel(&r);
         return false;
     }
+    LFP_TEST_HOOK(lfp_test_hole_hook);
     struct lfp_hole *h = LFP_CONTAINER(n, struct lfp_hole, link);
     uintptr_t start = lfp_slab_base(h->slab) + h->first * pool->stride;
     size_t count = h->count, bytes = h->bytes;

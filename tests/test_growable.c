@@ -72,6 +72,12 @@ extern void (*_Atomic lfp_test_steal_hook)(void);
 /* ... and when set to n > 0, the n-th following request for memory of any
  * kind (mapping or malloc) fails. */
 extern _Atomic long lfp_test_fail_at;
+/* ... and when set, called by a growth that has just popped a hole, before
+ * any of its blocks is made ready. */
+extern void (*_Atomic lfp_test_hole_hook)(void);
+/* ... and when set, called by lfp_pool_stats between its reads of the total
+ * and of the holes' count. */
+extern void (*_Atomic lfp_test_stats_hook)(void);
 
 #define KiB ((size_t)1024)
 #define MiB (KiB * 1024)
@@ -1919,14 +1925,79 @@ static void test_a_thread_at_max_blocks_waits_for_a_slab_being_made_ready(void)
  * its blocks reaches the depot; the second, which finds no block, no hole
  * and no room, must wait for them. Fails when the hole's growth does not
  * count itself in flight from before it takes the hole (ENOBUFS). */
+/* lfp_pool_stats reads the total, then the count of blocks in holes: a
+ * growth and a trim that makes holes in the new slabs between the two
+ * reads can leave more blocks in holes than the total it read. blocks_carved
+ * must then be 0, not that difference wrapped round to near 2^64. */
+enum { WRAP_SLABS = 3 };
+static lfp_pool *wrap_pool;
+static void **wrap_blocks;
+static size_t wrap_made;
+
+static void grow_and_make_holes(void)
+{
+    atomic_store(&lfp_test_stats_hook, NULL); /* once: the hook reads stats too */
+    lfp_pool *pool = wrap_pool;
+    const size_t n = WRAP_SLABS * SLAB_BLOCKS;
+    CHECK_EQ(alloc_all(pool, wrap_blocks, n), n);
+    size_t repeats;
+    void **sorted = sorted_blocks(wrap_blocks, n, &repeats);
+    CHECK_EQ(repeats, 0);
+    /* The lowest block of each new slab stays in use, so the slabs stay
+     * and the rest of each becomes a hole. */
+    for (size_t i = 0; i < n; i++) {
+        wrap_blocks[i] = i % SLAB_BLOCKS == 0 ? sorted[i] : NULL;
+        if (wrap_blocks[i] == NULL)
+            CHECK_EQ(lfp_free(pool, sorted[i]), LFP_OK);
+    }
+    free(sorted);
+    wrap_made = lfp_pool_trim(pool);
+}
+
+static void test_stats_read_across_a_growth_and_its_holes_do_not_wrap(void)
+{
+    if ((size_t)sysconf(_SC_PAGESIZE) > 16 * KiB)
+        return; /* no hole fits in a 64 KiB slab */
+    void **b;
+    struct lfp_config cfg = { .block_size = 48, .flags = LFP_GROWABLE,
+                              .capacity = SLAB_BLOCKS, .slab_size = 64 * KiB };
+    wrap_pool = pool_with_in_use(&cfg, SLAB_BLOCKS, (WRAP_SLABS + 1) * SLAB_BLOCKS, &b);
+    wrap_blocks = b + SLAB_BLOCKS;
+    wrap_made = 0;
+    atomic_store(&lfp_test_stats_hook, grow_and_make_holes);
+    struct lfp_stats s = stats_of(wrap_pool);
+    CHECK(atomic_load(&lfp_test_stats_hook) == NULL); /* the hook ran */
+    CHECK(wrap_made > 0);
+    /* Read before the growth: one slab. */
+    CHECK_EQ(s.blocks_total, SLAB_BLOCKS);
+    CHECK(s.blocks_carved <= s.blocks_total);
+    /* Read again, after: the holes exceed a slab, and are out of the
+     * carved count. */
+    s = stats_of(wrap_pool);
+    CHECK_EQ(s.blocks_total, (WRAP_SLABS + 1) * SLAB_BLOCKS);
+    CHECK(s.blocks_total - s.blocks_carved > SLAB_BLOCKS);
+    size_t n = 0;
+    for (size_t i = 0; i < (WRAP_SLABS + 1) * SLAB_BLOCKS; i++)
+        if (b[i] != NULL)
+            b[n++] = b[i];
+    CHECK_EQ(n, SLAB_BLOCKS + WRAP_SLABS);
+    free_check_destroy(wrap_pool, b, n);
+}
+
+/* The first thread that takes a hole is held just after its pop (where
+ * it holds the hole's blocks and nothing yet says so unless its growth is
+ * counted in flight before the pop), or in its first constructor call. */
 static void test_a_thread_at_max_blocks_waits_for_a_hole_being_made_ready(void)
 {
     if ((size_t)sysconf(_SC_PAGESIZE) > 16 * KiB)
         return; /* no hole fits in a 64 KiB slab */
-    for (int mode = WAIT; mode <= LAND; mode++) {
+    for (int at = 0; at < 4; at++) {
+        bool after_pop = at >= 2;
+        int mode = at % 2 == 0 ? WAIT : LAND;
         struct lfp_config cfg = { .block_size = 48, .flags = LFP_GROWABLE,
                                   .capacity = SLAB_BLOCKS, .max_blocks = SLAB_BLOCKS,
-                                  .slab_size = 64 * KiB, .init = hold_in_callback };
+                                  .slab_size = 64 * KiB,
+                                  .init = after_pop ? NULL : hold_in_callback };
         void **b;
         lfp_pool *pool = pool_with_in_use(&cfg, SLAB_BLOCKS, SLAB_BLOCKS + 2, &b);
         size_t repeats;
@@ -1942,7 +2013,10 @@ static void test_a_thread_at_max_blocks_waits_for_a_hole_being_made_ready(void)
         CHECK_EQ(n, s.blocks_carved);
         CHECK_EQ(stats_of(pool).blocks_carved, n); /* the hole is still there */
         void *pa = NULL;
+        if (after_pop)
+            atomic_store(&lfp_test_hole_hook, hold_here);
         void *pb = alloc_while_held(pool, SLAB_BLOCKS, alloc_one, mode, &pa);
+        atomic_store(&lfp_test_hole_hook, NULL);
         CHECK_EQ(stats_of(pool).blocks_total, SLAB_BLOCKS);
         both_got_one(pool, b, n, pa, pb);
     }
@@ -2793,6 +2867,7 @@ int main(void)
     RUN(test_a_thread_at_max_blocks_waits_for_a_slab_being_made_ready);
     RUN(test_a_thread_at_max_blocks_waits_for_a_trim_to_hand_blocks_back);
     RUN(test_a_thread_at_max_blocks_waits_for_a_hole_being_made_ready);
+    RUN(test_stats_read_across_a_growth_and_its_holes_do_not_wrap);
     RUN(test_a_thread_at_a_fixed_pools_bound_waits_for_a_run_being_made_ready);
     RUN(test_a_thread_at_max_blocks_does_not_wait_for_a_trims_destructors);
     RUN(test_a_child_forked_during_growth_does_not_wait_for_it);
