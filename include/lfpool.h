@@ -422,6 +422,10 @@ int lfp_pool_verify(lfp_pool *pool);
  * blocks in them wait, out of the depot, until the pool next grows, which
  * makes them ready again before it maps a new slab (and may do so at
  * max_blocks). Automatic trims (trim_threshold) release whole slabs only.
+ * Locked pages (mlock) of a hole stay, not counted; a free slab goes whole,
+ * locked or not. Where transparent huge pages are enabled "always",
+ * khugepaged may fill a hole's pages again (README, "Growable pools and
+ * liburcu").
  * Slabs an automatic trim (trim_threshold) releases meanwhile are not counted
  * in the return value.
  * Blocks cached by other threads keep their slabs. Fixed pools never release

@@ -891,8 +891,16 @@ void lfp_os_prefault(void *p, size_t size)
 void lfp_os_decommit(void *p, size_t size)
 {
     /* Dropping the pages gives the memory back even should the kernel
-     * refuse the protection change (out of mappings). */
-    lfp_os_drop(p, size);
+     * refuse the protection change (out of mappings). Locked pages too
+     * (mlock, mlockall), which madvise refuses: the range's memory goes
+     * back as a registry slab's does, whose munmap takes locked pages
+     * with it, and as the trim counted it. */
+    if (lfp_os_drop(p, size) != size) {
+        int e = errno;
+        munlock(p, size);
+        lfp_os_drop(p, size);
+        errno = e;
+    }
     mprotect(p, size, PROT_NONE);
 }
 
