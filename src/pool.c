@@ -895,13 +895,13 @@ void lfp_os_decommit(void *p, size_t size)
      * (mlock, mlockall), which madvise refuses: the range's memory goes
      * back as a registry slab's does, whose munmap takes locked pages
      * with it, and as the trim counted it. */
-    if (lfp_os_drop(p, size) != size) {
-        int e = errno;
+    int e = errno;
+    if (madvise(p, size, MADV_DONTNEED) != 0) {
         munlock(p, size);
-        lfp_os_drop(p, size);
-        errno = e;
+        madvise(p, size, MADV_DONTNEED);
     }
     mprotect(p, size, PROT_NONE);
+    errno = e;
 }
 
 size_t lfp_os_drop(void *p, size_t size)
