@@ -386,11 +386,11 @@ void lfp_os_unmap(void *p, size_t size);
 void *lfp_os_reserve(size_t size);
 bool lfp_os_commit(void *p, size_t size);
 void lfp_os_decommit(void *p, size_t size);
-/* Give the pages of memory that stays mapped and accessible back to the
- * OS: they read as zero when next touched. Returns the bytes given back:
- * less than size where the OS keeps some (locked pages: mlock, mlockall),
- * which stay as they were. */
-size_t lfp_os_drop(void *p, size_t size);
+/* Give the pages of memory that stays mapped back to the OS: they read as
+ * zero when next touched. Locked pages (mlock, mlockall), which the OS
+ * keeps, are unlocked first with unlock, else stay as they were. Returns
+ * the bytes given back: less than size where some stayed. */
+size_t lfp_os_drop(void *p, size_t size, bool unlock);
 /* Fault in the pages of memory about to be written all over, in one call
  * where each page would trap on its own. A hint: where the kernel refuses
  * (MADV_POPULATE_WRITE is Linux 5.14's) or memory is short, the writes

@@ -891,32 +891,33 @@ void lfp_os_prefault(void *p, size_t size)
 void lfp_os_decommit(void *p, size_t size)
 {
     /* Dropping the pages gives the memory back even should the kernel
-     * refuse the protection change (out of mappings). Locked pages too
-     * (mlock, mlockall), which madvise refuses: the range's memory goes
-     * back as a registry slab's does, whose munmap takes locked pages
-     * with it, and as the trim counted it. */
+     * refuse the protection change (out of mappings). Locked pages too: a
+     * range slab's memory goes back as a registry slab's does, whose munmap
+     * takes locked pages with it, and as the trim counted it. */
     int e = errno;
-    if (madvise(p, size, MADV_DONTNEED) != 0) {
-        munlock(p, size);
-        madvise(p, size, MADV_DONTNEED);
-    }
+    lfp_os_drop(p, size, true);
     mprotect(p, size, PROT_NONE);
     errno = e;
 }
 
-size_t lfp_os_drop(void *p, size_t size)
+size_t lfp_os_drop(void *p, size_t size, bool unlock)
 {
     /* MADV_DONTNEED rather than MADV_FREE: the memory leaves the process's
      * resident set now, not whenever the kernel comes short of it. */
     int e = errno;
     size_t done = size;
     if (madvise(p, size, MADV_DONTNEED) != 0) {
-        /* Refused at the first locked page, after it dropped those before
-         * it: page by page, to count what went. */
-        size_t ps = lfp_page_size();
-        done = 0;
-        for (size_t off = 0; off < size; off += ps)
-            done += madvise((char *)p + off, ps, MADV_DONTNEED) == 0 ? ps : 0;
+        if (unlock) {
+            munlock(p, size);
+            done = madvise(p, size, MADV_DONTNEED) == 0 ? size : 0;
+        } else {
+            /* Refused at the first locked page, after it dropped those
+             * before it: page by page, to count what went. */
+            size_t ps = lfp_page_size();
+            done = 0;
+            for (size_t off = 0; off < size; off += ps)
+                done += madvise((char *)p + off, ps, MADV_DONTNEED) == 0 ? ps : 0;
+        }
     }
     errno = e;
     return done;

@@ -557,7 +557,7 @@ static size_t lfp_hole_drop(struct lfp_pool *pool, struct lfp_hole *h)
     /* The pages wholly inside its blocks; those at either end may reach
      * into pages that stay. */
     size_t bytes = lfp_pages_within(start, start + h->count * pool->stride, &from);
-    h->bytes = lfp_os_drop((void *)from, bytes);
+    h->bytes = lfp_os_drop((void *)from, bytes, false);
     return h->bytes;
 }
 
