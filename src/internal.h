@@ -109,7 +109,8 @@ struct lfp_pool {
      * (slab.c, "holes"); holed counts their blocks. */
     struct lfp_stack holes;
     _Atomic size_t holed;
-    atomic_flag trimming;        /* one trim at a time */
+    /* One trim at a time; read relaxed by lfp_depot_take, a hint. */
+    _Atomic bool trimming;
     size_t max_blocks;           /* 0 = no bound */
     size_t slab_bytes;
     size_t slab_blocks;

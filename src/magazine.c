@@ -201,7 +201,7 @@ static void lfp_pools_after_fork(void)
         atomic_store_explicit(&pool->inbound, (v & ~(uint64_t)UINT32_MAX) | mine,
                               memory_order_relaxed);
         if (!trimming)
-            atomic_flag_clear_explicit(&pool->trimming, memory_order_relaxed);
+            atomic_store_explicit(&pool->trimming, false, memory_order_relaxed);
         /* A slot another thread was flushing stays claimed (LFP_SLOT_BUSY)
          * now that the thread is gone, and lfp_pool_destroy would wait for
          * it for ever: it goes back to its pool (the claim kept the pool

@@ -550,14 +550,19 @@ static uint32_t lfp_carve_below(struct lfp_pool *pool, uint32_t want, size_t lim
 
 #ifdef LFP_TEST_HOOKS
 /* Test builds only: called by lfp_depot_take when it found nothing to take
- * and (but in a fixed pool without a cache, which looks before it carves)
- * nothing to carve, before it looks at what is in flight. */
+ * and (but in a pool without a cache, which looks before it carves or
+ * grows, unless a trim runs) nothing to carve, before it looks at what is
+ * in flight. */
 void (*_Atomic lfp_test_take_hook)(void);
+/* Test builds only: called by lfp_depot_take in a pool without a cache
+ * between its decision to carve or grow and the carve. */
+void (*_Atomic lfp_test_carve_hook)(void);
 #endif
 
 struct lfp_free *lfp_depot_take(struct lfp_pool *pool, uint32_t want, uint32_t *len,
                                 struct lfp_inflight *split)
 {
+    bool at_bound = false;
     for (;;) {
         uint64_t before = atomic_load_explicit(&pool->inbound, memory_order_acquire);
         if (split != NULL)
@@ -570,26 +575,35 @@ struct lfp_free *lfp_depot_take(struct lfp_pool *pool, uint32_t want, uint32_t *
          * read, cancelled before now is: the two cancel out. */
         if (split != NULL)
             lfp_inflight_cancel(split);
-        /* Other pools carve first and look at what is in flight only once
-         * carved out. A fixed pool without a cache looks first: it carves
-         * only when no block is free, so that blocks_carved stays at the
-         * peak of blocks in use, and so not while another thread moves a
-         * CPU's stack to its own (its only operation in flight:
-         * lfp_depot_steal) or when one landed since the pop. Without that,
-         * a review's producers and consumer with at most 10 blocks in use
-         * had carved 96 after 40 s. The wait is a steal's two CASes,
-         * unless its thread is preempted between them. */
-        bool at_peak = lfp_carves_at_peak(pool);
-        if (!at_peak) {
+        /* A cached pool carves or grows first and looks at what is in
+         * flight only at its bound. A pool without a cache looks first: it
+         * carves or grows only when no block is free, so that a fixed
+         * pool's blocks_carved stays at the peak of blocks in use and a
+         * growable pool makes no slab beside free ones, and so not while
+         * another thread moves a CPU's stack to its own (lfp_depot_steal)
+         * or when one landed since the pop. Without that, a review's
+         * producers and consumer with at most 10 blocks in use had carved
+         * 96 after 40 s, and here four producer and consumer pairs with at
+         * most 256 in use had grown a pool of 64 KiB slabs to 9216 blocks
+         * after 40 s, a slab every few seconds. The wait is a steal's two CASes,
+         * unless its thread is preempted between them, or another thread's
+         * growth. But not a trim, which holds the depot for a walk over
+         * every free block: while one runs, a growable pool grows, as a
+         * cached one does (relaxed: either way is correct, and a trim that
+         * begins after the load is waited for at the next look). */
+        bool carve_first = at_bound || pool->mag_size != 0 ||
+                           atomic_load_explicit(&pool->trimming, memory_order_relaxed);
+        if (carve_first) {
             if ((*len = lfp_carve(pool, want, &b)) != 0)
                 return b;
             if (errno != ENOBUFS)
                 return NULL; /* ENOMEM: waiting would not make memory */
         }
         LFP_TEST_HOOK(lfp_test_take_hook);
-        /* Carved out (or, at the peak, before the carve), but another
-         * thread's blocks may still be on their way to the depot: a run or a new slab being made ready, the
-         * depot a trim took and is handing back, or a stack being moved.
+        /* At the bound (or, without a cache, before the carve), but another
+         * thread's blocks may still be on their way to the depot: a run or
+         * a new slab being made ready, the depot a trim took and is handing
+         * back, or a stack being moved.
          * They count as free (the capacity rule of the README), so wait
          * for them rather than fail. The wait ends when that thread is
          * done (up to LFP_CARVE_BYTES or a slab of blocks made ready, one
@@ -609,10 +623,15 @@ struct lfp_free *lfp_depot_take(struct lfp_pool *pool, uint32_t want, uint32_t *
         }
         if (now != before)
             continue;
-        if (!at_peak)
+        if (carve_first)
             return NULL;
-        *len = lfp_carve(pool, want, &b);
-        return b; /* NULL with ENOBUFS when carved out */
+        LFP_TEST_HOOK(lfp_test_carve_hook);
+        if ((*len = lfp_carve(pool, want, &b)) != 0 || errno != ENOBUFS)
+            return b;
+        /* At the bound since the look: another thread may have claimed the
+         * last room for blocks now on their way. Look again, carving first,
+         * as a cached pool does. */
+        at_bound = true;
     }
 }
 

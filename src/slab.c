@@ -783,7 +783,7 @@ int lfp_slab_setup(struct lfp_pool *pool, const struct lfp_config *cfg)
     pool->max_blocks = cfg->max_blocks;
     lfp_stack_init(&pool->slabs);
     lfp_stack_init(&pool->holes);
-    atomic_flag_clear(&pool->trimming);
+    atomic_init(&pool->trimming, false);
     lfp_range_setup(pool);
 
     /* The blocks reserved up front go straight to the depot. */
@@ -1089,7 +1089,7 @@ size_t lfp_slab_trim(struct lfp_pool *pool, bool wait)
      * the evidence of a write to a free block, which the next lfp_alloc of
      * that block reports. */
     bool holes_ok = wait && pool->fini == NULL && !lfp_checked(pool);
-    if (atomic_flag_test_and_set_explicit(&pool->trimming, memory_order_acquire))
+    if (atomic_exchange_explicit(&pool->trimming, true, memory_order_acquire))
         return 0; /* another thread is trimming this pool */
 
     /* Take the whole depot: from here its blocks are this thread's, and a
@@ -1257,7 +1257,7 @@ size_t lfp_slab_trim(struct lfp_pool *pool, bool wait)
                           atomic_load_explicit(&pool->depot_blocks, memory_order_relaxed) +
                               pool->trim_above,
                           memory_order_relaxed);
-    atomic_flag_clear_explicit(&pool->trimming, memory_order_release);
+    atomic_store_explicit(&pool->trimming, false, memory_order_release);
     lfp_inflight_end(&r);
 
     /* The automatic policy leaves the wait to call_rcu, when it can. */

@@ -325,18 +325,34 @@ static size_t misplaced(void *const *got, void *const *want, size_t n)
     return k;
 }
 
+enum pool_kind { FIXED_FULL, FIXED_ROOMY, GROWABLE };
+
 /* A pool without a cache whose n blocks were all freed on CPU 1, top first
- * in v (v[0] freed last), and carved out when full is set. n is more than
- * the stack count, so that no CPU carves a block of its own any more. */
-static size_t freed_on_cpu_1(void **v, bool full)
+ * in v (v[0] freed last). Fixed: carved out when FIXED_FULL, and n is more
+ * than the stack count, so that no CPU carves a block of its own any more.
+ * Growable: n is its one slab's blocks. */
+
+static size_t freed_on_cpu_1(void **v, enum pool_kind kind)
 {
     size_t n = depot_stacks() + 4;
-    struct lfp_config cfg = { .block_size = 64, .capacity = full ? n : 4 * n,
+    struct lfp_config cfg = { .block_size = 64, .capacity = kind == FIXED_FULL ? n : 4 * n,
                               .flags = LFP_NO_CACHE };
+    if (kind == GROWABLE) /* 16 blocks a slab */
+        cfg = (struct lfp_config){ .block_size = 4096, .slab_size = 64 << 10,
+                                   .flags = LFP_GROWABLE | LFP_NO_CACHE };
     pool = create_pool(&cfg);
     fake_cpu = 1;
     void *out[68];
-    CHECK_EQ(alloc_all(pool, out, n), n);
+    if (kind == GROWABLE) {
+        out[0] = lfp_alloc(pool);
+        REQUIRE(out[0] != NULL);
+        n = stats_of(pool).blocks_total;
+        REQUIRE(n >= 2 && n <= 68);
+        CHECK_EQ(alloc_all(pool, out + 1, n - 1), n - 1);
+        CHECK_EQ(stats_of(pool).blocks_total, n);
+    } else {
+        CHECK_EQ(alloc_all(pool, out, n), n);
+    }
     free_all(pool, out, n);
     for (size_t i = 0; i < n; i++)
         v[i] = out[n - 1 - i];
@@ -355,7 +371,7 @@ static void a_cpu_with_an_empty_stack_takes_another_cpus_stack_whole(void)
     if (one_depot_stack())
         return;
     void *v[68], *got[68];
-    size_t n = freed_on_cpu_1(v, false);
+    size_t n = freed_on_cpu_1(v, FIXED_ROOMY);
     fake_cpu = 0;
     got[0] = lfp_alloc(pool);
     CHECK(got[0] == v[0]);
@@ -390,7 +406,7 @@ static void blocks_freed_on_the_takers_cpu_meanwhile_stay_on_top(void)
     if (one_depot_stack())
         return;
     void *v[68], *got[68];
-    size_t n = freed_on_cpu_1(v, false);
+    size_t n = freed_on_cpu_1(v, FIXED_ROOMY);
     fake_cpu = 0;
     block_u = lfp_alloc(pool); /* takes v[0], v[1..] go to stack 0 */
     CHECK(block_u == v[0]);
@@ -419,7 +435,9 @@ static void blocks_freed_on_the_takers_cpu_meanwhile_stay_on_top(void)
  * stack and not yet put its rest on its own, W finds every stack empty.
  * Those blocks are free, so W must wait for them: at the pool's capacity
  * rather than fail with ENOBUFS, below it rather than carve a block beyond
- * the peak in use. */
+ * the peak in use, in a growable pool rather than grow a slab beside them
+ * (a slab never needed: one such growth every few seconds, four producer
+ * and consumer pairs grew a pool of at most 256 blocks in use without end). */
 static _Atomic bool w_found_nothing;
 static _Atomic bool w_done;
 static void *w_got;
@@ -455,12 +473,12 @@ static void start_w_and_let_it_find_nothing(void)
     nanosleep(&ms, NULL);
 }
 
-static void w_waits_for_a_taken_stack(bool full)
+static void w_waits_for_a_taken_stack(enum pool_kind kind)
 {
     if (one_depot_stack())
         return;
     void *v[68];
-    size_t n = freed_on_cpu_1(v, full);
+    size_t n = freed_on_cpu_1(v, kind);
     CHECK_EQ(stats_of(pool).blocks_carved, n);
     atomic_store(&w_found_nothing, false);
     atomic_store(&w_done, false);
@@ -482,19 +500,26 @@ static void w_waits_for_a_taken_stack(bool full)
 
 static void a_thread_at_the_bound_waits_for_a_taken_stack(void)
 {
-    w_waits_for_a_taken_stack(true);
+    w_waits_for_a_taken_stack(FIXED_FULL);
 }
 
 static void a_thread_below_the_bound_waits_for_a_taken_stack_rather_than_carve(void)
 {
-    w_waits_for_a_taken_stack(false);
+    w_waits_for_a_taken_stack(FIXED_ROOMY);
+}
+
+static void a_growable_pool_waits_for_a_taken_stack_rather_than_grow(void)
+{
+    w_waits_for_a_taken_stack(GROWABLE);
 }
 
 /* Two producers on CPU 0 hand blocks to a consumer on CPU 1 through a few
  * slots, so the producers keep taking CPU 1's stack, and now and then find
- * the depot empty while the other holds it. The pool must not carve past
- * the most blocks in use at once (counted from before each alloc to after
- * each free, so at least the true peak) or the stack count. */
+ * the depot empty while the other holds it. A fixed pool must not carve
+ * past the most blocks in use at once (counted from before each alloc to
+ * after each free, so at least the true peak) or the stack count; a
+ * growable one, made with a slab of blocks, many more than that peak, must
+ * not grow. */
 enum { HANDOFF_SLOTS = 8 };
 static _Atomic(void *) handoff[HANDOFF_SLOTS];
 static _Atomic long handoff_in_use, handoff_peak, handoff_left;
@@ -546,12 +571,16 @@ static void *handoff_consumer(void *arg)
     }
 }
 
-static void producers_taking_a_consumers_stack_carve_no_more_than_the_peak(void)
+static void handoff_run(bool growable)
 {
     if (one_depot_stack())
         return;
     struct lfp_config cfg = { .block_size = 64, .capacity = 1 << 20, .flags = LFP_NO_CACHE };
+    if (growable)
+        cfg = (struct lfp_config){ .block_size = 64, .capacity = 1024, .slab_size = 64 << 10,
+                                   .flags = LFP_GROWABLE | LFP_NO_CACHE };
     pool = create_pool(&cfg);
+    size_t made = stats_of(pool).blocks_total;
     atomic_store(&handoff_in_use, 0);
     atomic_store(&handoff_peak, 0);
     atomic_store(&handoff_failed, false);
@@ -573,14 +602,27 @@ static void producers_taking_a_consumers_stack_carve_no_more_than_the_peak(void)
     CHECK(!atomic_load(&handoff_failed));
     struct lfp_stats st = stats_of(pool);
     size_t peak = (size_t)atomic_load(&handoff_peak), stacks = depot_stacks();
-    size_t bound = peak > stacks ? peak : stacks;
+    size_t bound = growable ? made : peak > stacks ? peak : stacks;
+    if (growable)
+        REQUIRE(peak < made);
     if (st.blocks_carved > bound)
-        printf("  carved %zu with at most %zu in use at once and %zu stacks\n",
+        printf("  %zu blocks made ready with at most %zu in use at once and %zu stacks\n",
                st.blocks_carved, peak, stacks);
     CHECK(st.blocks_carved <= bound);
+    CHECK_EQ(st.blocks_total, made);
     CHECK_EQ(st.blocks_in_use, 0);
     verify_and_destroy(pool, 0);
     fake_cpu = 0;
+}
+
+static void producers_taking_a_consumers_stack_carve_no_more_than_the_peak(void)
+{
+    handoff_run(false);
+}
+
+static void producers_taking_a_consumers_stack_grow_no_slab_beside_free_blocks(void)
+{
+    handoff_run(true);
 }
 
 /* A trim puts each block it keeps back on the stack it took it from: blocks
@@ -930,7 +972,9 @@ int main(void)
     RUN(blocks_freed_on_the_takers_cpu_meanwhile_stay_on_top);
     RUN(a_thread_at_the_bound_waits_for_a_taken_stack);
     RUN(a_thread_below_the_bound_waits_for_a_taken_stack_rather_than_carve);
+    RUN(a_growable_pool_waits_for_a_taken_stack_rather_than_grow);
     RUN(producers_taking_a_consumers_stack_carve_no_more_than_the_peak);
+    RUN(producers_taking_a_consumers_stack_grow_no_slab_beside_free_blocks);
     RUN(a_trim_puts_kept_blocks_back_on_their_own_stacks);
     RUN(a_trim_keeps_the_depots_block_count_exact);
     RUN(a_trims_kept_blocks_come_back_in_laned_batches);

@@ -60,6 +60,9 @@ extern void (*lfp_test_pop_hook)(void);
 /* ... and when set, called by an allocating thread that found nothing to
  * take and nothing to make, before it looks at what is in flight. */
 extern void (*_Atomic lfp_test_take_hook)(void);
+/* ... and when set, called by an allocating thread of a pool without a
+ * cache between its decision to carve or grow and its carve. */
+extern void (*_Atomic lfp_test_carve_hook)(void);
 /* ... and when set, called by a thread without a cache slot between taking
  * a batch from the depot and putting back the blocks it does not keep. */
 extern void (*_Atomic lfp_test_split_hook)(void);
@@ -1891,6 +1894,27 @@ static void free_slab_of(lfp_pool *pool, void **b, size_t n, const void *p, size
         }
 }
 
+/* A pool of two 64 KiB slabs of 16 4 KiB blocks without a cache (cfg's
+ * other fields as given), made up front and all allocated into b, then the
+ * first slab's blocks freed (NULL in b); NULL when it cannot be made. */
+enum { TWO_SLABS_PER = 16 };
+
+static lfp_pool *two_slabs_first_free(struct lfp_config cfg, void **b)
+{
+    cfg.block_size = 4 * KiB;
+    cfg.flags = LFP_GROWABLE | LFP_NO_CACHE;
+    cfg.capacity = 2 * TWO_SLABS_PER;
+    cfg.slab_size = 64 * KiB;
+    lfp_pool *pool;
+    int rc = lfp_pool_create(&cfg, &pool);
+    CHECK_EQ(rc, LFP_OK);
+    if (rc != LFP_OK)
+        return NULL;
+    CHECK_EQ(alloc_all(pool, b, cfg.capacity), cfg.capacity);
+    free_slab_of(pool, b, cfg.capacity, b[0], cfg.slab_size);
+    return pool;
+}
+
 /* The child must have exited with status 0; a SIGALRM (its alarm, against
  * a hang) or a non-zero status fails the test. */
 static void check_child(pid_t pid)
@@ -2022,23 +2046,18 @@ static void test_a_thread_at_max_blocks_waits_for_a_hole_being_made_ready(void)
     }
 }
 
-/* The same for a fixed pool carved out but for a run held in its first
- * constructor call (here rather than in test_magazine, for the hooks). */
 /* A trim lands (kept blocks back, released slabs out of the total) before
  * it runs the destructors over the released slabs: a thread at max_blocks
  * grows the pool while fini is still held, instead of waiting for it. */
 static void test_a_thread_at_max_blocks_does_not_wait_for_a_trims_destructors(void)
 {
-    enum { PER = 16, MAX = 2 * PER };
+    enum { PER = TWO_SLABS_PER, MAX = 2 * PER };
     const size_t slab = 64 * KiB;
-    struct lfp_config cfg = { .block_size = 4 * KiB, .flags = LFP_GROWABLE | LFP_NO_CACHE,
-                              .capacity = MAX, .max_blocks = MAX, .slab_size = slab,
-                              .fini = hold_in_callback };
-    lfp_pool *pool;
-    CREATE_OR_RETURN(&cfg, &pool);
     void *b[MAX + 1];
-    CHECK_EQ(alloc_all(pool, b, MAX), MAX);
-    free_slab_of(pool, b, MAX, b[0], slab);
+    lfp_pool *pool = two_slabs_first_free(
+        (struct lfp_config){ .max_blocks = MAX, .fini = hold_in_callback }, b);
+    if (pool == NULL)
+        return;
     void *released = NULL;
     b[MAX] = alloc_while_held(pool, PER, trim_one, BEFORE, &released);
     CHECK_EQ((size_t)(uintptr_t)released, slab);
@@ -2050,6 +2069,96 @@ static void test_a_thread_at_max_blocks_does_not_wait_for_a_trims_destructors(vo
     verify_and_destroy(pool, 0);
 }
 
+/* Without a cache, a thread that finds the depot empty while other
+ * threads' blocks are on their way to it waits for them rather than grow
+ * (test_depot), but not for a trim, whose walk over every free block may
+ * take milliseconds: below max_blocks it grows, as a cached pool does. The
+ * trim is held once it holds the depot; the second thread must return
+ * meanwhile, with a block of a new slab. */
+static void test_a_pool_without_a_cache_grows_during_a_trim_rather_than_wait(void)
+{
+    enum { PER = TWO_SLABS_PER, MAX = 2 * PER };
+    const size_t slab = 64 * KiB;
+    void *b[MAX + 1];
+    lfp_pool *pool = two_slabs_first_free((struct lfp_config){ 0 }, b);
+    if (pool == NULL)
+        return;
+    void *released = NULL;
+    atomic_store(&lfp_test_trim_hook, hold_here);
+    b[MAX] = alloc_while_held(pool, MAX, trim_one, BEFORE, &released);
+    atomic_store(&lfp_test_trim_hook, NULL);
+    CHECK_EQ((size_t)(uintptr_t)released, slab);
+    CHECK(b[MAX] != NULL);
+    for (size_t i = 0; i < MAX && b[MAX] != NULL; i++)
+        CHECK(b[i] == NULL || slab_of(b[i], slab) != slab_of(b[MAX], slab));
+    CHECK_EQ(stats_of(pool).blocks_total, MAX);
+    for (size_t i = 0; i <= MAX; i++)
+        if (b[i] != NULL)
+            CHECK_EQ(lfp_free(pool, b[i]), LFP_OK);
+    verify_and_destroy(pool, 0);
+}
+
+/* A pool without a cache decides to grow only once it found no block and
+ * none on its way; another thread may then grow first, into the last room
+ * below max_blocks. Its slab's blocks are on their way when the first
+ * thread's growth fails: that thread must wait for them, not fail with
+ * ENOBUFS. Here the second growth runs inside the first thread's carve
+ * hook, held in its first constructor call. */
+static lfp_pool *racing_pool;
+static pthread_t racing_growth;
+static _Atomic int race_calls = -1; /* take_calls once the growth is held */
+
+static void grow_the_last_slab_first(void)
+{
+    atomic_store(&lfp_test_carve_hook, NULL);
+    racing_growth = hold_start(racing_pool, 2 * 16, alloc_one); /* MAX */
+    atomic_store(&race_calls, atomic_load(&take_calls));
+}
+
+static void test_a_thread_whose_growth_finds_the_bound_waits_for_the_racing_slab(void)
+{
+    enum { PER = 16, MAX = 2 * PER };
+    const size_t slab = 64 * KiB;
+    struct lfp_config cfg = { .block_size = 4 * KiB - LFP_LINK_BYTES,
+                              .flags = LFP_GROWABLE | LFP_NO_CACHE, .capacity = PER,
+                              .max_blocks = MAX, .slab_size = slab, .init = hold_in_callback };
+    lfp_pool *pool;
+    CREATE_OR_RETURN(&cfg, &pool);
+    void *b[MAX + 1];
+    CHECK_EQ(alloc_all(pool, b, PER), PER);
+    CHECK_EQ(stats_of(pool).blocks_total, PER);
+    racing_pool = pool;
+    atomic_store(&take_mode, WAIT);
+    atomic_store(&take_calls, 0);
+    atomic_store(&second_done, 0);
+    atomic_store(&lfp_test_take_hook, take_hook);
+    atomic_store(&lfp_test_carve_hook, grow_the_last_slab_first);
+    atomic_store(&race_calls, -1);
+    pthread_t w;
+    REQUIRE(pthread_create(&w, NULL, second_main, pool) == 0);
+    /* Once the racing growth is held, W waits (looks twice) for its
+     * blocks, or returns at once. */
+    while (!atomic_load(&second_done) &&
+           (atomic_load(&race_calls) < 0 || atomic_load(&take_calls) < atomic_load(&race_calls) + 2))
+        sched_yield();
+    REQUIRE(atomic_load(&race_calls) >= 0); /* the race ran */
+    b[PER] = hold_end(racing_growth);
+    void *got = NULL;
+    REQUIRE(pthread_join(w, &got) == 0);
+    atomic_store(&lfp_test_take_hook, NULL);
+    atomic_store(&lfp_test_carve_hook, NULL);
+    CHECK(b[PER] != NULL);
+    CHECK(got != NULL); /* ENOBUFS without the look after the failed growth */
+    CHECK_EQ(stats_of(pool).blocks_total, MAX);
+    b[PER + 1] = got;
+    for (size_t i = 0; i < PER + 2; i++)
+        if (b[i] != NULL)
+            CHECK_EQ(lfp_free(pool, b[i]), LFP_OK);
+    verify_and_destroy(pool, 0);
+}
+
+/* The same for a fixed pool carved out but for a run held in its first
+ * constructor call (here rather than in test_magazine, for the hooks). */
 static void test_a_thread_at_a_fixed_pools_bound_waits_for_a_run_being_made_ready(void)
 {
     enum { CAP = 256, HELD = CAP - CAP / 4 }; /* runs of CAP / 4 */
@@ -2142,15 +2251,12 @@ static void test_a_child_forked_during_a_trim_can_trim(void)
 #else
     /* Two 16-block slabs, all in use; the first slab's blocks are freed,
      * and a trim that will release it is held in the parent. */
-    enum { PER = 16, MAX = 2 * PER };
+    enum { PER = TWO_SLABS_PER, MAX = 2 * PER };
     const size_t slab = 64 * KiB;
-    struct lfp_config cfg = { .block_size = 4 * KiB, .flags = LFP_GROWABLE | LFP_NO_CACHE,
-                              .capacity = MAX, .slab_size = slab };
-    lfp_pool *pool;
-    CREATE_OR_RETURN(&cfg, &pool);
     void *b[MAX];
-    CHECK_EQ(alloc_all(pool, b, MAX), MAX);
-    free_slab_of(pool, b, MAX, b[0], slab);
+    lfp_pool *pool = two_slabs_first_free((struct lfp_config){ 0 }, b);
+    if (pool == NULL)
+        return;
     atomic_store(&lfp_test_trim_hook, hold_here);
     pthread_t a = hold_start(pool, MAX, trim_one);
     fflush(NULL);
@@ -2870,6 +2976,8 @@ int main(void)
     RUN(test_stats_read_across_a_growth_and_its_holes_do_not_wrap);
     RUN(test_a_thread_at_a_fixed_pools_bound_waits_for_a_run_being_made_ready);
     RUN(test_a_thread_at_max_blocks_does_not_wait_for_a_trims_destructors);
+    RUN(test_a_pool_without_a_cache_grows_during_a_trim_rather_than_wait);
+    RUN(test_a_thread_whose_growth_finds_the_bound_waits_for_the_racing_slab);
     RUN(test_a_child_forked_during_growth_does_not_wait_for_it);
     RUN(test_a_child_forked_during_a_trim_can_trim);
     RUN(test_a_child_forked_by_a_constructor_finishes_that_growth);
