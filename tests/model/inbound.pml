@@ -19,10 +19,21 @@
  * else reads inbound again: in flight -> look again; landed moved -> look
  * again; else ENOBUFS.
  *
- * Property: ENOBUFS only when no block is free: the depot is empty and no
- * process holds free blocks on their way to it (asserted at the step that
- * decides). Only counted operations put blocks in the depot here, so any
- * free block at that step is one the waiter should have had.
+ * With -DLOOKFIRST the waiter is a thread of a pool without a cache, which
+ * carves (a fixed pool) or grows (a growable one) only when no block is
+ * free: after its pop it reads inbound again before it carves, with the
+ * same two rules, and carves only when nothing was in flight or landed.
+ * Unless a trim runs (pool->trimming, set before the trim counts itself,
+ * cleared before it lands): then it carves first, as above. A carve that
+ * then finds the pool carved out (another process claimed the last run
+ * since the look) sends it round again, carving first from then on.
+ *
+ * Properties: ENOBUFS only when no block is free: the depot is empty and
+ * no process holds free blocks on their way to it (asserted at the step
+ * that decides). With LOOKFIRST also: a look-first carve only when no
+ * block is free (asserted at the step that decides to carve). Only counted
+ * operations put blocks in the depot here, so any free block at that step
+ * is one the waiter should have had.
  *
  * Variants that must fail:
  *   -DNOLANDED  give up when nothing is in flight, whatever landed: a run
@@ -34,7 +45,11 @@
  *   -DSTEALLATE    the stealer counts itself only after its take;
  *   -DLATECOUNT carvers count themselves in flight only after their claim
  *               (what the release on the claim publishes in src/pool.c:
- *               the count must come before it).
+ *               the count must come before it);
+ *   -DLOOKFIRST -DNOBOUNDRETRY  give up when the look-first carve finds
+ *               the pool carved out: a run claimed since the look is missed;
+ *   -DLOOKFIRST -DNOLOOKWAIT    carve after the pop whatever is in flight:
+ *               a carve beside blocks a stealer or carver holds.
  */
 
 #ifndef CAP
@@ -49,6 +64,7 @@ byte carved;            /* blocks made ready so far */
 byte flight;            /* inbound, low half: operations in flight */
 byte landed;            /* inbound, high half: operations landed */
 byte held;              /* free blocks taken out of the depot's sight */
+bool trimming;          /* pool->trimming */
 
 proctype carver(byte me)
 {
@@ -78,11 +94,13 @@ proctype carver(byte me)
 proctype trimmer(byte me)
 {
     byte h;
+    trimming = true;
 #ifndef NOTRIMCOUNT
     flight++;
 #endif
     atomic { h = depot; depot = 0; held = held + h; printf("P%d takes the depot (%d)\n", me, h) }
     atomic { depot = depot + h; held = held - h }
+    trimming = false;
 #ifndef NOTRIMCOUNT
     atomic { flight--; landed++; printf("P%d lands\n", me) }
 #else
@@ -127,7 +145,7 @@ proctype stealer(byte me)
 proctype waiter(byte me)
 {
     byte bf, bl;
-    bool got;
+    bool got, carve_first, at_bound;
 again:
     atomic { bf = flight; bl = landed; printf("P%d looks: in flight %d, landed %d\n", me, bf, bl) }
     atomic {
@@ -140,6 +158,49 @@ again:
     :: got -> goto done
     :: else -> skip
     fi;
+#ifdef LOOKFIRST
+    carve_first = at_bound || trimming;
+#else
+    carve_first = true;
+#endif
+    if
+    :: carve_first ->
+        atomic {
+            if
+            :: carved + RUN <= CAP -> carved = carved + RUN; depot = depot + RUN - 1; got = true
+            :: else -> got = false
+            fi
+        }
+    :: else -> got = false
+    fi;
+    if
+    :: got -> goto done
+    :: else -> skip
+    fi;
+    atomic {
+        if
+#ifndef NOWAIT
+#ifdef NOLOOKWAIT
+        :: flight != 0 && carve_first -> goto again
+#else
+        :: flight != 0 -> goto again
+#endif
+#endif
+#ifndef NOLANDED
+        :: flight == 0 && landed != bl -> goto again
+#endif
+        :: else ->
+            if
+            :: carve_first ->
+                printf("P%d gives up: depot %d, held %d\n", me, depot, held);
+                assert(depot == 0 && held == 0)
+            :: else ->
+                printf("P%d makes more: depot %d, held %d\n", me, depot, held);
+                assert(depot == 0 && held == 0)
+            fi
+        fi
+    }
+    /* Only a look-first waiter comes here: its carve, in a step of its own. */
     atomic {
         if
         :: carved + RUN <= CAP -> carved = carved + RUN; depot = depot + RUN - 1; got = true
@@ -150,19 +211,13 @@ again:
     :: got -> goto done
     :: else -> skip
     fi;
-    atomic {
-        if
-#ifndef NOWAIT
-        :: flight != 0 -> goto again
+#ifdef NOBOUNDRETRY
+    printf("P%d gives up: depot %d, held %d\n", me, depot, held);
+    assert(depot == 0 && held == 0);
+#else
+    at_bound = true;
+    goto again;
 #endif
-#ifndef NOLANDED
-        :: flight == 0 && landed != bl -> goto again
-#endif
-        :: else ->
-            printf("P%d gives up: depot %d, held %d\n", me, depot, held);
-            assert(depot == 0 && held == 0)
-        fi
-    }
 done:
     skip
 }

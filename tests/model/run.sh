@@ -27,6 +27,17 @@
 #                                  left out in turn: Spin must find a thread
 #                                  giving up beside a free block, with another
 #                                  process acting between its two looks
+#   inbound-lookfirst              the same for a pool without a cache, which
+#                                  also must not carve or grow beside a free
+#                                  block but while a trim runs
+#   inbound-lookfirst-noboundretry-finds-loss
+#                                  giving up when the carve after the look
+#                                  finds the pool carved out: Spin must find
+#                                  a run claimed since the look and missed
+#   inbound-lookfirst-nolookwait-finds-waste
+#                                  carving without waiting for what is in
+#                                  flight: Spin must find a carve beside
+#                                  blocks on their way
 #
 # Usage: bash tests/model/run.sh [-v] [CHECK...]     (default: all of them)
 #   -v   print the counterexample trail of each *-finds-* check
@@ -50,7 +61,9 @@ all_checks=(stack stack-notag-finds-aba stack-notag-owner-finds-aba
             reclaim reclaim-nograce-finds-race
             inbound inbound-nolanded-finds-loss inbound-nowait-finds-loss
             inbound-latecount-finds-loss inbound-notrimcount-finds-loss
-            inbound-nostealcount-finds-loss inbound-steallate-finds-loss)
+            inbound-nostealcount-finds-loss inbound-steallate-finds-loss
+            inbound-lookfirst inbound-lookfirst-noboundretry-finds-loss
+            inbound-lookfirst-nolookwait-finds-waste)
 timeout_s=${LFP_MODEL_TIMEOUT:-300}
 memlim=${LFP_MODEL_MEMLIM:-2048}
 read -r -a extra_defines <<< "${LFP_MODEL_DEFINES:-}"
@@ -66,7 +79,7 @@ checks=()
 for arg in "$@"; do
     case "$arg" in
         -v) verbose=1 ;;
-        -h|--help) sed -n '2,37s/^# \{0,1\}//p' "${BASH_SOURCE[0]}"; exit 0 ;;
+        -h|--help) sed -n '2,55s/^# \{0,1\}//p' "${BASH_SOURCE[0]}"; exit 0 ;;
         -*) usage ;;
         *)
             found=0
@@ -154,9 +167,10 @@ trail_shows_unmapped_read() {
     ' "$1"
 }
 
-# The trail shows a thread giving up beside a free block while another
-# process acted between its last look at inbound and its giving up, or had
-# taken blocks (a carve, a trim) and not landed yet.
+# The trail shows a thread giving up (or, looking first, making more)
+# beside a free block while another process acted between its last look at
+# inbound and that step, or had taken blocks (a carve, a trim) and not
+# landed yet.
 trail_shows_missed_block() {
     awk '
         $2 == "looks:" { looker = $1; since = 0 }
@@ -165,7 +179,7 @@ trail_shows_missed_block() {
         looker != "" && $1 != looker && ($2 == "carves" || $2 == "takes" || $2 == "lands") {
             since = 1
         }
-        $1 == looker && $2 == "gives" {
+        $1 == looker && ($2 == "gives" || $2 == "makes") {
             d = $5; h = $7; gsub(/,/, "", d)
             busy = since
             for (p in open) if (open[p]) busy = 1
@@ -297,6 +311,11 @@ for check in "${checks[@]}"; do
             run_check "$check" inbound.pml 'depot' -DNOSTEALCOUNT ;;
         inbound-steallate-finds-loss)
             run_check "$check" inbound.pml 'depot' -DSTEALLATE ;;
+        inbound-lookfirst) run_check "$check" inbound.pml none -DLOOKFIRST ;;
+        inbound-lookfirst-noboundretry-finds-loss)
+            run_check "$check" inbound.pml 'depot' -DLOOKFIRST -DNOBOUNDRETRY ;;
+        inbound-lookfirst-nolookwait-finds-waste)
+            run_check "$check" inbound.pml 'depot' -DLOOKFIRST -DNOLOOKWAIT ;;
     esac
 done
 
