@@ -186,8 +186,7 @@ struct lfp_config {
      *  longjmp out of them), must not call into the same pool
      *  (lfp_thread_flush is allowed), and must not wait for anything a
      *  thread allocating from the pool may hold: such a thread, finding the
-     *  pool at its bound (or, in a pool without a cache, no free block),
-     *  waits for the blocks being made ready. */
+     *  pool at its bound, waits for the blocks being made ready. */
     void (*init)(void *block, void *arg);
     /** Optional destructor, run on each carved block, free or in use, before
      *  its memory is released: by lfp_pool_destroy(), and for a growable

@@ -83,11 +83,12 @@ struct lfp_pool {
      * Growable pools: the block positions of their reserved range (see
      * slab.c), or 0 without one, so that check sends them to the slabs. */
     alignas(LFP_SHARING_SPAN) _Atomic size_t carved;
-    /* Carves, slab growths, trims and batch splits whose blocks are not
-     * all in the depot yet: a thread that finds nothing to take waits for
-     * them (lfp_depot_take). The low 32 bits count those in flight, the
-     * high 32 those landed, so that a waiter also sees that one landed
-     * since it looked (struct lfp_inflight). */
+    /* Carves, slab growths, trims, batch splits and stack moves whose
+     * blocks are not all in the depot yet: a thread that finds nothing to
+     * take waits for them (lfp_depot_take). The low 32 bits weigh those in
+     * flight (enum lfp_flight), the high 32 count those landed, so that a
+     * waiter also sees that one landed since it looked (struct
+     * lfp_inflight). */
     _Atomic uint64_t inbound;
     /* Growable pools with a range: the slab at each position of the range,
      * NULL while none is there; position k holds blocks k << range_shift
@@ -109,8 +110,7 @@ struct lfp_pool {
      * (slab.c, "holes"); holed counts their blocks. */
     struct lfp_stack holes;
     _Atomic size_t holed;
-    /* One trim at a time; read relaxed by lfp_depot_take, a hint. */
-    _Atomic bool trimming;
+    atomic_flag trimming;        /* one trim at a time */
     size_t max_blocks;           /* 0 = no bound */
     size_t slab_bytes;
     size_t slab_blocks;
@@ -317,17 +317,31 @@ static inline bool lfp_range_live(const struct lfp_pool *pool, size_t q)
 struct lfp_inflight {
     struct lfp_pool *pool;
     struct lfp_inflight *next;
-    bool counted;  /* between begin and landed */
-    bool trimming; /* holds pool->trimming */
+    uint32_t weight; /* in pool->inbound's in-flight half (LFP_INBOUND_*) */
+    bool counted;    /* between begin and landed */
+    bool trimming;   /* holds pool->trimming */
 };
 
-void lfp_inflight_begin(struct lfp_pool *pool, struct lfp_inflight *r, bool trimming);
+/* The kinds of operation in flight. In pool->inbound's in-flight half a
+ * move weighs LFP_INBOUND_MOVE, in bits of its own, as a pool without a
+ * cache waits for moves alone below its bound (lfp_depot_take); the others
+ * weigh 1. More than 65535 of those in flight at once would spill into the
+ * moves' bits: read as a move, whose only effect is a wait. */
+enum lfp_flight {
+    LFP_FLIGHT_MAKE, /* a carve, growth or hole with blocks for the depot; a split */
+    LFP_FLIGHT_TRIM, /* a trim: holds the depot and pool->trimming */
+    LFP_FLIGHT_MOVE, /* another CPU's stack being moved (lfp_depot_steal) */
+};
+#define LFP_INBOUND_MOVE (1u << 16)
+#define LFP_INBOUND_MOVES 0x00ff0000u
+
+void lfp_inflight_begin(struct lfp_pool *pool, struct lfp_inflight *r, enum lfp_flight kind);
 void lfp_inflight_landed(struct lfp_inflight *r);
 void lfp_inflight_end(struct lfp_inflight *r);
 /* End an operation that took no block after all (nothing lands). */
 void lfp_inflight_cancel(struct lfp_inflight *r);
-/* The calling thread's own operations in flight on pool, which it must not
- * wait for. */
+/* The weight of the calling thread's own operations in flight on pool,
+ * which it must not wait for. */
 uint32_t lfp_inflight_own(const struct lfp_pool *pool);
 /* Has the calling thread any operation in flight (on any pool)? */
 bool lfp_inflight_any(void);

@@ -121,21 +121,23 @@ static struct lfp_slot *lfp_slot_at(struct lfp_tcache *tc, uint32_t id, bool cre
 
 /* ---- blocks on their way to a depot (struct lfp_inflight) ---- */
 
-#define LFP_INBOUND_LANDED (((uint64_t)1 << 32) - 1) /* in flight - 1, landed + 1 */
+/* Landed + 1, in the high half; a landing takes its weight off the low. */
+#define LFP_INBOUND_LANDED ((uint64_t)1 << 32)
 
 static __thread struct lfp_inflight *lfp_inflight_list
     __attribute__((tls_model("initial-exec")));
 
-void lfp_inflight_begin(struct lfp_pool *pool, struct lfp_inflight *r, bool trimming)
+void lfp_inflight_begin(struct lfp_pool *pool, struct lfp_inflight *r, enum lfp_flight kind)
 {
     r->pool = pool;
     r->counted = true;
-    r->trimming = trimming;
+    r->trimming = kind == LFP_FLIGHT_TRIM;
+    r->weight = kind == LFP_FLIGHT_MOVE ? LFP_INBOUND_MOVE : 1;
     r->next = lfp_inflight_list;
     lfp_inflight_list = r;
     /* Relaxed: the caller's claim (carved, total) or a trim's emptying of
      * the stacks, RMWs with release that follow, publish it. */
-    atomic_fetch_add_explicit(&pool->inbound, 1, memory_order_relaxed);
+    atomic_fetch_add_explicit(&pool->inbound, r->weight, memory_order_relaxed);
 }
 
 void lfp_inflight_landed(struct lfp_inflight *r)
@@ -143,7 +145,8 @@ void lfp_inflight_landed(struct lfp_inflight *r)
     r->counted = false;
     /* Release: a waiter whose acquire load reads this (or a later RMW)
      * sees the blocks pushed before it. */
-    atomic_fetch_add_explicit(&r->pool->inbound, LFP_INBOUND_LANDED, memory_order_release);
+    atomic_fetch_add_explicit(&r->pool->inbound, LFP_INBOUND_LANDED - r->weight,
+                              memory_order_release);
 }
 
 void lfp_inflight_end(struct lfp_inflight *r)
@@ -159,7 +162,7 @@ void lfp_inflight_cancel(struct lfp_inflight *r)
      * pool's total first: release, so that a waiter whose acquire load sees
      * the count fall, and which looks again, sees that room too. */
     r->counted = false;
-    atomic_fetch_sub_explicit(&r->pool->inbound, 1, memory_order_release);
+    atomic_fetch_sub_explicit(&r->pool->inbound, r->weight, memory_order_release);
     lfp_inflight_list = r->next;
 }
 
@@ -167,7 +170,7 @@ uint32_t lfp_inflight_own(const struct lfp_pool *pool)
 {
     uint32_t n = 0;
     for (const struct lfp_inflight *r = lfp_inflight_list; r != NULL; r = r->next)
-        n += r->pool == pool && r->counted;
+        n += r->pool == pool && r->counted ? r->weight : 0;
     return n;
 }
 
@@ -194,14 +197,14 @@ static void lfp_pools_after_fork(void)
         bool trimming = false;
         for (struct lfp_inflight *r = lfp_inflight_list; r != NULL; r = r->next)
             if (r->pool == pool) {
-                mine += r->counted;
+                mine += r->counted ? r->weight : 0;
                 trimming = trimming || r->trimming;
             }
         uint64_t v = atomic_load_explicit(&pool->inbound, memory_order_relaxed);
         atomic_store_explicit(&pool->inbound, (v & ~(uint64_t)UINT32_MAX) | mine,
                               memory_order_relaxed);
         if (!trimming)
-            atomic_store_explicit(&pool->trimming, false, memory_order_relaxed);
+            atomic_flag_clear_explicit(&pool->trimming, memory_order_relaxed);
         /* A slot another thread was flushing stays claimed (LFP_SLOT_BUSY)
          * now that the thread is gone, and lfp_pool_destroy would wait for
          * it for ever: it goes back to its pool (the claim kept the pool

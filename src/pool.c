@@ -371,7 +371,7 @@ static struct lfp_free *lfp_depot_steal(struct lfp_pool *pool, struct lfp_stack 
     if (lfp_racy_load_ptr((void *const *)&top->next) == NULL)
         return (struct lfp_free *)lfp_stack_pop(from);
     struct lfp_inflight r;
-    lfp_inflight_begin(pool, &r, false);
+    lfp_inflight_begin(pool, &r, LFP_FLIGHT_MOVE);
     struct lfp_free *b = (struct lfp_free *)lfp_stack_pop_all(from);
     if (b == NULL || b->next == NULL) {
         lfp_inflight_cancel(&r);
@@ -528,7 +528,7 @@ static uint32_t lfp_carve_below(struct lfp_pool *pool, uint32_t want, size_t lim
     struct lfp_inflight r;
     bool counted = run > want;
     if (counted)
-        lfp_inflight_begin(pool, &r, false);
+        lfp_inflight_begin(pool, &r, LFP_FLIGHT_MAKE);
     size_t n;
     do {
         if (cur >= limit) {
@@ -550,9 +550,9 @@ static uint32_t lfp_carve_below(struct lfp_pool *pool, uint32_t want, size_t lim
 
 #ifdef LFP_TEST_HOOKS
 /* Test builds only: called by lfp_depot_take when it found nothing to take
- * and (but in a pool without a cache, which looks before it carves or
- * grows, unless a trim runs) nothing to carve, before it looks at what is
- * in flight. */
+ * and nothing to carve (a pool without a cache, which looks before it
+ * carves or grows, calls it before, until a carve found the bound), before
+ * it looks at what is in flight. */
 void (*_Atomic lfp_test_take_hook)(void);
 /* Test builds only: called by lfp_depot_take in a pool without a cache
  * between its decision to carve or grow and the carve. */
@@ -566,7 +566,7 @@ struct lfp_free *lfp_depot_take(struct lfp_pool *pool, uint32_t want, uint32_t *
     for (;;) {
         uint64_t before = atomic_load_explicit(&pool->inbound, memory_order_acquire);
         if (split != NULL)
-            lfp_inflight_begin(pool, split, false);
+            lfp_inflight_begin(pool, split, LFP_FLIGHT_MAKE);
         struct lfp_free *b = lfp_depot_pop(pool, len);
         if (b != NULL)
             return b;
@@ -576,23 +576,23 @@ struct lfp_free *lfp_depot_take(struct lfp_pool *pool, uint32_t want, uint32_t *
         if (split != NULL)
             lfp_inflight_cancel(split);
         /* A cached pool carves or grows first and looks at what is in
-         * flight only at its bound. A pool without a cache looks first: it
-         * carves or grows only when no block is free, so that a fixed
-         * pool's blocks_carved stays at the peak of blocks in use and a
-         * growable pool makes no slab beside free ones, and so not while
-         * another thread moves a CPU's stack to its own (lfp_depot_steal)
-         * or when one landed since the pop. Without that, a review's
-         * producers and consumer with at most 10 blocks in use had carved
-         * 96 after 40 s, and here four producer and consumer pairs with at
-         * most 256 in use had grown a pool of 64 KiB slabs to 9216 blocks
-         * after 40 s, a slab every few seconds. The wait is a steal's two CASes,
-         * unless its thread is preempted between them, or another thread's
-         * growth. But not a trim, which holds the depot for a walk over
-         * every free block: while one runs, a growable pool grows, as a
-         * cached one does (relaxed: either way is correct, and a trim that
-         * begins after the load is waited for at the next look). */
-        bool carve_first = at_bound || pool->mag_size != 0 ||
-                           atomic_load_explicit(&pool->trimming, memory_order_relaxed);
+         * flight only at its bound. A pool without a cache looks first,
+         * so as not to carve or grow while another thread moves a CPU's
+         * stack to its own (lfp_depot_steal), the one operation of such a
+         * pool that takes free blocks out of sight, or when one landed
+         * since the pop: a fixed pool's blocks_carved then stays at the
+         * peak of blocks in use, and a growable pool makes no slab beside
+         * free ones. Without that, a review's producers and consumer with
+         * at most 10 blocks in use had carved 96 after 40 s, and here four
+         * producer and consumer pairs with at most 256 in use grew a pool
+         * of 64 KiB slabs a slab every few seconds, to 9216 blocks after
+         * 40 s. A move is two CASes, unless its thread is preempted
+         * between them. Below the bound a growable pool waits for nothing
+         * else, as before: not for another thread's growth or hole, whose
+         * init may wait for what this thread holds, nor for a trim, which
+         * holds the depot for a walk over every free block. Once a
+         * look-first carve found the bound, the thread carves first. */
+        bool carve_first = at_bound || pool->mag_size != 0;
         if (carve_first) {
             if ((*len = lfp_carve(pool, want, &b)) != 0)
                 return b;
@@ -602,22 +602,23 @@ struct lfp_free *lfp_depot_take(struct lfp_pool *pool, uint32_t want, uint32_t *
         LFP_TEST_HOOK(lfp_test_take_hook);
         /* At the bound (or, without a cache, before the carve), but another
          * thread's blocks may still be on their way to the depot: a run or
-         * a new slab being made ready, the depot a trim took and is handing
-         * back, or a stack being moved.
-         * They count as free (the capacity rule of the README), so wait
-         * for them rather than fail. The wait ends when that thread is
-         * done (up to LFP_CARVE_BYTES or a slab of blocks made ready, one
-         * trim or one move); the acquire pairs with the release that
-         * follows its push, so the pop above then sees the push. One that
-         * landed after the first load (the landed count moved) may have
-         * pushed after the pop looked: look again. Only when none was in
-         * flight or landed between the two loads was the pool without a
-         * free block outside the magazines at one moment. The calling
-         * thread's own operations (a batch it splits, a carve or a move
-         * it is in, from init or a signal handler) are not waited for:
-         * they cannot land while it waits. */
+         * a new slab or a hole being made ready, the depot a trim took and
+         * is handing back, or a stack being moved. They count as free (the
+         * capacity rule of the README), so wait for them rather than fail.
+         * The wait ends when that thread is done (up to LFP_CARVE_BYTES or
+         * a slab of blocks made ready, one trim or one move); the acquire
+         * pairs with the release that follows its push, so the pop above
+         * then sees the push. One that landed after the first load (the
+         * landed count moved) may have pushed after the pop looked: look
+         * again. Only when none was in flight or landed between the two
+         * loads was the pool without a free block outside the magazines at
+         * one moment. The calling thread's own operations (a batch it
+         * splits, a carve or a move it is in, from init or a signal
+         * handler) are not waited for: they cannot land while it waits.
+         * Looking first, only moves are waited for (above). */
         uint64_t now = atomic_load_explicit(&pool->inbound, memory_order_acquire);
-        if ((uint32_t)now != lfp_inflight_own(pool)) {
+        uint32_t others = (uint32_t)now - lfp_inflight_own(pool);
+        if (carve_first ? others != 0 : (others & LFP_INBOUND_MOVES) != 0) {
             sched_yield();
             continue;
         }

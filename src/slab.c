@@ -573,7 +573,7 @@ static bool lfp_hole_fill(struct lfp_pool *pool, uint32_t want, struct lfp_free 
     if (lfp_load2(&pool->holes.head).ptr == NULL)
         return false;
     struct lfp_inflight r;
-    lfp_inflight_begin(pool, &r, false);
+    lfp_inflight_begin(pool, &r, LFP_FLIGHT_MAKE);
     struct lfp_node *n = lfp_stack_pop(&pool->holes);
     if (n == NULL) {
         lfp_inflight_cancel(&r);
@@ -649,7 +649,7 @@ uint32_t lfp_slab_grow(struct lfp_pool *pool, uint32_t want, struct lfp_free **f
      * (the claim in lfp_total_add releases the count). At the bound the
      * check above fails first, without counting. */
     struct lfp_inflight r;
-    lfp_inflight_begin(pool, &r, false);
+    lfp_inflight_begin(pool, &r, LFP_FLIGHT_MAKE);
     size_t n = 0, pos = pool->range != NULL ? lfp_range_claim(pool) : SIZE_MAX;
     if (pos != SIZE_MAX && (n = lfp_total_add(pool, lfp_range_blocks(pool, pos), false)) == 0) {
         lfp_range_unclaim(pool, pos);
@@ -783,7 +783,7 @@ int lfp_slab_setup(struct lfp_pool *pool, const struct lfp_config *cfg)
     pool->max_blocks = cfg->max_blocks;
     lfp_stack_init(&pool->slabs);
     lfp_stack_init(&pool->holes);
-    atomic_init(&pool->trimming, false);
+    atomic_flag_clear(&pool->trimming);
     lfp_range_setup(pool);
 
     /* The blocks reserved up front go straight to the depot. */
@@ -1089,7 +1089,7 @@ size_t lfp_slab_trim(struct lfp_pool *pool, bool wait)
      * the evidence of a write to a free block, which the next lfp_alloc of
      * that block reports. */
     bool holes_ok = wait && pool->fini == NULL && !lfp_checked(pool);
-    if (atomic_exchange_explicit(&pool->trimming, true, memory_order_acquire))
+    if (atomic_flag_test_and_set_explicit(&pool->trimming, memory_order_acquire))
         return 0; /* another thread is trimming this pool */
 
     /* Take the whole depot: from here its blocks are this thread's, and a
@@ -1100,7 +1100,7 @@ size_t lfp_slab_trim(struct lfp_pool *pool, bool wait)
      * count to any thread whose acquire reads of the stacks' tags find
      * them emptied. */
     struct lfp_inflight r;
-    lfp_inflight_begin(pool, &r, true);
+    lfp_inflight_begin(pool, &r, LFP_FLIGHT_TRIM);
     uint32_t nstacks = pool->depot_mask + 1;
     struct lfp_free *batches[LFP_DEPOT_STACKS_MAX];
     for (uint32_t i = 0; i < nstacks; i++)
@@ -1257,7 +1257,7 @@ size_t lfp_slab_trim(struct lfp_pool *pool, bool wait)
                           atomic_load_explicit(&pool->depot_blocks, memory_order_relaxed) +
                               pool->trim_above,
                           memory_order_relaxed);
-    atomic_store_explicit(&pool->trimming, false, memory_order_release);
+    atomic_flag_clear_explicit(&pool->trimming, memory_order_release);
     lfp_inflight_end(&r);
 
     /* The automatic policy leaves the wait to call_rcu, when it can. */

@@ -518,8 +518,8 @@ static void a_growable_pool_waits_for_a_taken_stack_rather_than_grow(void)
  * the depot empty while the other holds it. A fixed pool must not carve
  * past the most blocks in use at once (counted from before each alloc to
  * after each free, so at least the true peak) or the stack count; a
- * growable one, made with a slab of blocks, many more than that peak, must
- * not grow. */
+ * growable one, made with a slab of 16 blocks, more than that peak (at most
+ * the slots, and a block in each thread's hands), must not grow. */
 enum { HANDOFF_SLOTS = 8 };
 static _Atomic(void *) handoff[HANDOFF_SLOTS];
 static _Atomic long handoff_in_use, handoff_peak, handoff_left;
@@ -577,7 +577,7 @@ static void handoff_run(bool growable)
         return;
     struct lfp_config cfg = { .block_size = 64, .capacity = 1 << 20, .flags = LFP_NO_CACHE };
     if (growable)
-        cfg = (struct lfp_config){ .block_size = 64, .capacity = 1024, .slab_size = 64 << 10,
+        cfg = (struct lfp_config){ .block_size = 4096, .capacity = 16, .slab_size = 64 << 10,
                                    .flags = LFP_GROWABLE | LFP_NO_CACHE };
     pool = create_pool(&cfg);
     size_t made = stats_of(pool).blocks_total;

@@ -58,7 +58,8 @@ extern void (*_Atomic lfp_test_queue_hook)(void);
  * section). */
 extern void (*lfp_test_pop_hook)(void);
 /* ... and when set, called by an allocating thread that found nothing to
- * take and nothing to make, before it looks at what is in flight. */
+ * take and nothing to make (in a pool without a cache, which looks first,
+ * before it tries to make any), before it looks at what is in flight. */
 extern void (*_Atomic lfp_test_take_hook)(void);
 /* ... and when set, called by an allocating thread of a pool without a
  * cache between its decision to carve or grow and its carve. */
@@ -2098,6 +2099,33 @@ static void test_a_pool_without_a_cache_grows_during_a_trim_rather_than_wait(voi
     verify_and_destroy(pool, 0);
 }
 
+/* Below its bound, a pool without a cache waits only for a stack being
+ * moved, not for another thread's growth: that growth's init may wait for
+ * something the allocating thread holds (a lock of the program's), and the
+ * two would wait for each other. Here the other growth is held in its first
+ * constructor call; the second thread must return meanwhile, with a block
+ * of a slab of its own. */
+static void test_a_pool_without_a_cache_does_not_wait_below_its_bound_for_a_growth(void)
+{
+    enum { PER = 16 };
+    struct lfp_config cfg = { .block_size = 4 * KiB - LFP_LINK_BYTES,
+                              .flags = LFP_GROWABLE | LFP_NO_CACHE, .capacity = PER,
+                              .slab_size = 64 * KiB, .init = hold_in_callback };
+    lfp_pool *pool;
+    CREATE_OR_RETURN(&cfg, &pool);
+    void *b[PER + 2];
+    CHECK_EQ(alloc_all(pool, b, PER), PER);
+    CHECK_EQ(stats_of(pool).blocks_total, PER);
+    b[PER] = alloc_while_held(pool, 2 * PER, alloc_one, BEFORE, &b[PER + 1]);
+    CHECK(b[PER] != NULL);
+    CHECK(b[PER + 1] != NULL);
+    CHECK_EQ(stats_of(pool).blocks_total, 3 * PER);
+    for (size_t i = 0; i < PER + 2; i++)
+        if (b[i] != NULL)
+            CHECK_EQ(lfp_free(pool, b[i]), LFP_OK);
+    verify_and_destroy(pool, 0);
+}
+
 /* A pool without a cache decides to grow only once it found no block and
  * none on its way; another thread may then grow first, into the last room
  * below max_blocks. Its slab's blocks are on their way when the first
@@ -2978,6 +3006,7 @@ int main(void)
     RUN(test_a_thread_at_max_blocks_does_not_wait_for_a_trims_destructors);
     RUN(test_a_pool_without_a_cache_grows_during_a_trim_rather_than_wait);
     RUN(test_a_thread_whose_growth_finds_the_bound_waits_for_the_racing_slab);
+    RUN(test_a_pool_without_a_cache_does_not_wait_below_its_bound_for_a_growth);
     RUN(test_a_child_forked_during_growth_does_not_wait_for_it);
     RUN(test_a_child_forked_during_a_trim_can_trim);
     RUN(test_a_child_forked_by_a_constructor_finishes_that_growth);

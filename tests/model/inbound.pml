@@ -20,20 +20,20 @@
  * again; else ENOBUFS.
  *
  * With -DLOOKFIRST the waiter is a thread of a pool without a cache, which
- * carves (a fixed pool) or grows (a growable one) only when no block is
- * free: after its pop it reads inbound again before it carves, with the
- * same two rules, and carves only when nothing was in flight or landed.
- * Unless a trim runs (pool->trimming, set before the trim counts itself,
- * cleared before it lands): then it carves first, as above. A carve that
- * then finds the pool carved out (another process claimed the last run
- * since the look) sends it round again, carving first from then on.
+ * does not carve (a fixed pool) or grow (a growable one) while a stealer
+ * holds blocks out of sight: after its pop it reads inbound again before
+ * it carves, looks again while a stealer is in flight (its own part of the
+ * count: carvers and trims are not waited for below the bound) or one
+ * landed since, and carves only then. A carve that then finds the pool
+ * carved out (another process claimed the last run since the look) sends
+ * it round again, carving first from then on, as above.
  *
  * Properties: ENOBUFS only when no block is free: the depot is empty and
  * no process holds free blocks on their way to it (asserted at the step
- * that decides). With LOOKFIRST also: a look-first carve only when no
- * block is free (asserted at the step that decides to carve). Only counted
- * operations put blocks in the depot here, so any free block at that step
- * is one the waiter should have had.
+ * that decides). With LOOKFIRST also: a look-first carve never while the
+ * stealer holds blocks out of sight (asserted at the step that decides to
+ * carve). Only counted operations put blocks in the depot here, so any
+ * free block at the first step is one the waiter should have had.
  *
  * Variants that must fail:
  *   -DNOLANDED  give up when nothing is in flight, whatever landed: a run
@@ -49,7 +49,7 @@
  *   -DLOOKFIRST -DNOBOUNDRETRY  give up when the look-first carve finds
  *               the pool carved out: a run claimed since the look is missed;
  *   -DLOOKFIRST -DNOLOOKWAIT    carve after the pop whatever is in flight:
- *               a carve beside blocks a stealer or carver holds.
+ *               a carve beside blocks the stealer holds.
  */
 
 #ifndef CAP
@@ -64,7 +64,8 @@ byte carved;            /* blocks made ready so far */
 byte flight;            /* inbound, low half: operations in flight */
 byte landed;            /* inbound, high half: operations landed */
 byte held;              /* free blocks taken out of the depot's sight */
-bool trimming;          /* pool->trimming */
+byte moves;             /* inbound, the stealers' part of flight */
+byte mheld;             /* the part of held that the stealer holds */
 
 proctype carver(byte me)
 {
@@ -94,13 +95,11 @@ proctype carver(byte me)
 proctype trimmer(byte me)
 {
     byte h;
-    trimming = true;
 #ifndef NOTRIMCOUNT
     flight++;
 #endif
     atomic { h = depot; depot = 0; held = held + h; printf("P%d takes the depot (%d)\n", me, h) }
     atomic { depot = depot + h; held = held - h }
-    trimming = false;
 #ifndef NOTRIMCOUNT
     atomic { flight--; landed++; printf("P%d lands\n", me) }
 #else
@@ -112,30 +111,30 @@ proctype stealer(byte me)
 {
     byte h;
 #if !defined(NOSTEALCOUNT) && !defined(STEALLATE)
-    flight++;                   /* before the take, whose CAS publishes it */
+    atomic { flight++; moves++ }  /* before the take, whose CAS publishes it */
 #endif
     atomic {
         h = depot; depot = 0;
         if
-        :: h > 0 -> held = held + h - 1
+        :: h > 0 -> held = held + h - 1; mheld = h - 1
         :: else -> skip
         fi;
         printf("P%d takes the depot (%d)\n", me, h)
     }
 #ifdef STEALLATE
-    flight++;
+    atomic { flight++; moves++ }
 #endif
     if
     :: h > 1 ->
-        atomic { depot = depot + h - 1; held = held - (h - 1) };
+        atomic { depot = depot + h - 1; held = held - (h - 1); mheld = 0 };
 #ifndef NOSTEALCOUNT
-        atomic { flight--; landed++; printf("P%d lands\n", me) }
+        atomic { flight--; moves--; landed++; printf("P%d lands\n", me) }
 #else
         printf("P%d lands\n", me)
 #endif
     :: else ->
 #ifndef NOSTEALCOUNT
-        flight--                /* lfp_inflight_cancel: nothing to land */
+        atomic { flight--; moves-- } /* lfp_inflight_cancel: nothing to land */
 #else
         skip
 #endif
@@ -159,7 +158,7 @@ again:
     :: else -> skip
     fi;
 #ifdef LOOKFIRST
-    carve_first = at_bound || trimming;
+    carve_first = at_bound;
 #else
     carve_first = true;
 #endif
@@ -180,10 +179,9 @@ again:
     atomic {
         if
 #ifndef NOWAIT
-#ifdef NOLOOKWAIT
         :: flight != 0 && carve_first -> goto again
-#else
-        :: flight != 0 -> goto again
+#ifndef NOLOOKWAIT
+        :: moves != 0 && !carve_first -> goto again
 #endif
 #endif
 #ifndef NOLANDED
@@ -195,8 +193,8 @@ again:
                 printf("P%d gives up: depot %d, held %d\n", me, depot, held);
                 assert(depot == 0 && held == 0)
             :: else ->
-                printf("P%d makes more: depot %d, held %d\n", me, depot, held);
-                assert(depot == 0 && held == 0)
+                printf("P%d makes more: depot %d, held %d\n", me, depot, mheld);
+                assert(mheld == 0)
             fi
         fi
     }

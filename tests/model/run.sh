@@ -28,16 +28,16 @@
 #                                  giving up beside a free block, with another
 #                                  process acting between its two looks
 #   inbound-lookfirst              the same for a pool without a cache, which
-#                                  also must not carve or grow beside a free
-#                                  block but while a trim runs
+#                                  also must not carve or grow while another
+#                                  CPU's stack is being moved
 #   inbound-lookfirst-noboundretry-finds-loss
 #                                  giving up when the carve after the look
 #                                  finds the pool carved out: Spin must find
 #                                  a run claimed since the look and missed
 #   inbound-lookfirst-nolookwait-finds-waste
-#                                  carving without waiting for what is in
-#                                  flight: Spin must find a carve beside
-#                                  blocks on their way
+#                                  carving without waiting for a move: Spin
+#                                  must find a carve beside the blocks of a
+#                                  stack being moved
 #
 # Usage: bash tests/model/run.sh [-v] [CHECK...]     (default: all of them)
 #   -v   print the counterexample trail of each *-finds-* check
@@ -315,7 +315,7 @@ for check in "${checks[@]}"; do
         inbound-lookfirst-noboundretry-finds-loss)
             run_check "$check" inbound.pml 'depot' -DLOOKFIRST -DNOBOUNDRETRY ;;
         inbound-lookfirst-nolookwait-finds-waste)
-            run_check "$check" inbound.pml 'depot' -DLOOKFIRST -DNOLOOKWAIT ;;
+            run_check "$check" inbound.pml 'mheld' -DLOOKFIRST -DNOLOOKWAIT ;;
     esac
 done
 
