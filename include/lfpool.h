@@ -344,12 +344,13 @@ size_t lfp_pool_destroy(lfp_pool *pool);
  * that finds the pool at its bound while another thread's blocks are on
  * their way to the depot (a run or slab being made ready, the depot a trim
  * is handing back) waits for them (sched_yield) rather than fail with
- * ENOBUFS; and a thread of a fixed pool without a cache that finds every
- * depot stack empty while another thread moves a CPU's stack to its own
- * (two CASes apart) waits for those blocks rather than carve another, so
- * that the pool carves no more than its peak in use. A signal handler's
- * call does not wait for its own thread's blocks: it may carve one more,
- * or get ENOBUFS at the bound.
+ * ENOBUFS; and a thread of a pool without a cache that finds every depot
+ * stack empty while another thread moves a CPU's stack to its own (two
+ * CASes apart) waits for those blocks rather than carve or grow beside
+ * them, so that a fixed pool carves no more than its peak in use and a
+ * growable one makes no slab for blocks it has. A signal handler's call
+ * does not wait for its own thread's blocks: it may carve or grow one run
+ * more, or get ENOBUFS at the bound.
  */
 void *lfp_alloc(lfp_pool *pool);
 

@@ -333,7 +333,7 @@ enum lfp_flight {
     LFP_FLIGHT_MOVE, /* another CPU's stack being moved (lfp_depot_steal) */
 };
 #define LFP_INBOUND_MOVE (1u << 16)
-#define LFP_INBOUND_MOVES 0x00ff0000u
+#define LFP_INBOUND_MOVES 0xffff0000u
 
 void lfp_inflight_begin(struct lfp_pool *pool, struct lfp_inflight *r, enum lfp_flight kind);
 void lfp_inflight_landed(struct lfp_inflight *r);
@@ -341,8 +341,9 @@ void lfp_inflight_end(struct lfp_inflight *r);
 /* End an operation that took no block after all (nothing lands). */
 void lfp_inflight_cancel(struct lfp_inflight *r);
 /* The weight of the calling thread's own operations in flight on pool,
- * which it must not wait for. */
-uint32_t lfp_inflight_own(const struct lfp_pool *pool);
+ * which it must not wait for; false when that is not known, in a signal
+ * handler that interrupted its thread between its list and the count. */
+bool lfp_inflight_own(const struct lfp_pool *pool, uint32_t *weight);
 /* Has the calling thread any operation in flight (on any pool)? */
 bool lfp_inflight_any(void);
 

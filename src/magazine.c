@@ -127,26 +127,58 @@ static struct lfp_slot *lfp_slot_at(struct lfp_tcache *tc, uint32_t id, bool cre
 static __thread struct lfp_inflight *lfp_inflight_list
     __attribute__((tls_model("initial-exec")));
 
+/* Non-zero while the calling thread's list and pool->inbound disagree on
+ * one of its records (between the change of one and of the other): a
+ * signal handler that interrupts it there cannot tell its own weight in
+ * the count, and waits for nothing (lfp_inflight_own). The signal fences
+ * keep the compiler from moving the list's and records' stores out of the
+ * span; a handler's own spans leave the count as they found it. */
+static __thread unsigned lfp_inflight_changing __attribute__((tls_model("initial-exec")));
+
+static void lfp_inflight_change_begin(void)
+{
+    lfp_inflight_changing++;
+    atomic_signal_fence(memory_order_seq_cst);
+}
+
+static void lfp_inflight_change_end(void)
+{
+    atomic_signal_fence(memory_order_seq_cst);
+    lfp_inflight_changing--;
+}
+
+#ifdef LFP_TEST_HOOKS
+/* Test builds only: called inside each such span, where a signal handler
+ * could run. */
+void (*_Atomic lfp_test_inflight_hook)(void);
+#endif
+
 void lfp_inflight_begin(struct lfp_pool *pool, struct lfp_inflight *r, enum lfp_flight kind)
 {
     r->pool = pool;
     r->counted = true;
     r->trimming = kind == LFP_FLIGHT_TRIM;
     r->weight = kind == LFP_FLIGHT_MOVE ? LFP_INBOUND_MOVE : 1;
+    lfp_inflight_change_begin();
     r->next = lfp_inflight_list;
     lfp_inflight_list = r;
+    LFP_TEST_HOOK(lfp_test_inflight_hook);
     /* Relaxed: the caller's claim (carved, total) or a trim's emptying of
      * the stacks, RMWs with release that follow, publish it. */
     atomic_fetch_add_explicit(&pool->inbound, r->weight, memory_order_relaxed);
+    lfp_inflight_change_end();
 }
 
 void lfp_inflight_landed(struct lfp_inflight *r)
 {
+    lfp_inflight_change_begin();
     r->counted = false;
+    LFP_TEST_HOOK(lfp_test_inflight_hook);
     /* Release: a waiter whose acquire load reads this (or a later RMW)
      * sees the blocks pushed before it. */
     atomic_fetch_add_explicit(&r->pool->inbound, LFP_INBOUND_LANDED - r->weight,
                               memory_order_release);
+    lfp_inflight_change_end();
 }
 
 void lfp_inflight_end(struct lfp_inflight *r)
@@ -161,17 +193,21 @@ void lfp_inflight_cancel(struct lfp_inflight *r)
     /* Nothing was pushed, but a failed growth gave back its claim on the
      * pool's total first: release, so that a waiter whose acquire load sees
      * the count fall, and which looks again, sees that room too. */
+    lfp_inflight_change_begin();
     r->counted = false;
+    LFP_TEST_HOOK(lfp_test_inflight_hook);
     atomic_fetch_sub_explicit(&r->pool->inbound, r->weight, memory_order_release);
+    lfp_inflight_change_end();
     lfp_inflight_list = r->next;
 }
 
-uint32_t lfp_inflight_own(const struct lfp_pool *pool)
+bool lfp_inflight_own(const struct lfp_pool *pool, uint32_t *weight)
 {
     uint32_t n = 0;
     for (const struct lfp_inflight *r = lfp_inflight_list; r != NULL; r = r->next)
         n += r->pool == pool && r->counted ? r->weight : 0;
-    return n;
+    *weight = n;
+    return lfp_inflight_changing == 0;
 }
 
 bool lfp_inflight_any(void)

@@ -587,11 +587,12 @@ struct lfp_free *lfp_depot_take(struct lfp_pool *pool, uint32_t want, uint32_t *
          * producer and consumer pairs with at most 256 in use grew a pool
          * of 64 KiB slabs a slab every few seconds, to 9216 blocks after
          * 40 s. A move is two CASes, unless its thread is preempted
-         * between them. Below the bound a growable pool waits for nothing
-         * else, as before: not for another thread's growth or hole, whose
-         * init may wait for what this thread holds, nor for a trim, which
-         * holds the depot for a walk over every free block. Once a
-         * look-first carve found the bound, the thread carves first. */
+         * between them. Nothing else is waited for below the bound: not
+         * another thread's growth or hole, whose init may wait for what
+         * this thread holds, nor a trim, which holds the depot for a walk
+         * over every free block (a growable pool grows beside those, as a
+         * cached one does). Once a look-first carve found the bound, the
+         * thread carves first. */
         bool carve_first = at_bound || pool->mag_size != 0;
         if (carve_first) {
             if ((*len = lfp_carve(pool, want, &b)) != 0)
@@ -614,11 +615,14 @@ struct lfp_free *lfp_depot_take(struct lfp_pool *pool, uint32_t want, uint32_t *
          * loads was the pool without a free block outside the magazines at
          * one moment. The calling thread's own operations (a batch it
          * splits, a carve or a move it is in, from init or a signal
-         * handler) are not waited for: they cannot land while it waits.
+         * handler) are not waited for: they cannot land while it waits;
+         * nor anything, from a handler that does not know its own weight.
          * Looking first, only moves are waited for (above). */
         uint64_t now = atomic_load_explicit(&pool->inbound, memory_order_acquire);
-        uint32_t others = (uint32_t)now - lfp_inflight_own(pool);
-        if (carve_first ? others != 0 : (others & LFP_INBOUND_MOVES) != 0) {
+        uint32_t own;
+        bool sure = lfp_inflight_own(pool, &own);
+        uint32_t others = (uint32_t)now - own;
+        if (sure && (carve_first ? others != 0 : (others & LFP_INBOUND_MOVES) != 0)) {
             sched_yield();
             continue;
         }

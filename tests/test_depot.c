@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <lfpool.h>
 
@@ -21,6 +22,7 @@ extern void (*lfp_test_pop_hook)(void);
 extern void (*_Atomic lfp_test_seed_hook)(void);
 extern void (*_Atomic lfp_test_steal_hook)(void);
 extern void (*_Atomic lfp_test_take_hook)(void);
+extern void (*_Atomic lfp_test_inflight_hook)(void);
 
 static __thread int fake_cpu;
 
@@ -513,6 +515,70 @@ static void a_growable_pool_waits_for_a_taken_stack_rather_than_grow(void)
     w_waits_for_a_taken_stack(GROWABLE);
 }
 
+/* A signal handler may allocate from a pool whose stack its thread is
+ * moving: it must not wait for that move, its own, also when it
+ * interrupted the thread between the move's record in the thread's list
+ * and the move's count in the pool (at the move's start, or at its
+ * landing), where the two disagree. Here the hook inside those spans
+ * stands in for the handler, at T's first span (its move's start) or
+ * second (the landing): it takes every free block of the pool's one slab,
+ * and one more, which the pool must grow for (it spun for ever on a move
+ * in flight, its own). */
+static _Atomic int spans, handler_at;
+static void *handler_got[70];
+static size_t handler_wants;
+
+static void handler_takes_all_and_one_more(void)
+{
+    if (atomic_fetch_add(&spans, 1) + 1 != atomic_load(&handler_at))
+        return;
+    for (size_t i = 0; i < handler_wants; i++)
+        handler_got[i] = lfp_alloc(pool);
+}
+
+static void a_handler_does_not_wait_for_its_threads_move(int at)
+{
+    if (one_depot_stack())
+        return;
+    void *v[68];
+    size_t n = freed_on_cpu_1(v, GROWABLE);
+    /* At the landing T holds v[0] already. */
+    handler_wants = at == 1 ? n + 1 : n;
+    memset(handler_got, 0, sizeof handler_got);
+    atomic_store(&spans, 0);
+    atomic_store(&handler_at, at);
+    atomic_store(&lfp_test_inflight_hook, handler_takes_all_and_one_more);
+    fake_cpu = 0;
+    alarm(60); /* the hang this test is about kills it */
+    void *t = lfp_alloc(pool); /* T */
+    alarm(0);
+    atomic_store(&lfp_test_inflight_hook, NULL);
+    CHECK(atomic_load(&spans) >= at);
+    CHECK(t != NULL);
+    size_t got = 0;
+    for (size_t i = 0; i < handler_wants; i++)
+        got += handler_got[i] != NULL;
+    CHECK_EQ(got, handler_wants);
+    CHECK_EQ(stats_of(pool).blocks_total, 2 * n); /* one growth */
+    if (t != NULL)
+        CHECK_EQ(lfp_free(pool, t), LFP_OK);
+    for (size_t i = 0; i < handler_wants; i++)
+        if (handler_got[i] != NULL)
+            CHECK_EQ(lfp_free(pool, handler_got[i]), LFP_OK);
+    verify_and_destroy(pool, 0);
+    fake_cpu = 0;
+}
+
+static void a_handler_at_its_threads_move_start_does_not_wait_for_it(void)
+{
+    a_handler_does_not_wait_for_its_threads_move(1);
+}
+
+static void a_handler_at_its_threads_move_landing_does_not_wait_for_it(void)
+{
+    a_handler_does_not_wait_for_its_threads_move(2);
+}
+
 /* Two producers on CPU 0 hand blocks to a consumer on CPU 1 through a few
  * slots, so the producers keep taking CPU 1's stack, and now and then find
  * the depot empty while the other holds it. A fixed pool must not carve
@@ -973,6 +1039,8 @@ int main(void)
     RUN(a_thread_at_the_bound_waits_for_a_taken_stack);
     RUN(a_thread_below_the_bound_waits_for_a_taken_stack_rather_than_carve);
     RUN(a_growable_pool_waits_for_a_taken_stack_rather_than_grow);
+    RUN(a_handler_at_its_threads_move_start_does_not_wait_for_it);
+    RUN(a_handler_at_its_threads_move_landing_does_not_wait_for_it);
     RUN(producers_taking_a_consumers_stack_carve_no_more_than_the_peak);
     RUN(producers_taking_a_consumers_stack_grow_no_slab_beside_free_blocks);
     RUN(a_trim_puts_kept_blocks_back_on_their_own_stacks);

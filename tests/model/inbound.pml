@@ -23,8 +23,8 @@
  * does not carve (a fixed pool) or grow (a growable one) while a stealer
  * holds blocks out of sight: after its pop it reads inbound again before
  * it carves, looks again while a stealer is in flight (its own part of the
- * count: carvers and trims are not waited for below the bound) or one
- * landed since, and carves only then. A carve that then finds the pool
+ * count: carvers and trims are not waited for below the bound) or when
+ * the count moved since its first read, and carves only then. A carve that then finds the pool
  * carved out (another process claimed the last run since the look) sends
  * it round again, carving first from then on, as above.
  *
@@ -185,8 +185,11 @@ again:
 #endif
 #endif
 #ifndef NOLANDED
-        :: flight == 0 && landed != bl -> goto again
+        :: flight == 0 && landed != bl && carve_first -> goto again
 #endif
+        /* Looking first, as the C code compares the whole word: anything
+         * begun, landed or cancelled since the first read. */
+        :: moves == 0 && (flight != bf || landed != bl) && !carve_first -> goto again
         :: else ->
             if
             :: carve_first ->
