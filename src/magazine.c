@@ -133,18 +133,26 @@ static __thread struct lfp_inflight *lfp_inflight_list
  * the count, and waits for nothing (lfp_inflight_own). The signal fences
  * keep the compiler from moving the list's and records' stores out of the
  * span; a handler's own spans leave the count as they found it. */
-static __thread unsigned lfp_inflight_changing __attribute__((tls_model("initial-exec")));
+static __thread _Atomic unsigned lfp_inflight_changing __attribute__((tls_model("initial-exec")));
+
+/* Relaxed load and store, not an RMW: only this thread and its handlers
+ * touch it, and a handler restores what it changes before it returns. */
+static void lfp_inflight_change_by(unsigned d)
+{
+    unsigned v = atomic_load_explicit(&lfp_inflight_changing, memory_order_relaxed);
+    atomic_store_explicit(&lfp_inflight_changing, v + d, memory_order_relaxed);
+}
 
 static void lfp_inflight_change_begin(void)
 {
-    lfp_inflight_changing++;
+    lfp_inflight_change_by(1);
     atomic_signal_fence(memory_order_seq_cst);
 }
 
 static void lfp_inflight_change_end(void)
 {
     atomic_signal_fence(memory_order_seq_cst);
-    lfp_inflight_changing--;
+    lfp_inflight_change_by(-1u);
 }
 
 #ifdef LFP_TEST_HOOKS
@@ -207,7 +215,7 @@ bool lfp_inflight_own(const struct lfp_pool *pool, uint32_t *weight)
     for (const struct lfp_inflight *r = lfp_inflight_list; r != NULL; r = r->next)
         n += r->pool == pool && r->counted ? r->weight : 0;
     *weight = n;
-    return lfp_inflight_changing == 0;
+    return atomic_load_explicit(&lfp_inflight_changing, memory_order_relaxed) == 0;
 }
 
 bool lfp_inflight_any(void)

@@ -576,17 +576,17 @@ struct lfp_free *lfp_depot_take(struct lfp_pool *pool, uint32_t want, uint32_t *
         if (split != NULL)
             lfp_inflight_cancel(split);
         /* A cached pool carves or grows first and looks at what is in
-         * flight only at its bound. A pool without a cache looks first,
-         * so as not to carve or grow while another thread moves a CPU's
-         * stack to its own (lfp_depot_steal), the one operation of such a
-         * pool that takes free blocks out of sight, or when one landed
-         * since the pop: a fixed pool's blocks_carved then stays at the
-         * peak of blocks in use, and a growable pool makes no slab beside
-         * free ones. Without that, a review's producers and consumer with
-         * at most 10 blocks in use had carved 96 after 40 s, and here four
-         * producer and consumer pairs with at most 256 in use grew a pool
-         * of 64 KiB slabs a slab every few seconds, to 9216 blocks after
-         * 40 s. A move is two CASes, unless its thread is preempted
+         * flight only at its bound. A pool without a cache looks first, so
+         * as not to carve or grow while another thread moves a CPU's stack
+         * to its own (lfp_depot_steal), the one operation of such a pool
+         * that takes free blocks out of sight, or when the count moved
+         * since its first look: a fixed pool's blocks_carved then stays at
+         * the peak of blocks in use, and a growable pool makes no slab
+         * beside those blocks. Without that, a review's producers and consumer
+         * with at most 10 blocks in use had carved 96 after 40 s, and here
+         * four producer and consumer pairs with at most 256 in use grew a
+         * pool of 64 KiB slabs a slab every few seconds, to 9216 blocks
+         * after 40 s. A move is two CASes, unless its thread is preempted
          * between them. Nothing else is waited for below the bound: not
          * another thread's growth or hole, whose init may wait for what
          * this thread holds, nor a trim, which holds the depot for a walk
