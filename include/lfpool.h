@@ -13,7 +13,11 @@
  *
  * Memory: a thread's first call on a pool mallocs its cache (two magazines
  * of cache_size pointers), which is not async-signal-safe; if malloc fails,
- * the thread works on the shared depot directly instead.
+ * the thread works on the shared depot directly instead. After that,
+ * lfp_alloc, lfp_free, their bulk forms and lfp_pool_trim call no malloc:
+ * a growable pool's growths and trims map what they need (slabs, and slab
+ * descriptors and hole records a page at a time, kept for reuse), but for
+ * a checked pool's record of each slab's blocks in use.
  *
  * Concurrency contract (who may call what at the same time):
  *

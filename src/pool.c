@@ -810,10 +810,12 @@ LFP_API size_t lfp_pool_trim(lfp_pool *pool)
  * lfp_test_map_fail_at   the n-th OS mapping from now on fails (0 = none);
  * lfp_test_fail_at       the n-th request of any kind (mapping or malloc)
  *                        from now on fails;
- * lfp_test_requests      counts every request, so a test can fail each in turn. */
+ * lfp_test_requests      counts every request, so a test can fail each in turn;
+ * lfp_test_mallocs       counts those that are not mappings (malloc). */
 _Atomic long lfp_test_map_fail_at;
 _Atomic long lfp_test_fail_at;
 _Atomic long lfp_test_requests;
+_Atomic long lfp_test_mallocs;
 
 static bool lfp_test_countdown(_Atomic long *at)
 {
@@ -826,6 +828,8 @@ static inline bool lfp_sys_refused(bool map)
 {
 #ifdef LFP_TEST_HOOKS
     atomic_fetch_add(&lfp_test_requests, 1);
+    if (!map)
+        atomic_fetch_add(&lfp_test_mallocs, 1);
     bool refused = lfp_test_countdown(&lfp_test_fail_at);
     if (map && lfp_test_countdown(&lfp_test_map_fail_at))
         refused = true;

@@ -341,15 +341,41 @@ static void lfp_range_teardown(struct lfp_pool *pool)
     atomic_store(&pool->carved, 0);
 }
 
+/* ---- records: slab descriptors, holes ---- */
+
+/* A record of size bytes, whose spare-list node lies link_off bytes in: a
+ * spare one, or the first of a page of new ones (the rest become spares).
+ * Records are never given back, so a pop of the spare list, or a lookup
+ * that holds a descriptor, may read one another thread has just taken.
+ * Mapped, not malloc'd: a growth or an automatic trim may run in a signal
+ * handler, where malloc is not safe (it may have interrupted malloc). A
+ * new page is zeroed; a spare keeps what its last user left. */
+static void *lfp_record_new(struct lfp_stack *spare, size_t size, size_t link_off)
+{
+    struct lfp_node *n = lfp_stack_pop(spare);
+    if (n != NULL)
+        return (char *)n - link_off;
+    size_t ps = lfp_page_size(), k = ps / size;
+    char *m = lfp_os_map(ps);
+    if (m == NULL)
+        return NULL;
+#define LFP_RECORD_LINK(i) ((struct lfp_node *)(m + (i) * size + link_off))
+    for (size_t i = 1; i + 1 < k; i++)
+        LFP_RECORD_LINK(i)->next = LFP_RECORD_LINK(i + 1);
+    if (k > 1)
+        lfp_stack_push(spare, LFP_RECORD_LINK(1), LFP_RECORD_LINK(k - 1));
+#undef LFP_RECORD_LINK
+    return m;
+}
+
 /* ---- slabs ---- */
 
 /* A slab of nblocks blocks at the range's position pos, or anywhere with
  * pos SIZE_MAX. On failure, pos is given up. */
 static struct lfp_slab *lfp_slab_new(struct lfp_pool *pool, size_t nblocks, size_t pos)
 {
-    struct lfp_node *n = lfp_stack_pop(&lfp_slab_spare);
-    struct lfp_slab *d = n ? LFP_CONTAINER(n, struct lfp_slab, free_link)
-                           : lfp_sys_zalloc(sizeof(*d), 0);
+    struct lfp_slab *d = lfp_record_new(&lfp_slab_spare, sizeof(*d),
+                                        offsetof(struct lfp_slab, free_link));
     if (d == NULL)
         goto fail_pos;
     _Atomic uint64_t *used = NULL;
@@ -494,23 +520,10 @@ struct lfp_hole {
 
 static struct lfp_stack lfp_hole_spare; /* recycled records */
 
-/* A record: a spare one, or one of a page of new ones (the rest become
- * spares). Mapped, not malloc'd: an automatic trim may run in a signal
- * handler, where malloc is not safe. */
 static struct lfp_hole *lfp_hole_new(void)
 {
-    struct lfp_node *n = lfp_stack_pop(&lfp_hole_spare);
-    if (n != NULL)
-        return LFP_CONTAINER(n, struct lfp_hole, link);
-    size_t ps = lfp_page_size(), k = ps / sizeof(struct lfp_hole);
-    struct lfp_hole *h = lfp_os_map(ps);
-    if (h == NULL)
-        return NULL;
-    for (size_t i = 1; i + 1 < k; i++)
-        h[i].link.next = &h[i + 1].link;
-    if (k > 1)
-        lfp_stack_push(&lfp_hole_spare, &h[1].link, &h[k - 1].link);
-    return h;
+    return lfp_record_new(&lfp_hole_spare, sizeof(struct lfp_hole),
+                          offsetof(struct lfp_hole, link));
 }
 
 static void lfp_hole_recycle(struct lfp_hole *h)

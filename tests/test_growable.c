@@ -44,6 +44,8 @@
 /* In the library built with LFP_TEST_HOOKS: when set to n > 0, the n-th
  * following request for OS memory fails. */
 extern _Atomic long lfp_test_map_fail_at;
+/* ... counts the library's requests for memory that are not mappings. */
+extern _Atomic long lfp_test_mallocs;
 /* ... and when set to n > 0, pools reserve ranges of at most n bytes (1:
  * none at all), so that their slabs go to the registry. */
 extern _Atomic long lfp_test_range_bytes;
@@ -2919,6 +2921,183 @@ static void test_a_signal_handler_may_free_into_a_pool_while_a_release_is_queued
     verify_and_destroy(pool, 0);
 }
 
+/* A growth, a trim (automatic or not) and a growth into a hole call no
+ * malloc once the thread has its cache: a signal handler may do each of
+ * them, and malloc is not async-signal-safe (the handler may have
+ * interrupted it). Slab descriptors and hole records are mapped a page at
+ * a time; here 80 growths need more than one page of descriptors (malloc'd
+ * one by one, they made 115 requests here). */
+static void test_growths_and_trims_call_no_malloc(void)
+{
+    enum { N = 80 };
+    struct lfp_config cfg = { .block_size = 64 * KiB, .slab_size = 64 * KiB,
+                              .flags = LFP_GROWABLE | LFP_NO_CACHE,
+                              .trim_threshold = 8 * 64 * KiB };
+    lfp_pool *pool;
+    CREATE_OR_RETURN(&cfg, &pool);
+    void *b[N];
+    b[0] = lfp_alloc(pool); /* the thread's slot */
+    REQUIRE(b[0] != NULL);
+    long before = atomic_load(&lfp_test_mallocs);
+    CHECK_EQ(alloc_all(pool, b + 1, N - 1), N - 1);
+    free_all(pool, b, N / 2); /* automatic trims */
+    CHECK(stats_of(pool).blocks_total < N);
+    (void)lfp_pool_trim(pool);
+    CHECK_EQ(alloc_all(pool, b, N / 2), N / 2);
+    CHECK_EQ(atomic_load(&lfp_test_mallocs), before);
+    free_all(pool, b, N);
+    verify_and_destroy(pool, 0);
+}
+
+/* Signals storm threads that move blocks between CPUs through a growable
+ * pool without a cache (so its allocations take other CPUs' stacks whole,
+ * grow and wait for moves), and each handler allocates and frees a few
+ * blocks of the same pool: wherever the signal lands (a pop, a move, a
+ * growth, the spans where a thread's in-flight list and the pool's count
+ * disagree), no call may hang, fail or hand out a block twice. Blocks
+ * carry their producer's stamp to the consumer, which checks it; every
+ * block must be back at the end. Signals begin once every worker has made
+ * its first call, which mallocs its cache (not async-signal-safe). */
+enum { STORM_PAIRS = 2, STORM_SLOTS = 32 };
+static lfp_pool *storm_pool;
+static _Atomic(void *) storm_ring[STORM_PAIRS][STORM_SLOTS];
+static _Atomic long storm_left, storm_handled, storm_failed, storm_bad, storm_ready;
+static _Atomic bool storm_stop;
+static pthread_t storm_workers[2 * STORM_PAIRS];
+
+static void storm_handler(int sig)
+{
+    (void)sig;
+    int e = errno;
+    void *b[3];
+    size_t n = 0;
+    for (; n < 3; n++) {
+        b[n] = lfp_alloc(storm_pool);
+        if (b[n] == NULL) {
+            atomic_fetch_add(&storm_failed, 1);
+            break;
+        }
+        memset(b[n], 0xa5, sizeof(uint64_t));
+    }
+    for (size_t i = 0; i < n; i++)
+        if (lfp_free(storm_pool, b[i]) != LFP_OK)
+            atomic_fetch_add(&storm_bad, 1);
+    atomic_fetch_add(&storm_handled, 1);
+    errno = e;
+}
+
+/* The worker's first call, then wait for the others'. */
+static void storm_warm_up(void)
+{
+    void *b = lfp_alloc(storm_pool);
+    if (b == NULL || lfp_free(storm_pool, b) != LFP_OK)
+        atomic_fetch_add(&storm_bad, 1);
+    atomic_fetch_add(&storm_ready, 1);
+    while (atomic_load(&storm_ready) < 2 * STORM_PAIRS)
+        sched_yield();
+}
+
+static void *storm_producer(void *arg)
+{
+    storm_warm_up();
+    uint64_t id = (uint64_t)(uintptr_t)arg, seq = 0;
+    _Atomic(void *) *ring = storm_ring[id];
+    for (size_t i = 0; atomic_fetch_sub(&storm_left, 1) > 0; i = (i + 1) % STORM_SLOTS) {
+        while (atomic_load_explicit(&ring[i], memory_order_acquire) != NULL)
+            if (atomic_load(&storm_stop))
+                return NULL;
+        uint64_t *b = lfp_alloc(storm_pool);
+        if (b == NULL) {
+            atomic_fetch_add(&storm_failed, 1);
+            break;
+        }
+        *b = id << 48 | seq++;
+        b[1] = ~*b;
+        atomic_store_explicit(&ring[i], b, memory_order_release);
+    }
+    return NULL;
+}
+
+static void *storm_consumer(void *arg)
+{
+    storm_warm_up();
+    _Atomic(void *) *ring = storm_ring[(uintptr_t)arg];
+    for (size_t i = 0;; i = (i + 1) % STORM_SLOTS) {
+        uint64_t *b = atomic_exchange_explicit(&ring[i], NULL, memory_order_acquire);
+        if (b == NULL) {
+            if (atomic_load(&storm_stop))
+                return NULL;
+            continue;
+        }
+        if (b[1] != ~b[0])
+            atomic_fetch_add(&storm_bad, 1);
+        if (lfp_free(storm_pool, b) != LFP_OK)
+            atomic_fetch_add(&storm_bad, 1);
+    }
+}
+
+static void *storm_signaller(void *arg)
+{
+    (void)arg;
+    uint64_t rng = 0x9e3779b97f4a7c15ull;
+    struct timespec gap = { 0, 20 * 1000 };
+    while (atomic_load(&storm_ready) < 2 * STORM_PAIRS)
+        sched_yield();
+    while (!atomic_load(&storm_stop)) {
+        rng ^= rng << 13, rng ^= rng >> 7, rng ^= rng << 17;
+        pthread_kill(storm_workers[rng % (2 * STORM_PAIRS)], SIGUSR1);
+        nanosleep(&gap, NULL);
+    }
+    return NULL;
+}
+
+static void test_signal_handlers_allocating_amid_moves_and_growths_lose_nothing(void)
+{
+    struct lfp_config cfg = { .block_size = 64, .slab_size = 64 * KiB,
+                              .flags = LFP_GROWABLE | LFP_NO_CACHE };
+    CREATE_OR_RETURN(&cfg, &storm_pool);
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = storm_handler;
+    sa.sa_flags = SA_RESTART;
+    sigemptyset(&sa.sa_mask);
+    REQUIRE(sigaction(SIGUSR1, &sa, NULL) == 0);
+    atomic_store(&storm_left, scaled(400000, 20000));
+    atomic_store(&storm_handled, 0);
+    atomic_store(&storm_failed, 0);
+    atomic_store(&storm_bad, 0);
+    atomic_store(&storm_ready, 0);
+    atomic_store(&storm_stop, false);
+    watchdog_arm("threads and signal handlers allocating from one pool", 300);
+    for (uintptr_t i = 0; i < STORM_PAIRS; i++) {
+        REQUIRE(pthread_create(&storm_workers[2 * i], NULL, storm_producer, (void *)i) == 0);
+        REQUIRE(pthread_create(&storm_workers[2 * i + 1], NULL, storm_consumer, (void *)i) == 0);
+    }
+    pthread_t sig;
+    REQUIRE(pthread_create(&sig, NULL, storm_signaller, NULL) == 0);
+    for (int i = 0; i < STORM_PAIRS; i++)
+        REQUIRE(pthread_join(storm_workers[2 * i], NULL) == 0);
+    atomic_store(&storm_stop, true);
+    REQUIRE(pthread_join(sig, NULL) == 0);
+    for (int i = 0; i < STORM_PAIRS; i++)
+        REQUIRE(pthread_join(storm_workers[2 * i + 1], NULL) == 0);
+    watchdog_disarm();
+    signal(SIGUSR1, SIG_DFL);
+    for (int p = 0; p < STORM_PAIRS; p++)
+        for (int i = 0; i < STORM_SLOTS; i++) {
+            void *b = atomic_exchange(&storm_ring[p][i], NULL);
+            if (b != NULL)
+                CHECK_EQ(lfp_free(storm_pool, b), LFP_OK);
+        }
+    printf("  %ld signals handled, %zu blocks made ready\n", atomic_load(&storm_handled),
+           stats_of(storm_pool).blocks_total);
+    CHECK(atomic_load(&storm_handled) > 0);
+    CHECK_EQ(atomic_load(&storm_failed), 0);
+    CHECK_EQ(atomic_load(&storm_bad), 0);
+    CHECK_EQ(stats_of(storm_pool).blocks_in_use, 0);
+    verify_and_destroy(storm_pool, 0);
+}
+
 /* A signal handler that interrupts a depot pop (inside its read-side
  * section) and frees into a growable pool past its trim threshold: no trim
  * starts there (a grace period, or call_rcu's worker that a fork waits for,
@@ -2973,6 +3152,9 @@ static void test_no_automatic_trim_starts_inside_a_read_side_section(void)
 
 int main(void)
 {
+    /* First, while no slab has been released yet: its growths find no
+     * recycled descriptor. */
+    RUN(test_growths_and_trims_call_no_malloc);
     RUN(test_growable_pool_grows_on_demand_far_beyond_one_slab);
     RUN(test_a_new_slab_of_large_blocks_is_resident_only_where_written);
     RUN(test_a_slab_cut_short_by_max_blocks_is_resident_only_where_its_blocks_are);
@@ -3020,5 +3202,6 @@ int main(void)
     RUN(test_a_fork_waits_for_a_release_being_queued);
     RUN(test_a_signal_handler_may_free_into_a_pool_while_a_release_is_queued);
     RUN(test_no_automatic_trim_starts_inside_a_read_side_section);
+    RUN(test_signal_handlers_allocating_amid_moves_and_growths_lose_nothing);
     return check_done();
 }
