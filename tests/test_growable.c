@@ -2049,46 +2049,24 @@ static void test_a_thread_at_max_blocks_waits_for_a_hole_being_made_ready(void)
     }
 }
 
-/* A trim lands (kept blocks back, released slabs out of the total) before
- * it runs the destructors over the released slabs: a thread at max_blocks
- * grows the pool while fini is still held, instead of waiting for it. */
-static void test_a_thread_at_max_blocks_does_not_wait_for_a_trims_destructors(void)
+/* The pool of two_slabs_first_free(extra) (the first slab's blocks free,
+ * the second's in use), trimmed by a thread held in fini, or, with
+ * at_trim_hook, where the trim holds the depot; blocks_total is held_total
+ * there. A second thread's alloc must return meanwhile (BEFORE), with a
+ * block of a new slab, and the trim must release the first. */
+static void grow_while_a_trim_is_held(struct lfp_config extra, bool at_trim_hook,
+                                      size_t held_total)
 {
     enum { PER = TWO_SLABS_PER, MAX = 2 * PER };
     const size_t slab = 64 * KiB;
     void *b[MAX + 1];
-    lfp_pool *pool = two_slabs_first_free(
-        (struct lfp_config){ .max_blocks = MAX, .fini = hold_in_callback }, b);
+    lfp_pool *pool = two_slabs_first_free(extra, b);
     if (pool == NULL)
         return;
     void *released = NULL;
-    b[MAX] = alloc_while_held(pool, PER, trim_one, BEFORE, &released);
-    CHECK_EQ((size_t)(uintptr_t)released, slab);
-    CHECK(b[MAX] != NULL);
-    CHECK_EQ(stats_of(pool).blocks_total, MAX);
-    for (size_t i = 0; i <= MAX; i++)
-        if (b[i] != NULL)
-            CHECK_EQ(lfp_free(pool, b[i]), LFP_OK);
-    verify_and_destroy(pool, 0);
-}
-
-/* Without a cache, a thread that finds the depot empty while other
- * threads' blocks are on their way to it waits for them rather than grow
- * (test_depot), but not for a trim, whose walk over every free block may
- * take milliseconds: below max_blocks it grows, as a cached pool does. The
- * trim is held once it holds the depot; the second thread must return
- * meanwhile, with a block of a new slab. */
-static void test_a_pool_without_a_cache_grows_during_a_trim_rather_than_wait(void)
-{
-    enum { PER = TWO_SLABS_PER, MAX = 2 * PER };
-    const size_t slab = 64 * KiB;
-    void *b[MAX + 1];
-    lfp_pool *pool = two_slabs_first_free((struct lfp_config){ 0 }, b);
-    if (pool == NULL)
-        return;
-    void *released = NULL;
-    atomic_store(&lfp_test_trim_hook, hold_here);
-    b[MAX] = alloc_while_held(pool, MAX, trim_one, BEFORE, &released);
+    if (at_trim_hook)
+        atomic_store(&lfp_test_trim_hook, hold_here);
+    b[MAX] = alloc_while_held(pool, held_total, trim_one, BEFORE, &released);
     atomic_store(&lfp_test_trim_hook, NULL);
     CHECK_EQ((size_t)(uintptr_t)released, slab);
     CHECK(b[MAX] != NULL);
@@ -2099,6 +2077,26 @@ static void test_a_pool_without_a_cache_grows_during_a_trim_rather_than_wait(voi
         if (b[i] != NULL)
             CHECK_EQ(lfp_free(pool, b[i]), LFP_OK);
     verify_and_destroy(pool, 0);
+}
+
+/* A trim lands (kept blocks back, released slabs out of the total) before
+ * it runs the destructors over the released slabs: a thread at max_blocks
+ * grows the pool while fini is still held, instead of waiting for it. */
+static void test_a_thread_at_max_blocks_does_not_wait_for_a_trims_destructors(void)
+{
+    grow_while_a_trim_is_held(
+        (struct lfp_config){ .max_blocks = 2 * TWO_SLABS_PER, .fini = hold_in_callback },
+        false, TWO_SLABS_PER);
+}
+
+/* Without a cache, a thread that finds the depot empty while other
+ * threads' blocks are on their way to it waits for them rather than grow
+ * (test_depot), but not for a trim, whose walk over every free block may
+ * take milliseconds: below max_blocks it grows, as a cached pool does. The
+ * trim is held once it holds the depot. */
+static void test_a_pool_without_a_cache_grows_during_a_trim_rather_than_wait(void)
+{
+    grow_while_a_trim_is_held((struct lfp_config){ 0 }, true, 2 * TWO_SLABS_PER);
 }
 
 /* Below its bound, a pool without a cache waits only for a stack being
