@@ -10,6 +10,11 @@
  *       failure *expected receives the value observed, read atomically.
  *   LFP_ARCH_NAME  a string naming the backend.
  *
+ * and may supply (else the C11 fallback below serves):
+ *
+ *   void lfp_arch_add_own(_Atomic intptr_t *p, intptr_t n);
+ *       with LFP_ARCH_HAS_ADD_OWN defined: see lfp_add_own().
+ *
  * Everything else here is shared by all backends.
  */
 #ifndef LFP_ARCH_H
@@ -69,6 +74,22 @@ static inline void lfp_store2_init(lfp_pair *p, void *ptr, uintptr_t tag)
 {
     p->ptr = ptr;
     p->tag = tag;
+}
+
+/*
+ * Add n to *p, a word that only the calling thread writes (other threads
+ * may read it), in one step that a signal handler on the same thread cannot
+ * split: an add the handler makes to the same word is not lost, as it is
+ * between a load and a store. Relaxed. Not atomic against another thread's
+ * write, for there is none.
+ */
+static inline void lfp_add_own(_Atomic intptr_t *p, intptr_t n)
+{
+#ifdef LFP_ARCH_HAS_ADD_OWN
+    lfp_arch_add_own(p, n);
+#else
+    atomic_fetch_add_explicit(p, n, memory_order_relaxed);
+#endif
 }
 
 /* CPU hint inside spin loops. */

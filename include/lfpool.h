@@ -19,6 +19,16 @@
  * descriptors and hole records a page at a time, kept for reuse), but for
  * a checked pool's record of each slab's blocks in use.
  *
+ * Signal handlers: a handler may call lfp_alloc, lfp_free and their bulk
+ * forms on a pool without a cache (LFP_NO_CACHE, fixed or growable, not
+ * checked), also one its thread is inside, once that thread has made a call
+ * on the pool (the first mallocs), and not while the thread exits. A pool
+ * with a cache is not reentrant: its magazines change by plain loads and
+ * stores, which is what makes the fast path cheap, so a handler's call on a
+ * pool with a cache that its thread is inside may hand out a block twice.
+ * Block the signal around the thread's calls on such a pool, or give the
+ * handler a pool without a cache.
+ *
  * Concurrency contract (who may call what at the same time):
  *
  * | call                         | concurrently with, on the same pool     |
@@ -353,8 +363,8 @@ size_t lfp_pool_destroy(lfp_pool *pool);
  * CASes apart) waits for those blocks rather than carve or grow beside
  * them, so that a fixed pool carves no more than its peak in use and a
  * growable one makes no slab for blocks it has. A signal handler's call
- * does not wait for its own thread's blocks: it may carve or grow one run
- * more, or get ENOBUFS at the bound.
+ * (see "Signal handlers" above) does not wait for its own thread's blocks:
+ * it may carve a block or grow a slab more, or get ENOBUFS at the bound.
  */
 void *lfp_alloc(lfp_pool *pool);
 

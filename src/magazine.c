@@ -80,13 +80,14 @@ static inline void lfp_set32(_Atomic uint32_t *p, uint32_t v)
 }
 
 /* Add to this thread's in-use balance of the pool; to the pool's shared
- * balance when the thread has no slot. */
+ * balance when the thread has no slot. In one step: a signal handler's call
+ * on a pool without a cache may interrupt its thread's call on that pool
+ * here (a load and a store lost the handler's count: a review's handlers
+ * left blocks_in_use at 14 and 17 with every block back). */
 static inline void lfp_take(struct lfp_pool *pool, struct lfp_slot *s, intptr_t n)
 {
     if (s != NULL)
-        atomic_store_explicit(&s->taken,
-                              atomic_load_explicit(&s->taken, memory_order_relaxed) + n,
-                              memory_order_relaxed);
+        lfp_add_own(&s->taken, n);
     else
         atomic_fetch_add_explicit(&pool->retired, n, memory_order_relaxed);
 }
@@ -552,6 +553,12 @@ static void lfp_mag_spill(struct lfp_pool *pool, struct lfp_slot *s)
  * (nothing to do) or waits until this is done. */
 static void lfp_flush_slot(struct lfp_slot *s, bool unbind)
 {
+    /* A slot without magazines (a pool without a cache) holds no block: left
+     * alone, so that a signal handler's call on its pool, which may land
+     * here, finds it bound (claimed, it would bind it afresh and zero the
+     * thread's balance). */
+    if (!unbind && lfp_get32(&s->cap) == 0)
+        return;
     struct lfp_pool *pool = atomic_load_explicit(&s->pool, memory_order_acquire);
     if (pool == NULL || pool == LFP_SLOT_BUSY ||
         !atomic_compare_exchange_strong(&s->pool, &pool, LFP_SLOT_BUSY))

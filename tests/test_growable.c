@@ -2949,26 +2949,67 @@ static void test_growths_and_trims_call_no_malloc(void)
     verify_and_destroy(pool, 0);
 }
 
-/* Signals storm threads that move blocks between CPUs through a growable
- * pool without a cache (so its allocations take other CPUs' stacks whole,
- * grow and wait for moves), and each handler allocates and frees a few
- * blocks of the same pool: wherever the signal lands (a pop, a move, a
- * growth, the spans where a thread's in-flight list and the pool's count
- * disagree), no call may hang, fail or hand out a block twice. Blocks
+/* SIGUSR1 runs handler, which interrupted calls resume after. */
+static void on_sigusr1(void (*handler)(int))
+{
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = handler;
+    sa.sa_flags = SA_RESTART;
+    sigemptyset(&sa.sa_mask);
+    REQUIRE(sigaction(SIGUSR1, &sa, NULL) == 0);
+}
+
+/* Set once no more signals come: a thread that a handler's calls may
+ * interrupt waits for it before it exits, for a handler's call on the pool
+ * may not interrupt the exit, which hands back the thread's balance
+ * (include/lfpool.h, "Signal handlers"). */
+static _Atomic bool signals_quiet;
+
+static void *wait_for_quiet(void)
+{
+    while (!atomic_load(&signals_quiet))
+        sched_yield();
+    return NULL;
+}
+
+/* Signals storm threads that move blocks between CPUs through a pool
+ * without a cache (so its allocations take other CPUs' stacks whole, carve
+ * or grow, and wait for moves), and each handler allocates and frees a few
+ * blocks of the same pool, and allocates or frees one more that it keeps
+ * between signals: wherever the signal lands (a pop, a move, a growth, the
+ * change of the thread's count of blocks in use, the spans where a
+ * thread's in-flight list and the pool's count disagree), no call may
+ * hang, fail or hand out a block twice, nor a count go astray. Blocks
  * carry their producer's stamp to the consumer, which checks it; every
- * block must be back at the end. Signals begin once every worker has made
- * its first call, which mallocs its cache (not async-signal-safe). */
+ * block must be back at the end, and the pool's counts exact. Signals
+ * begin once every worker has made its first call, which mallocs its
+ * cache (not async-signal-safe), and end before any exits. */
 enum { STORM_PAIRS = 2, STORM_SLOTS = 32 };
 static lfp_pool *storm_pool;
 static _Atomic(void *) storm_ring[STORM_PAIRS][STORM_SLOTS];
 static _Atomic long storm_left, storm_handled, storm_failed, storm_bad, storm_ready;
 static _Atomic bool storm_stop;
 static pthread_t storm_workers[2 * STORM_PAIRS];
+/* A block each worker's handlers keep from one signal to the next: so that
+ * a handler's count of blocks in use moves by one, not back to where it
+ * was, while the thread it interrupted may be in the middle of changing
+ * that count (a load and a store, before, lost it). */
+static void *storm_kept[2 * STORM_PAIRS];
+static _Thread_local int storm_me = -1;
 
 static void storm_handler(int sig)
 {
     (void)sig;
     int e = errno;
+    if (storm_me >= 0) {
+        void *k = storm_kept[storm_me];
+        storm_kept[storm_me] = NULL;
+        if (k == NULL && (storm_kept[storm_me] = lfp_alloc(storm_pool)) == NULL)
+            atomic_fetch_add(&storm_failed, 1);
+        if (k != NULL && lfp_free(storm_pool, k) != LFP_OK)
+            atomic_fetch_add(&storm_bad, 1);
+    }
     void *b[3];
     size_t n = 0;
     for (; n < 3; n++) {
@@ -2987,8 +3028,9 @@ static void storm_handler(int sig)
 }
 
 /* The worker's first call, then wait for the others'. */
-static void storm_warm_up(void)
+static void storm_warm_up(int me)
 {
+    storm_me = me;
     void *b = lfp_alloc(storm_pool);
     if (b == NULL || lfp_free(storm_pool, b) != LFP_OK)
         atomic_fetch_add(&storm_bad, 1);
@@ -2999,13 +3041,13 @@ static void storm_warm_up(void)
 
 static void *storm_producer(void *arg)
 {
-    storm_warm_up();
+    storm_warm_up(2 * (int)(uintptr_t)arg);
     uint64_t id = (uint64_t)(uintptr_t)arg, seq = 0;
     _Atomic(void *) *ring = storm_ring[id];
     for (size_t i = 0; atomic_fetch_sub(&storm_left, 1) > 0; i = (i + 1) % STORM_SLOTS) {
         while (atomic_load_explicit(&ring[i], memory_order_acquire) != NULL)
             if (atomic_load(&storm_stop))
-                return NULL;
+                return wait_for_quiet();
         uint64_t *b = lfp_alloc(storm_pool);
         if (b == NULL) {
             atomic_fetch_add(&storm_failed, 1);
@@ -3015,18 +3057,19 @@ static void *storm_producer(void *arg)
         b[1] = ~*b;
         atomic_store_explicit(&ring[i], b, memory_order_release);
     }
-    return NULL;
+    atomic_fetch_add(&storm_ready, 1);
+    return wait_for_quiet();
 }
 
 static void *storm_consumer(void *arg)
 {
-    storm_warm_up();
+    storm_warm_up(2 * (int)(uintptr_t)arg + 1);
     _Atomic(void *) *ring = storm_ring[(uintptr_t)arg];
     for (size_t i = 0;; i = (i + 1) % STORM_SLOTS) {
         uint64_t *b = atomic_exchange_explicit(&ring[i], NULL, memory_order_acquire);
         if (b == NULL) {
             if (atomic_load(&storm_stop))
-                return NULL;
+                return wait_for_quiet();
             continue;
         }
         if (b[1] != ~b[0])
@@ -3051,23 +3094,18 @@ static void *storm_signaller(void *arg)
     return NULL;
 }
 
-static void test_signal_handlers_allocating_amid_moves_and_growths_lose_nothing(void)
+static void storm_run(const struct lfp_config *cfg)
 {
-    struct lfp_config cfg = { .block_size = 64, .slab_size = 64 * KiB,
-                              .flags = LFP_GROWABLE | LFP_NO_CACHE };
-    CREATE_OR_RETURN(&cfg, &storm_pool);
-    struct sigaction sa;
-    memset(&sa, 0, sizeof sa);
-    sa.sa_handler = storm_handler;
-    sa.sa_flags = SA_RESTART;
-    sigemptyset(&sa.sa_mask);
-    REQUIRE(sigaction(SIGUSR1, &sa, NULL) == 0);
+    CREATE_OR_RETURN(cfg, &storm_pool);
+    on_sigusr1(storm_handler);
     atomic_store(&storm_left, scaled(400000, 20000));
     atomic_store(&storm_handled, 0);
     atomic_store(&storm_failed, 0);
     atomic_store(&storm_bad, 0);
     atomic_store(&storm_ready, 0);
     atomic_store(&storm_stop, false);
+    atomic_store(&signals_quiet, false);
+    memset(storm_kept, 0, sizeof storm_kept);
     watchdog_arm("threads and signal handlers allocating from one pool", 300);
     for (uintptr_t i = 0; i < STORM_PAIRS; i++) {
         REQUIRE(pthread_create(&storm_workers[2 * i], NULL, storm_producer, (void *)i) == 0);
@@ -3075,12 +3113,14 @@ static void test_signal_handlers_allocating_amid_moves_and_growths_lose_nothing(
     }
     pthread_t sig;
     REQUIRE(pthread_create(&sig, NULL, storm_signaller, NULL) == 0);
-    for (int i = 0; i < STORM_PAIRS; i++)
-        REQUIRE(pthread_join(storm_workers[2 * i], NULL) == 0);
+    /* Each producer counts itself ready once more when it is done. */
+    while (atomic_load(&storm_ready) < 3 * STORM_PAIRS)
+        sched_yield();
     atomic_store(&storm_stop, true);
     REQUIRE(pthread_join(sig, NULL) == 0);
-    for (int i = 0; i < STORM_PAIRS; i++)
-        REQUIRE(pthread_join(storm_workers[2 * i + 1], NULL) == 0);
+    atomic_store(&signals_quiet, true);
+    for (int i = 0; i < 2 * STORM_PAIRS; i++)
+        REQUIRE(pthread_join(storm_workers[i], NULL) == 0);
     watchdog_disarm();
     signal(SIGUSR1, SIG_DFL);
     for (int p = 0; p < STORM_PAIRS; p++)
@@ -3089,6 +3129,9 @@ static void test_signal_handlers_allocating_amid_moves_and_growths_lose_nothing(
             if (b != NULL)
                 CHECK_EQ(lfp_free(storm_pool, b), LFP_OK);
         }
+    for (int i = 0; i < 2 * STORM_PAIRS; i++)
+        if (storm_kept[i] != NULL)
+            CHECK_EQ(lfp_free(storm_pool, storm_kept[i]), LFP_OK);
     printf("  %ld signals handled, %zu blocks made ready\n", atomic_load(&storm_handled),
            stats_of(storm_pool).blocks_total);
     CHECK(atomic_load(&storm_handled) > 0);
@@ -3096,6 +3139,128 @@ static void test_signal_handlers_allocating_amid_moves_and_growths_lose_nothing(
     CHECK_EQ(atomic_load(&storm_bad), 0);
     CHECK_EQ(stats_of(storm_pool).blocks_in_use, 0);
     verify_and_destroy(storm_pool, 0);
+}
+
+/* A signal handler's block counts where its thread's would: a thread
+ * allocates and frees in a tight loop on a pool without a cache (each call
+ * changes the thread's count of blocks in use) while signals come, and
+ * each handler allocates a block that it keeps, so that every count a
+ * handler loses leaves the balance short, not a loss and a gain that
+ * cancel. Changed by a load and a store, the count lost the handlers'
+ * blocks (a review's program: blocks_in_use 14 and 17, verify EINVAL, with
+ * every block back). */
+/* One worker: the main thread sends each signal once the last was handled,
+ * and with more busy threads than two cores a signal waited for its
+ * thread's next time slice (4 ms a signal here, with two). */
+enum { TALLY_WORKERS = 1 };
+static lfp_pool *tally_pool;
+static _Atomic bool tally_stop;
+static _Atomic long tally_ready, tally_failed, tally_handled;
+static void *tally_kept[TALLY_WORKERS]; /* each a list linked through the blocks */
+static _Thread_local int tally_me = -1;
+
+static void tally_handler(int sig)
+{
+    (void)sig;
+    int e = errno;
+    if (tally_me >= 0) {
+        void **b = lfp_alloc(tally_pool);
+        if (b == NULL) {
+            atomic_fetch_add(&tally_failed, 1);
+        } else {
+            *b = tally_kept[tally_me];
+            tally_kept[tally_me] = b;
+            atomic_fetch_add(&tally_handled, 1);
+        }
+    }
+    errno = e;
+}
+
+static void *tally_worker(void *arg)
+{
+    tally_me = (int)(uintptr_t)arg;
+    /* Signals come after the thread's first call, which mallocs. */
+    for (bool first = true; !atomic_load_explicit(&tally_stop, memory_order_relaxed);
+         first = false) {
+        void *b = lfp_alloc(tally_pool);
+        if (b == NULL || lfp_free(tally_pool, b) != LFP_OK)
+            atomic_fetch_add(&tally_failed, 1);
+        if (first)
+            atomic_fetch_add(&tally_ready, 1);
+    }
+    return wait_for_quiet();
+}
+
+static void tally_run(const struct lfp_config *cfg)
+{
+    CREATE_OR_RETURN(cfg, &tally_pool);
+    on_sigusr1(tally_handler);
+    atomic_store(&tally_stop, false);
+    atomic_store(&signals_quiet, false);
+    atomic_store(&tally_ready, 0);
+    atomic_store(&tally_failed, 0);
+    atomic_store(&tally_handled, 0);
+    memset(tally_kept, 0, sizeof tally_kept);
+    watchdog_arm("signal handlers allocating beside their threads", 120);
+    pthread_t w[TALLY_WORKERS];
+    for (uintptr_t i = 0; i < TALLY_WORKERS; i++)
+        REQUIRE(pthread_create(&w[i], NULL, tally_worker, (void *)i) == 0);
+    while (atomic_load(&tally_ready) < TALLY_WORKERS)
+        sched_yield();
+    /* One signal at a time, each sent once the last was handled: two sent
+     * to a thread before it runs its handler would make one. */
+    long signals = scaled(40000, 4000);
+    for (long i = 0; i < signals; i++) {
+        REQUIRE(pthread_kill(w[i % TALLY_WORKERS], SIGUSR1) == 0);
+        while (atomic_load(&tally_handled) + atomic_load(&tally_failed) <= i)
+            sched_yield();
+    }
+    atomic_store(&tally_stop, true);
+    atomic_store(&signals_quiet, true);
+    for (int i = 0; i < TALLY_WORKERS; i++)
+        REQUIRE(pthread_join(w[i], NULL) == 0);
+    watchdog_disarm();
+    signal(SIGUSR1, SIG_DFL);
+    size_t kept = 0;
+    for (int i = 0; i < TALLY_WORKERS; i++)
+        for (void **b = tally_kept[i]; b != NULL; kept++) {
+            void **next = *b;
+            CHECK_EQ(lfp_free(tally_pool, b), LFP_OK);
+            b = next;
+        }
+    printf("  %ld signals handled, %zu blocks kept by handlers\n", atomic_load(&tally_handled),
+           kept);
+    CHECK_EQ(atomic_load(&tally_failed), 0);
+    CHECK_EQ((long)kept, atomic_load(&tally_handled));
+    CHECK_EQ(stats_of(tally_pool).blocks_in_use, 0);
+    verify_and_destroy(tally_pool, 0);
+}
+
+static void test_a_handlers_blocks_count_beside_its_threads_in_a_fixed_pool(void)
+{
+    struct lfp_config cfg = { .block_size = 64, .capacity = 1 << 17, .flags = LFP_NO_CACHE };
+    tally_run(&cfg);
+}
+
+static void test_a_handlers_blocks_count_beside_its_threads_in_a_growable_pool(void)
+{
+    struct lfp_config cfg = { .block_size = 64, .slab_size = 64 * KiB,
+                              .flags = LFP_GROWABLE | LFP_NO_CACHE };
+    tally_run(&cfg);
+}
+
+static void test_signal_handlers_allocating_amid_moves_and_growths_lose_nothing(void)
+{
+    struct lfp_config cfg = { .block_size = 64, .slab_size = 64 * KiB,
+                              .flags = LFP_GROWABLE | LFP_NO_CACHE };
+    storm_run(&cfg);
+}
+
+/* The same on a fixed pool without a cache (moves and carves). */
+static void test_signal_handlers_allocating_amid_moves_in_a_fixed_pool_lose_nothing(void)
+{
+    struct lfp_config cfg = { .block_size = 64, .capacity = 4096, .flags = LFP_NO_CACHE };
+    storm_run(&cfg);
 }
 
 /* A signal handler that interrupts a depot pop (inside its read-side
@@ -3203,5 +3368,8 @@ int main(void)
     RUN(test_a_signal_handler_may_free_into_a_pool_while_a_release_is_queued);
     RUN(test_no_automatic_trim_starts_inside_a_read_side_section);
     RUN(test_signal_handlers_allocating_amid_moves_and_growths_lose_nothing);
+    RUN(test_signal_handlers_allocating_amid_moves_in_a_fixed_pool_lose_nothing);
+    RUN(test_a_handlers_blocks_count_beside_its_threads_in_a_fixed_pool);
+    RUN(test_a_handlers_blocks_count_beside_its_threads_in_a_growable_pool);
     return check_done();
 }
