@@ -17,7 +17,14 @@
  * lfp_alloc, lfp_free, their bulk forms and lfp_pool_trim call no malloc:
  * a growable pool's growths and trims map what they need (slabs, and slab
  * descriptors and hole records a page at a time, kept for reuse), but for
- * a checked pool's record of each slab's blocks in use.
+ * a checked pool's record of each slab's blocks in use. One exception is
+ * liburcu's: the first automatic trim (trim_threshold) in the process that
+ * releases a slab queues it with call_rcu, whose first call makes its
+ * worker (a malloc and a pthread_create; liburcu aborts if they fail),
+ * inside the lfp_free or lfp_thread_flush that set the trim off. A program
+ * that wants that done up front, for example because its signal handlers
+ * free into such a pool, calls urcu_bp_get_default_call_rcu_data() from
+ * <urcu/urcu-bp.h> once at start-up (lfpool queues on that worker).
  *
  * Signal handlers: a handler may call lfp_alloc, lfp_free and their bulk
  * forms on a pool without a cache (LFP_NO_CACHE, fixed or growable, not
