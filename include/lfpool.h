@@ -370,8 +370,9 @@ size_t lfp_pool_destroy(lfp_pool *pool);
  * CASes apart) waits for those blocks rather than carve or grow beside
  * them, so that a fixed pool carves no more than its peak in use and a
  * growable one makes no slab for blocks it has. A signal handler's call
- * (see "Signal handlers" above) does not wait for its own thread's blocks:
- * it may carve a block or grow a slab more, or get ENOBUFS at the bound.
+ * (see "Signal handlers" above) that interrupted its thread's operation on
+ * the pool waits for nothing, its thread's blocks or another's: it may
+ * carve a block or grow a slab more, or get ENOBUFS at the bound.
  */
 void *lfp_alloc(lfp_pool *pool);
 

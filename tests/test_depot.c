@@ -515,6 +515,79 @@ static void a_growable_pool_waits_for_a_taken_stack_rather_than_grow(void)
     w_waits_for_a_taken_stack(GROWABLE);
 }
 
+/* Two threads each in the middle of a move, each interrupted there by a
+ * handler that allocates (a hook inside the move stands in for it), with
+ * every free block out of sight in the two moves: neither handler may wait
+ * for the other thread's move, for that thread waits for its handler (the
+ * two waited for each other for ever: a signal storm on a pool without a
+ * cache hung so under TSan on 16 cores). They carve instead. */
+static _Atomic int in_move;
+static void *stand_in_got[2];
+
+static void both_moves_allocate(void)
+{
+    int me = atomic_fetch_add(&in_move, 1);
+    if (me >= 2)
+        return; /* a stand-in's own take of a stack the other thread landed */
+    while (atomic_load(&in_move) < 2)
+        sched_yield();
+    stand_in_got[me] = lfp_alloc(pool);
+}
+
+static void *t1_moves(void *arg)
+{
+    (void)arg;
+    fake_cpu = 1;
+    return lfp_alloc(pool);
+}
+
+static void *t0_moves(void *arg)
+{
+    (void)arg;
+    fake_cpu = 0;
+    return lfp_alloc(pool);
+}
+
+static void handlers_in_two_moves_do_not_wait_for_each_other(void)
+{
+    if (one_depot_stack())
+        return;
+    void *v[68];
+    size_t n = freed_on_cpu_1(v, FIXED_ROOMY);
+    /* Two blocks off CPU 1's stack, for CPU 0's later. */
+    void *x = lfp_alloc(pool), *y = lfp_alloc(pool);
+    REQUIRE(x != NULL && y != NULL);
+    atomic_store(&in_move, 0);
+    memset(stand_in_got, 0, sizeof stand_in_got);
+    atomic_store(&lfp_test_steal_hook, both_moves_allocate);
+    alarm(60); /* the hang this test is about kills it */
+    pthread_t t0, t1;
+    REQUIRE(pthread_create(&t0, NULL, t0_moves, NULL) == 0); /* takes CPU 1's stack */
+    while (atomic_load(&in_move) < 1)
+        sched_yield();
+    fake_cpu = 0;
+    CHECK_EQ(lfp_free(pool, x), LFP_OK);
+    CHECK_EQ(lfp_free(pool, y), LFP_OK);
+    REQUIRE(pthread_create(&t1, NULL, t1_moves, NULL) == 0); /* takes CPU 0's */
+    void *got0, *got1;
+    REQUIRE(pthread_join(t0, &got0) == 0);
+    REQUIRE(pthread_join(t1, &got1) == 0);
+    alarm(0);
+    atomic_store(&lfp_test_steal_hook, NULL);
+    CHECK(atomic_load(&in_move) >= 2);
+    CHECK(got0 == v[2]);
+    CHECK(got1 == y);
+    CHECK(stand_in_got[0] != NULL && stand_in_got[1] != NULL);
+    /* The first carves; the second too, or finds the blocks the first's
+     * thread landed meanwhile. */
+    size_t carved = stats_of(pool).blocks_carved;
+    CHECK(carved == n + 1 || carved == n + 2);
+    void *held[] = { got0, got1, stand_in_got[0], stand_in_got[1] };
+    free_all(pool, held, 4);
+    verify_and_destroy(pool, 0);
+    fake_cpu = 0;
+}
+
 /* A signal handler may allocate from a pool whose stack its thread is
  * moving: it must not wait for that move, its own, also when it
  * interrupted the thread between the move's record in the thread's list
@@ -1041,6 +1114,7 @@ int main(void)
     RUN(a_growable_pool_waits_for_a_taken_stack_rather_than_grow);
     RUN(a_handler_at_its_threads_move_start_does_not_wait_for_it);
     RUN(a_handler_at_its_threads_move_landing_does_not_wait_for_it);
+    RUN(handlers_in_two_moves_do_not_wait_for_each_other);
     RUN(producers_taking_a_consumers_stack_carve_no_more_than_the_peak);
     RUN(producers_taking_a_consumers_stack_grow_no_slab_beside_free_blocks);
     RUN(a_trim_puts_kept_blocks_back_on_their_own_stacks);
