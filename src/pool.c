@@ -620,9 +620,10 @@ struct lfp_free *lfp_depot_take(struct lfp_pool *pool, uint32_t want, uint32_t *
          * nothing: not for its own thread's, which cannot land while it
          * waits, nor for another's: two threads each interrupted so, whose
          * handlers allocate, would each wait for the other's operation,
-         * which waits for its handler (two in a move hung so, a signal
-         * storm under TSan on 16 cores). It carves, grows or gets ENOBUFS
-         * instead, as does a handler that does not know its weight. */
+         * which waits for its handler (test_depot holds two in their moves
+         * so; a signal storm under TSan on 16 cores hung, most likely so).
+         * It carves, grows or gets ENOBUFS instead, as does a handler that
+         * does not know its weight. */
         uint64_t now = atomic_load_explicit(&pool->inbound, memory_order_acquire);
         uint32_t own, flying = (uint32_t)now;
         bool may_wait = lfp_inflight_own(pool, &own) && own == 0;
