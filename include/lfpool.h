@@ -207,7 +207,12 @@ struct lfp_config {
      *  longjmp out of them), must not call into the same pool
      *  (lfp_thread_flush is allowed), and must not wait for anything a
      *  thread allocating from the pool may hold: such a thread, finding the
-     *  pool at its bound, waits for the blocks being made ready. */
+     *  pool at its bound, waits for the blocks being made ready. A call
+     *  that comes back into the pool through another pool's init or fini
+     *  (P's init allocates from Q, whose init allocates from P) is treated
+     *  as a signal handler's: it waits for no blocks on their way, and may
+     *  get ENOBUFS at the bound, or carve or grow one more (two threads in
+     *  such chains would otherwise wait for each other). */
     void (*init)(void *block, void *arg);
     /** Optional destructor, run on each carved block, free or in use, before
      *  its memory is released: by lfp_pool_destroy(), and for a growable

@@ -615,14 +615,17 @@ struct lfp_free *lfp_depot_take(struct lfp_pool *pool, uint32_t want, uint32_t *
          * loads was the pool without a free block outside the magazines at
          * one moment. Looking first, only moves are waited for (above).
          * A call whose own thread has an operation on this pool in flight
-         * (a carve, a growth, a move or a trim) is a signal handler's
-         * (init and fini may not call into the pool), and waits for
-         * nothing: not for its own thread's, which cannot land while it
-         * waits, nor for another's: two threads each interrupted so, whose
-         * handlers allocate, would each wait for the other's operation,
-         * which waits for its handler (test_depot holds two in their moves
-         * so; a signal storm under TSan on 16 cores hung, most likely so).
-         * It carves, grows or gets ENOBUFS instead, as does a handler that
+         * (a carve, a growth, a move or a trim) is nested in it: a signal
+         * handler's, or one that came back through another pool's init or
+         * fini (P's init allocates from Q, whose init allocates from P; init
+         * and fini may not call into their own pool). It waits for nothing:
+         * not for its own thread's operation, which cannot land while it
+         * waits, nor for another's: two threads each nested so would each
+         * wait for the other's operation, which waits for the nested call
+         * (test_depot holds two handlers in their moves so; a signal storm
+         * under TSan on 16 cores hung, most likely so; a review's two
+         * threads in P-Q-P constructor chains hung with the wait). It
+         * carves, grows or gets ENOBUFS instead, as does a handler that
          * does not know its weight. */
         uint64_t now = atomic_load_explicit(&pool->inbound, memory_order_acquire);
         uint32_t own, flying = (uint32_t)now;
