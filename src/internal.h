@@ -340,10 +340,12 @@ void lfp_inflight_landed(struct lfp_inflight *r);
 void lfp_inflight_end(struct lfp_inflight *r);
 /* End an operation that took no block after all (nothing lands). */
 void lfp_inflight_cancel(struct lfp_inflight *r);
-/* The weight of the calling thread's own operations in flight on pool,
- * which it must not wait for; false when that is not known, in a signal
- * handler that interrupted its thread between its list and the count. */
-bool lfp_inflight_own(const struct lfp_pool *pool, uint32_t *weight);
+/* May the calling thread wait for other threads' operations in flight on
+ * pool? Not when it has one of its own there (a call nested in it: a
+ * signal handler's, or one through another pool's init), nor when that is
+ * not known (a handler that interrupted its thread between its list and
+ * the count). */
+bool lfp_inflight_may_wait(const struct lfp_pool *pool);
 /* Has the calling thread any operation in flight (on any pool)? */
 bool lfp_inflight_any(void);
 

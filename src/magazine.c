@@ -130,8 +130,8 @@ static __thread struct lfp_inflight *lfp_inflight_list
 
 /* Non-zero while the calling thread's list and pool->inbound disagree on
  * one of its records (between the change of one and of the other): a
- * signal handler that interrupts it there cannot tell its own weight in
- * the count, and waits for nothing (lfp_inflight_own). The signal fences
+ * signal handler that interrupts it there cannot tell its own part of the
+ * count, and waits for nothing (lfp_inflight_may_wait). The signal fences
  * keep the compiler from moving the list's and records' stores out of the
  * span; a handler's own spans leave the count as they found it. */
 static __thread _Atomic unsigned lfp_inflight_changing __attribute__((tls_model("initial-exec")));
@@ -210,13 +210,14 @@ void lfp_inflight_cancel(struct lfp_inflight *r)
     lfp_inflight_list = r->next;
 }
 
-bool lfp_inflight_own(const struct lfp_pool *pool, uint32_t *weight)
+bool lfp_inflight_may_wait(const struct lfp_pool *pool)
 {
-    uint32_t n = 0;
+    if (atomic_load_explicit(&lfp_inflight_changing, memory_order_relaxed) != 0)
+        return false;
     for (const struct lfp_inflight *r = lfp_inflight_list; r != NULL; r = r->next)
-        n += r->pool == pool && r->counted ? r->weight : 0;
-    *weight = n;
-    return atomic_load_explicit(&lfp_inflight_changing, memory_order_relaxed) == 0;
+        if (r->pool == pool && r->counted)
+            return false;
+    return true;
 }
 
 bool lfp_inflight_any(void)

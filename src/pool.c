@@ -628,9 +628,9 @@ struct lfp_free *lfp_depot_take(struct lfp_pool *pool, uint32_t want, uint32_t *
          * carves, grows or gets ENOBUFS instead, as does a handler that
          * does not know its weight. */
         uint64_t now = atomic_load_explicit(&pool->inbound, memory_order_acquire);
-        uint32_t own, flying = (uint32_t)now;
-        bool may_wait = lfp_inflight_own(pool, &own) && own == 0;
-        if (may_wait && (carve_first ? flying != 0 : (flying & LFP_INBOUND_MOVES) != 0)) {
+        uint32_t flying = (uint32_t)now;
+        if (lfp_inflight_may_wait(pool) &&
+            (carve_first ? flying != 0 : (flying & LFP_INBOUND_MOVES) != 0)) {
             sched_yield();
             continue;
         }
