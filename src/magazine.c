@@ -646,7 +646,8 @@ static struct lfp_free *lfp_take_one(struct lfp_pool *pool, struct lfp_slot *s)
     return b;
 }
 
-static void lfp_give_one(struct lfp_pool *pool, struct lfp_slot *s, void *block)
+static LFP_ALWAYS_INLINE void lfp_give_one(struct lfp_pool *pool, struct lfp_slot *s,
+                                          void *block)
 {
     struct lfp_free *l = lfp_link_open(pool, block);
     l->chain = NULL;
@@ -750,7 +751,13 @@ static LFP_NOINLINE int lfp_free_slow(struct lfp_pool *pool, void *block)
             return err;
     }
     lfp_mem_takeback(pool, block);
-    lfp_free_one(pool, lfp_slot_get(pool), block);
+    struct lfp_slot *s = lfp_slot_get(pool);
+    /* A pool without a cache, where every free comes here: straight to
+     * the depot. */
+    if (pool->mag_size == 0)
+        lfp_give_one(pool, s, block);
+    else
+        lfp_free_one(pool, s, block);
     return LFP_OK;
 }
 

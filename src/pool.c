@@ -5,13 +5,9 @@
  * statistics and the consistency check.
  */
 #include <errno.h>
-#include <sched.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
-#ifdef LFP_HAVE_RSEQ
-#include <sys/rseq.h>
-#endif
 #include <unistd.h>
 
 #include "internal.h"
@@ -124,35 +120,13 @@ static uint32_t lfp_depot_stacks(void)
     return n;
 }
 
-/* The CPU the calling thread runs on (it may move at any time: a hint), or
- * a negative number. The kernel keeps it in the thread's rseq area, which
- * glibc registers (2.35 and later; __rseq_size is 0 when it could not, as
- * under valgrind or qemu-user, and cpu_id negative): a load, where
- * sched_getcpu is a call that reads the same field (3.7 ns a call on the
- * machine of the README's results), and without rseq a vDSO call on x86-64,
- * a system call on AArch64. Builds whose compiler or C library lacks what
- * meson checks for, and test builds (a test may supply sched_getcpu), call
- * sched_getcpu. */
+#if defined(LFP_HAVE_RSEQ) && !defined(LFP_TEST_HOOKS)
+_Atomic ptrdiff_t lfp_rseq_cpu_off;
+#endif
+
 int lfp_cpu(void)
 {
-#if defined(LFP_HAVE_RSEQ) && !defined(LFP_TEST_HOOKS)
-    if (LFP_LIKELY(__rseq_size != 0)) {
-        const struct rseq *r =
-            (const struct rseq *)((char *)__builtin_thread_pointer() + __rseq_offset);
-        int cpu = (int)__atomic_load_n(&r->cpu_id, __ATOMIC_RELAXED);
-        if (LFP_LIKELY(cpu >= 0))
-            return cpu;
-    }
-#endif
-    return sched_getcpu();
-}
-
-/* The caller's own depot stack: its CPU's; the first when the CPU is
- * unknown. Once per depot exchange (every call of a LFP_NO_CACHE pool). */
-static uint32_t lfp_depot_home(const struct lfp_pool *pool)
-{
-    int cpu = lfp_cpu();
-    return cpu >= 0 ? (uint32_t)cpu & pool->depot_mask : 0;
+    return lfp_cpu_hint();
 }
 
 /* Blocks per magazine. The library's choice is a magazine of about
@@ -191,6 +165,13 @@ static void lfp_divisor_init(struct lfp_pool *pool, size_t stride)
 
 LFP_API int lfp_pool_create(const struct lfp_config *cfg, lfp_pool **out)
 {
+#if defined(LFP_HAVE_RSEQ) && !defined(LFP_TEST_HOOKS)
+    /* For lfp_cpu_hint: every pool operation comes after a creation. */
+    if (__rseq_size != 0)
+        atomic_store_explicit(&lfp_rseq_cpu_off,
+                              __rseq_offset + (ptrdiff_t)offsetof(struct rseq, cpu_id),
+                              memory_order_relaxed);
+#endif
     if (out == NULL)
         return LFP_EINVAL;
     *out = NULL;
@@ -308,39 +289,23 @@ void lfp_batch_seal(struct lfp_free *first, uint32_t len, bool laned)
         first->chain->next = (struct lfp_free *)((uintptr_t)len << 1 | laned);
 }
 
-void lfp_depot_push_to(struct lfp_pool *pool, uint32_t stack, struct lfp_free *first,
-                       struct lfp_free *last, size_t nblocks)
+void lfp_depot_counted(struct lfp_pool *pool, size_t nblocks)
 {
-    lfp_stack_push(&pool->depot[stack & pool->depot_mask].stack, (struct lfp_node *)first,
-                   (struct lfp_node *)last);
-    if (lfp_growable(pool)) {
-        /* The automatic trim policy: an O(1) check per magazine pushed. */
-        size_t n = atomic_fetch_add_explicit(&pool->depot_blocks, nblocks,
-                                             memory_order_relaxed) + nblocks;
-        /* Signed: a pop may subtract before the push it raced adds, so the
-         * count can dip below zero for a moment. */
-        /* Not while this thread has blocks in flight (a growth's push, say):
-         * threads waiting for them would wait for the trim's destructors
-         * too. Nor inside a read-side section (a signal handler's free in
-         * the middle of a pop): a grace period would wait for this thread.
-         * The next push checks again. */
-        if (pool->trim_above != 0 &&
-            (intptr_t)n >= (intptr_t)atomic_load_explicit(&pool->trim_next,
-                                                          memory_order_relaxed) &&
-            !lfp_inflight_any() && !lfp_rcu_reading())
-            lfp_slab_trim(pool, false);
-    }
-}
-
-uint32_t lfp_depot_home_stack(const struct lfp_pool *pool)
-{
-    return lfp_depot_home(pool);
-}
-
-void lfp_depot_push(struct lfp_pool *pool, struct lfp_free *first, struct lfp_free *last,
-                    size_t nblocks)
-{
-    lfp_depot_push_to(pool, lfp_depot_home(pool), first, last, nblocks);
+    /* The automatic trim policy: an O(1) check per magazine pushed. */
+    size_t n = atomic_fetch_add_explicit(&pool->depot_blocks, nblocks,
+                                         memory_order_relaxed) + nblocks;
+    /* Signed: a pop may subtract before the push it raced adds, so the
+     * count can dip below zero for a moment. */
+    /* Not while this thread has blocks in flight (a growth's push, say):
+     * threads waiting for them would wait for the trim's destructors
+     * too. Nor inside a read-side section (a signal handler's free in
+     * the middle of a pop): a grace period would wait for this thread.
+     * The next push checks again. */
+    if (pool->trim_above != 0 &&
+        (intptr_t)n >= (intptr_t)atomic_load_explicit(&pool->trim_next,
+                                                      memory_order_relaxed) &&
+        !lfp_inflight_any() && !lfp_rcu_reading())
+        lfp_slab_trim(pool, false);
 }
 
 #ifdef LFP_TEST_HOOKS
@@ -473,11 +438,6 @@ struct lfp_free *lfp_depot_pop(struct lfp_pool *pool, uint32_t *len)
             atomic_fetch_sub_explicit(&pool->depot_blocks, *len, memory_order_relaxed);
     }
     return b;
-}
-
-struct lfp_free *lfp_depot_pop_own(struct lfp_pool *pool)
-{
-    return (struct lfp_free *)lfp_stack_pop(&pool->depot[lfp_depot_home(pool)].stack);
 }
 
 struct lfp_free *lfp_depot_take_stack(struct lfp_pool *pool, uint32_t stack)

@@ -1069,7 +1069,7 @@ static void lfp_trim_keep_mapped(struct lfp_pool *pool, struct lfp_node *slabs)
              i = lfp_map_next(d->free_map, nb, i + 1, true))
             lfp_batcher_add(&b, (struct lfp_free *)(link0 + i * pool->stride));
     }
-    lfp_batcher_push_to(pool, &b, lfp_depot_home_stack(pool));
+    lfp_batcher_push_to(pool, &b, lfp_depot_home(pool));
 }
 
 #ifndef LFP_TEST_NO_GRACE

@@ -3,13 +3,6 @@
 
 #include "compiler.h"
 
-#ifdef LFP_TEST_NO_TAG
-/* Test builds only: the torture test must catch the ABA this lets through. */
-#define LFP_TAG_STEP 0
-#else
-#define LFP_TAG_STEP 1
-#endif
-
 #ifdef LFP_TEST_HOOKS
 void (*lfp_test_pop_hook)(void);
 void (*lfp_test_pop_read_hook)(void);
@@ -18,20 +11,6 @@ void (*lfp_test_pop_read_hook)(void);
 void lfp_stack_init(struct lfp_stack *s)
 {
     lfp_store2_init(&s->head, NULL, 0);
-}
-
-void lfp_stack_push(struct lfp_stack *s, struct lfp_node *first, struct lfp_node *last)
-{
-    lfp_pair old = lfp_load2(&s->head);
-    lfp_pair new;
-
-    do {
-        /* last is ours until the CAS publishes it; the CAS releases the
-         * store below together with the chain's links. */
-        last->next = old.ptr;
-        new.ptr = first;
-        new.tag = old.tag + LFP_TAG_STEP;
-    } while (!lfp_cas2(&s->head, &old, new));
 }
 
 void lfp_stack_push_chain(struct lfp_stack *s, struct lfp_node *first)
@@ -57,31 +36,6 @@ void lfp_stack_push_chain(struct lfp_stack *s, struct lfp_node *first)
         last->next = first;
         first = top;
     }
-}
-
-struct lfp_node *lfp_stack_pop(struct lfp_stack *s)
-{
-    lfp_pair old = lfp_load2(&s->head);
-    lfp_pair new;
-
-    do {
-        if (old.ptr == NULL)
-            return NULL;
-#ifdef LFP_TEST_HOOKS
-        if (lfp_test_pop_read_hook)
-            lfp_test_pop_read_hook();
-#endif
-        /* Another thread may have popped old.ptr and be writing to it: the
-         * value read is then stale, and the CAS below fails because the tag
-         * moved on. */
-        new.ptr = lfp_racy_load_ptr((void *const *)&((struct lfp_node *)old.ptr)->next);
-        new.tag = old.tag + LFP_TAG_STEP;
-#ifdef LFP_TEST_HOOKS
-        if (lfp_test_pop_hook)
-            lfp_test_pop_hook();
-#endif
-    } while (!lfp_cas2(&s->head, &old, new));
-    return old.ptr;
 }
 
 void lfp_stack_remove(struct lfp_stack *s, struct lfp_node *prev, struct lfp_node *n)

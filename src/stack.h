@@ -25,6 +25,7 @@
 
 #include <stddef.h>
 
+#include "compiler.h"
 #include "lfp_arch.h"
 
 struct lfp_node {
@@ -37,19 +38,12 @@ struct lfp_stack {
 
 void lfp_stack_init(struct lfp_stack *s);
 
-/* Push the chain first -> ... -> last (linked through next; last->next is
- * overwritten) with one CAS. */
-void lfp_stack_push(struct lfp_stack *s, struct lfp_node *first, struct lfp_node *last);
-
 /* Push the NULL-terminated chain from first without walking it: one CAS
  * when the stack is empty. Otherwise its nodes are detached and put in
  * front of the chain (walking them, not the chain), and the whole pushed
  * onto the then empty stack: those nodes are off the stack meanwhile, so
  * callers count themselves in flight (lfp_depot_steal). */
 void lfp_stack_push_chain(struct lfp_stack *s, struct lfp_node *first);
-
-/* Pop the top node, or NULL if the stack is empty. */
-struct lfp_node *lfp_stack_pop(struct lfp_stack *s);
 
 /* Detach the whole stack; returns its former top (a NULL-terminated chain). */
 struct lfp_node *lfp_stack_pop_all(struct lfp_stack *s);
@@ -84,5 +78,67 @@ extern void (*lfp_test_pop_hook)(void);
  * top->next, the window in which top's memory may be given back. */
 extern void (*lfp_test_pop_read_hook)(void);
 #endif
+
+#ifdef LFP_TEST_NO_TAG
+/* Test builds only: the torture test must catch the ABA this lets through. */
+#define LFP_TAG_STEP 0
+#else
+#define LFP_TAG_STEP 1
+#endif
+
+/* Push the chain first -> ... -> last (linked through next; last->next is
+ * overwritten) with one CAS. Inline, as pop: a pool without a cache pushes
+ * and pops once per alloc+free pair, and the calls around each CAS were
+ * part of what it cost over the bare stack (README, "Without a cache"). */
+static inline void lfp_stack_push(struct lfp_stack *s, struct lfp_node *first,
+                                  struct lfp_node *last)
+{
+    lfp_pair old = lfp_load2(&s->head);
+    lfp_pair new;
+
+    do {
+        /* last is ours until the CAS publishes it; the CAS releases the
+         * store below together with the chain's links. */
+        last->next = old.ptr;
+        new.ptr = first;
+        new.tag = old.tag + LFP_TAG_STEP;
+    } while (!lfp_cas2(&s->head, &old, new));
+}
+
+/* Pop the top node, or NULL if the stack is empty; *below receives the node
+ * the pop left on top (a hint: others may have taken it since). */
+static inline struct lfp_node *lfp_stack_pop_below(struct lfp_stack *s,
+                                                   struct lfp_node **below)
+{
+    lfp_pair old = lfp_load2(&s->head);
+    lfp_pair new;
+
+    do {
+        if (old.ptr == NULL)
+            return NULL;
+#ifdef LFP_TEST_HOOKS
+        if (lfp_test_pop_read_hook)
+            lfp_test_pop_read_hook();
+#endif
+        /* Another thread may have popped old.ptr and be writing to it: the
+         * value read is then stale, and the CAS below fails because the tag
+         * moved on. */
+        new.ptr = lfp_racy_load_ptr((void *const *)&((struct lfp_node *)old.ptr)->next);
+        new.tag = old.tag + LFP_TAG_STEP;
+#ifdef LFP_TEST_HOOKS
+        if (lfp_test_pop_hook)
+            lfp_test_pop_hook();
+#endif
+    } while (!lfp_cas2(&s->head, &old, new));
+    *below = new.ptr;
+    return old.ptr;
+}
+
+/* Pop the top node, or NULL if the stack is empty. */
+static inline struct lfp_node *lfp_stack_pop(struct lfp_stack *s)
+{
+    struct lfp_node *below;
+    return lfp_stack_pop_below(s, &below);
+}
 
 #endif

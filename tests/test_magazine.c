@@ -1195,11 +1195,15 @@ static void *cpu_of_thread(void *arg)
 
 static void the_depot_finds_the_cpu_each_thread_runs_on(void)
 {
+    /* A pool first: its creation tells the library where the rseq area's
+     * CPU lies (before any pool it calls sched_getcpu). */
+    lfp_pool *pool = make_pool(64, 64, 0, LFP_NO_CACHE);
     int on_main = 0, on_new = 0;
     cpu_of(&on_main);
     pthread_t t;
     REQUIRE(pthread_create(&t, NULL, cpu_of_thread, &on_new) == 0);
     REQUIRE(pthread_join(t, NULL) == 0);
+    verify_and_destroy(pool, 0);
     printf("  CPUs confirmed: %d on the main thread, %d on a new one\n", on_main, on_new);
     CHECK(check_under_qemu() || (on_main >= 1 && on_new >= 1));
 }
