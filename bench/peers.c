@@ -446,7 +446,7 @@ static void ml_free(void *gp, void *p)
 /* ------------------------------------------------------------------------ */
 /* treiber-list: the lock-free free list that lfpool's depot is, bare: a
  * Treiber stack of the blocks with a {pointer, tag} compare-and-swap
- * (lfpool's own src/stack.c, compiled in), and nothing else: no per-thread
+ * (lfpool's own src/stack.h and src/stack.c, compiled in), and nothing else: no per-thread
  * cache, no ownership check, no counts. Its pair is two locked 16-byte CAS:
  * the floor of lfpool-nocache. */
 

@@ -166,11 +166,12 @@ static void lfp_divisor_init(struct lfp_pool *pool, size_t stride)
 LFP_API int lfp_pool_create(const struct lfp_config *cfg, lfp_pool **out)
 {
 #if defined(LFP_HAVE_RSEQ) && !defined(LFP_TEST_HOOKS)
-    /* For lfp_cpu_hint: every pool operation comes after a creation. */
-    if (__rseq_size != 0)
-        atomic_store_explicit(&lfp_rseq_cpu_off,
-                              __rseq_offset + (ptrdiff_t)offsetof(struct rseq, cpu_id),
-                              memory_order_relaxed);
+    /* For lfp_cpu_hint: every pool operation comes after a creation. Not
+     * stored again once there, so that creations leave the line alone. */
+    ptrdiff_t off = __rseq_offset + (ptrdiff_t)offsetof(struct rseq, cpu_id);
+    if (__rseq_size != 0 &&
+        atomic_load_explicit(&lfp_rseq_cpu_off, memory_order_relaxed) != off)
+        atomic_store_explicit(&lfp_rseq_cpu_off, off, memory_order_relaxed);
 #endif
     if (out == NULL)
         return LFP_EINVAL;

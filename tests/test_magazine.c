@@ -20,7 +20,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/syscall.h>
 #include <time.h>
+#include <unistd.h>
+#ifdef LFP_TEST_RSEQ
+#include <sys/rseq.h>
+#endif
 
 #include <lfpool.h>
 
@@ -1163,10 +1168,25 @@ static void a_thread_waits_for_a_run_in_flight_instead_of_failing(void)
     verify_and_destroy(pool, 0);
 }
 
+/* sched_getcpu, counted: the library's calls of it land here (a static
+ * link prefers this definition to the C library's). */
+static atomic_uint getcpu_calls;
+
+int sched_getcpu(void)
+{
+    atomic_fetch_add(&getcpu_calls, 1);
+    unsigned cpu;
+    return syscall(SYS_getcpu, &cpu, NULL, NULL) == 0 ? (int)cpu : -1;
+}
+
 /* The depot's CPU (read from the thread's rseq area where glibc registered
  * one, else from sched_getcpu) is the CPU the thread was moved to, on the
  * main thread and on a new one (each thread has its own area). A move the
- * C library does not confirm is not counted; qemu-user may confirm none. */
+ * C library does not confirm is not counted; qemu-user may confirm none.
+ * Where glibc registered rseq areas, the answer must come from the area,
+ * without a call of sched_getcpu. */
+static atomic_int rseq_reads;
+
 static void cpu_of(int *confirmed)
 {
     cpu_set_t saved;
@@ -1180,7 +1200,15 @@ static void cpu_of(int *confirmed)
         check_pin(c);
         if (sched_getcpu() != c)
             continue;
+        unsigned calls = atomic_load(&getcpu_calls);
         CHECK_EQ(lfp_cpu(), c);
+#ifdef LFP_TEST_RSEQ
+        if (__rseq_size != 0) {
+            CHECK_EQ(atomic_load(&getcpu_calls), calls);
+            atomic_fetch_add(&rseq_reads, 1);
+        }
+#endif
+        (void)calls;
         (*confirmed)++;
     }
     CHECK(check_under_qemu() || *confirmed == tried);
@@ -1204,7 +1232,9 @@ static void the_depot_finds_the_cpu_each_thread_runs_on(void)
     REQUIRE(pthread_create(&t, NULL, cpu_of_thread, &on_new) == 0);
     REQUIRE(pthread_join(t, NULL) == 0);
     verify_and_destroy(pool, 0);
-    printf("  CPUs confirmed: %d on the main thread, %d on a new one\n", on_main, on_new);
+    printf("  CPUs confirmed: %d on the main thread, %d on a new one; %d checked to "
+           "come from the rseq area\n",
+           on_main, on_new, atomic_load(&rseq_reads));
     CHECK(check_under_qemu() || (on_main >= 1 && on_new >= 1));
 }
 

@@ -1,6 +1,7 @@
 /*
- * The tagged Treiber stack (src/stack.c) under every interleaving of a few
- * processes: Spin explores them all (see treiber.pml for what is modelled).
+ * The tagged Treiber stack (src/stack.h, src/stack.c) under every
+ * interleaving of a few processes: Spin explores them all (see treiber.pml
+ * for what is modelled).
  *
  * NB blocks start on the stack. Two workers repeatedly pop a block and hold
  * it, then either push it back alone, or pop a second one and push both:

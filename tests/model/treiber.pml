@@ -1,6 +1,6 @@
 /*
- * The tagged Treiber stack of src/stack.c, shared by stack.pml and
- * reclaim.pml (which #include it after defining NB).
+ * The tagged Treiber stack of src/stack.h and src/stack.c, shared by
+ * stack.pml and reclaim.pml (which #include it after defining NB).
  *
  * The head is a {ptr, tag} pair. What the model keeps of the C code:
  *   - lfp_load2(): a snapshot reads the tag, then the pointer: two steps,
