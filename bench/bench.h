@@ -74,6 +74,8 @@ struct bench_alloc {
     const char *trim_api; /* what trim calls, for the spike table */
     const char *no_trim;
     const void *priv; /* row-specific constant data (peer entry points) */
+    unsigned index;   /* position in the table: picks the row's own copy of
+                         the timed loops (workloads.c) */
 };
 
 /* The most rows the table has. */

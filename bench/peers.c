@@ -983,6 +983,8 @@ size_t bench_alloc_table(const struct bench_alloc **out, int sized_free)
         .alloc = tl_alloc, .free = tl_free,
         .no_trim = "fixed per-thread arrays, kept until destroyed"};
 
+    for (size_t i = 0; i < n; i++)
+        rows[i].index = (unsigned)i;
     *out = rows;
     return n;
 }
