@@ -413,34 +413,12 @@ static LOOP_INLINE void *worker_body(void *arg)
     return NULL;
 }
 
-/* Each row runs the loops from its own copy of the worker, so that every
- * call site of an allocator's alloc and free only ever sees that
- * allocator, as the call sites of a program do. Through one shared copy,
- * those indirect calls see every row in turn, and the branch predictor
- * charges each row for the others: on the 2-core AMD EPYC VM, lfpool's pair
- * took 3.2 to 3.7 ns a pair after any other row (even one whose alloc
- * returns a static buffer) against 2.8 when it ran alone. */
-#define ROW_WORKER(N) \
-    static NO_FOLD void *worker_main_##N(void *arg) { return worker_body(arg); }
-ROW_WORKER(0)
-ROW_WORKER(1)
-ROW_WORKER(2)
-ROW_WORKER(3)
-ROW_WORKER(4)
-ROW_WORKER(5)
-ROW_WORKER(6)
-ROW_WORKER(7)
-ROW_WORKER(8)
-ROW_WORKER(9)
-ROW_WORKER(10)
-
-static void *(*const row_workers[])(void *) = {
-    worker_main_0, worker_main_1, worker_main_2, worker_main_3,
-    worker_main_4, worker_main_5, worker_main_6, worker_main_7,
-    worker_main_8, worker_main_9, worker_main_10,
+/* Each row's own copies of worker_body and spike_body (ROW_CODE, below). */
+struct row_code {
+    void *(*worker)(void *);
+    void *(*spike)(void *);
 };
-_Static_assert(sizeof row_workers / sizeof row_workers[0] == BENCH_MAX_ROWS,
-               "a worker copy per row");
+static const struct row_code row_code[BENCH_MAX_ROWS];
 
 /* Runs the workload once; returns the wall time in ns from the first thread
  * leaving the barrier to the last one finishing, or a negative value after
@@ -471,7 +449,7 @@ static double run_once(struct shared *s, struct worker *ws)
         ws[i].tid = i;
     }
     for (i = 0; i < s->threads; i++) {
-        rc = pthread_create(&ws[i].th, NULL, row_workers[s->a->index], &ws[i]);
+        rc = pthread_create(&ws[i].th, NULL, row_code[s->a->index].worker, &ws[i]);
         if (rc != 0) {
             fprintf(stderr, "lfp-bench: pthread_create: %s\n", strerror(rc));
             /* The started ones are stuck on the barrier; nothing sane is
@@ -727,7 +705,7 @@ static double over(size_t rss, size_t base)
 
 /* One cycle; nonzero when it failed (recorded in k). The RSS reads stay
  * out of the time. */
-static int spike_cycle(struct spike *k, void *t, unsigned c, size_t base)
+static LOOP_INLINE int spike_cycle(struct spike *k, void *t, unsigned c, size_t base)
 {
     const struct bench_alloc *a = k->s.a;
     alloc_fn A = a->alloc;
@@ -780,7 +758,7 @@ static int spike_cycle(struct spike *k, void *t, unsigned c, size_t base)
     return k->null_allocs || k->bad_data || k->trim_failed;
 }
 
-static void *spike_main(void *arg)
+static LOOP_INLINE void *spike_body(void *arg)
 {
     struct spike *k = arg;
     size_t base;
@@ -804,6 +782,36 @@ static void *spike_main(void *arg)
     k->free_errors = k->s.a->thread_fini(t);
     return NULL;
 }
+
+/* Each row runs the loops from its own copy of the worker (and of the
+ * spike's), so that every call site of an allocator's alloc and free only
+ * ever sees that allocator, as the call sites of a program do. Through one
+ * shared copy, those indirect calls see every row in turn, and the branch
+ * predictor charges each row for the others: on the 2-core AMD EPYC VM,
+ * lfpool's pair took 3.2 to 3.7 ns a pair after another row against 2.8
+ * when it ran alone (README, "Each row with call sites of its own"). */
+#define ROW_CODE(N)                                                        \
+    static NO_FOLD void *worker_main_##N(void *arg) { return worker_body(arg); } \
+    static NO_FOLD void *spike_main_##N(void *arg) { return spike_body(arg); }
+ROW_CODE(0)
+ROW_CODE(1)
+ROW_CODE(2)
+ROW_CODE(3)
+ROW_CODE(4)
+ROW_CODE(5)
+ROW_CODE(6)
+ROW_CODE(7)
+ROW_CODE(8)
+ROW_CODE(9)
+ROW_CODE(10)
+
+#define ROW_ENTRY(N) {worker_main_##N, spike_main_##N}
+static const struct row_code row_code[BENCH_MAX_ROWS] = {
+    ROW_ENTRY(0), ROW_ENTRY(1), ROW_ENTRY(2), ROW_ENTRY(3),
+    ROW_ENTRY(4), ROW_ENTRY(5), ROW_ENTRY(6), ROW_ENTRY(7),
+    ROW_ENTRY(8), ROW_ENTRY(9), ROW_ENTRY(10),
+};
+_Static_assert(BENCH_MAX_ROWS == 11, "a ROW_CODE and a ROW_ENTRY per row");
 
 void bench_measure_spike(const struct bench_run_cfg *o, const struct bench_alloc *a,
                          struct bench_result *res)
@@ -857,7 +865,7 @@ void bench_measure_spike(const struct bench_run_cfg *o, const struct bench_alloc
         exit(1);
     }
 
-    rc = pthread_create(&th, NULL, spike_main, &k);
+    rc = pthread_create(&th, NULL, row_code[a->index].spike, &k);
     if (rc != 0) {
         fprintf(stderr, "lfp-bench: pthread_create: %s\n", strerror(rc));
         exit(2);
