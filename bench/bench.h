@@ -81,6 +81,22 @@ struct bench_alloc {
 /* The most rows the table has. */
 #define BENCH_MAX_ROWS 11
 
+/* Code a row has to itself: each row's copy of the timed loops
+ * (workloads.c) and each peer's calls into its library (peers.c). Not
+ * inlined, not folded into an identical copy (GCC's -fipa-icf; clang folds
+ * nothing before the link), and on a cache line of its own, so that every
+ * row's copy of the same code is laid out alike and each indirect call in
+ * it sees one allocator only. */
+#if defined(__GNUC__)
+#if defined(__has_attribute) && __has_attribute(no_icf)
+#define BENCH_OWN_CODE __attribute__((noinline, no_icf, aligned(64)))
+#else
+#define BENCH_OWN_CODE __attribute__((noinline, aligned(64)))
+#endif
+#else
+#define BENCH_OWN_CODE
+#endif
+
 /* Fill *out with every row, in report order; peers' libraries are loaded
  * here. Returns the number of rows. */
 size_t bench_alloc_table(const struct bench_alloc **out, int sized_free);

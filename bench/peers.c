@@ -163,7 +163,7 @@ static unsigned long lfp_row_thread_fini(void *tp)
     return 0;
 }
 
-static void *lfp_row_alloc(void *tp)
+static BENCH_OWN_CODE void *lfp_row_alloc(void *tp)
 {
     return lfp_alloc(tp);
 }
@@ -171,7 +171,7 @@ static void *lfp_row_alloc(void *tp)
 /* A free that failed leaves its block in use, and lfp_row_destroy reports
  * every such block; the result is not looked at here, so that the call is
  * the row's last act (a jump, as the other rows' frees are). */
-static void lfp_row_free(void *tp, void *p)
+static BENCH_OWN_CODE void lfp_row_free(void *tp, void *p)
 {
     (void)lfp_free(tp, p);
 }
@@ -249,35 +249,44 @@ static unsigned long peer_thread_fini(void *t)
     return 0;
 }
 
-static void *plain_alloc(void *tp)
-{
-    struct peer_thread *t = tp;
-    return t->api.malloc1(t->size);
-}
+/* Each peer's calls into its library, a copy per row (BENCH_OWN_CODE): one
+ * shared wrapper would be one indirect jump for every row that uses it,
+ * which the branch predictor charges each of them for the others. */
+#define PEER_CALLS(P)                                                     \
+    static BENCH_OWN_CODE void *P##_alloc(void *tp)                       \
+    {                                                                     \
+        struct peer_thread *t = tp;                                       \
+        return t->api.malloc1(t->size);                                   \
+    }                                                                     \
+    static BENCH_OWN_CODE void P##_free(void *tp, void *p)                \
+    {                                                                     \
+        ((struct peer_thread *)tp)->api.free1(p);                         \
+    }
+#define PEER_FREE_SIZED(P)                                                \
+    static BENCH_OWN_CODE void P##_free_sized(void *tp, void *p)          \
+    {                                                                     \
+        struct peer_thread *t = tp;                                       \
+        t->api.free_sized(p, t->size);                                    \
+    }
+PEER_CALLS(glibc_row)
+PEER_CALLS(je_plain_row)
+PEER_CALLS(mi_row)
+PEER_FREE_SIZED(mi_row)
+PEER_CALLS(tc_row)
+PEER_FREE_SIZED(tc_row)
 
-static void plain_free(void *tp, void *p)
-{
-    ((struct peer_thread *)tp)->api.free1(p);
-}
-
-static void plain_free_sized(void *tp, void *p)
-{
-    struct peer_thread *t = tp;
-    t->api.free_sized(p, t->size);
-}
-
-static void *je_alloc(void *tp)
+static BENCH_OWN_CODE void *je_alloc(void *tp)
 {
     struct peer_thread *t = tp;
     return t->api.mallocx(t->size, 0);
 }
 
-static void je_free(void *tp, void *p)
+static BENCH_OWN_CODE void je_free(void *tp, void *p)
 {
     ((struct peer_thread *)tp)->api.dallocx(p, 0);
 }
 
-static void je_free_sized(void *tp, void *p)
+static BENCH_OWN_CODE void je_free_sized(void *tp, void *p)
 {
     struct peer_thread *t = tp;
     t->api.sdallocx(p, t->size, 0);
@@ -419,7 +428,7 @@ static unsigned long ml_thread_fini(void *t)
     return 0;
 }
 
-static void *ml_alloc(void *gp)
+static BENCH_OWN_CODE void *ml_alloc(void *gp)
 {
     struct mutex_list *m = gp;
     void *p;
@@ -433,7 +442,7 @@ static void *ml_alloc(void *gp)
     return p;
 }
 
-static void ml_free(void *gp, void *p)
+static BENCH_OWN_CODE void ml_free(void *gp, void *p)
 {
     struct mutex_list *m = gp;
     pthread_mutex_lock(&m->lock);
@@ -517,7 +526,7 @@ static unsigned long tr_thread_fini(void *tp)
     return 0;
 }
 
-static void *tr_alloc(void *tp)
+static BENCH_OWN_CODE void *tr_alloc(void *tp)
 {
     struct treiber_thread *th = tp;
     void *b = lfp_stack_pop(&th->t->stack);
@@ -525,7 +534,7 @@ static void *tr_alloc(void *tp)
     return b;
 }
 
-static void tr_free(void *tp, void *b)
+static BENCH_OWN_CODE void tr_free(void *tp, void *b)
 {
     struct treiber_thread *th = tp;
     struct lfp_node *n = b;
@@ -607,7 +616,7 @@ static unsigned long tl_thread_fini(void *tp)
     return e;
 }
 
-static void *tl_alloc(void *tp)
+static BENCH_OWN_CODE void *tl_alloc(void *tp)
 {
     struct tl_thread *t = tp;
     void *p = t->head;
@@ -618,7 +627,7 @@ static void *tl_alloc(void *tp)
     return p;
 }
 
-static void tl_free(void *tp, void *p)
+static BENCH_OWN_CODE void tl_free(void *tp, void *p)
 {
     struct tl_thread *t = tp;
     memcpy(p, &t->head, sizeof t->head);
@@ -923,7 +932,7 @@ size_t bench_alloc_table(const struct bench_alloc **out, int sized_free)
         .api = glibc_desc, .missing = why,
         .create = peer_create, .destroy = peer_destroy,
         .thread_init = peer_thread_init, .thread_fini = peer_thread_fini,
-        .alloc = plain_alloc, .free = plain_free, .priv = &glibc_api,
+        .alloc = glibc_row_alloc, .free = glibc_row_free, .priv = &glibc_api,
         .trim = glibc_api.malloc_trim ? glibc_trim : NULL, .trim_api = "malloc_trim(0)",
         .no_trim = "the C library has no malloc_trim"};
 
@@ -933,8 +942,8 @@ size_t bench_alloc_table(const struct bench_alloc **out, int sized_free)
         .api = je_desc,
         .missing = why, .create = peer_create, .destroy = peer_destroy,
         .thread_init = peer_thread_init, .thread_fini = peer_thread_fini,
-        .alloc = je_plain ? plain_alloc : je_alloc,
-        .free = sized_free ? je_free_sized : je_plain ? plain_free : je_free,
+        .alloc = je_plain ? je_plain_row_alloc : je_alloc,
+        .free = sized_free ? je_free_sized : je_plain ? je_plain_row_free : je_free,
         .priv = &je_api, .trim = je_api.mallctl ? je_trim : NULL,
         .trim_api = "mallctl(\"" JE_PURGE_ALL "\")",
         .no_trim = "libjemalloc has no mallctl"};
@@ -945,7 +954,7 @@ size_t bench_alloc_table(const struct bench_alloc **out, int sized_free)
         .api = mi_desc,
         .missing = why, .create = peer_create, .destroy = peer_destroy,
         .thread_init = peer_thread_init, .thread_fini = peer_thread_fini,
-        .alloc = plain_alloc, .free = sized_free ? plain_free_sized : plain_free,
+        .alloc = mi_row_alloc, .free = sized_free ? mi_row_free_sized : mi_row_free,
         .priv = &mi_api, .trim = mi_api.mi_collect ? mi_trim : NULL,
         .trim_api = "mi_collect(true)",
         .no_trim = "libmimalloc has no mi_collect"};
@@ -956,7 +965,7 @@ size_t bench_alloc_table(const struct bench_alloc **out, int sized_free)
         .api = tc_desc,
         .missing = why, .create = peer_create, .destroy = peer_destroy,
         .thread_init = peer_thread_init, .thread_fini = peer_thread_fini,
-        .alloc = plain_alloc, .free = sized_free ? plain_free_sized : plain_free,
+        .alloc = tc_row_alloc, .free = sized_free ? tc_row_free_sized : tc_row_free,
         .priv = &tc_api, .trim = tc_api.release_free ? tc_trim : NULL,
         .trim_api = "MallocExtension_ReleaseFreeMemory()",
         .no_trim = "libtcmalloc_minimal has no MallocExtension_ReleaseFreeMemory"};

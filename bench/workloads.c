@@ -37,19 +37,11 @@ const char *const bench_workload_names[W_COUNT] = {"pair", "batch", "xfer",
                                                    "server", "spike"};
 
 /* The timed loops are copied into each row's own worker function (see
- * ROW_WORKER below): inlined there, and not folded back into one. */
+ * ROW_CODE below) and inlined there. */
 #if defined(__GNUC__)
 #define LOOP_INLINE inline __attribute__((always_inline))
 #else
 #define LOOP_INLINE inline
-#endif
-#if defined(__has_attribute)
-#if __has_attribute(no_icf)
-#define NO_FOLD __attribute__((noinline, no_icf))
-#endif
-#endif
-#ifndef NO_FOLD
-#define NO_FOLD __attribute__((noinline))
 #endif
 
 /* Results the checksum sink keeps alive: nothing the loops compute is dead. */
@@ -791,8 +783,8 @@ static LOOP_INLINE void *spike_body(void *arg)
  * lfpool's pair took 3.2 to 3.7 ns a pair after another row against 2.8
  * when it ran alone (README, "Each row with call sites of its own"). */
 #define ROW_CODE(N)                                                        \
-    static NO_FOLD void *worker_main_##N(void *arg) { return worker_body(arg); } \
-    static NO_FOLD void *spike_main_##N(void *arg) { return spike_body(arg); }
+    static BENCH_OWN_CODE void *worker_main_##N(void *arg) { return worker_body(arg); } \
+    static BENCH_OWN_CODE void *spike_main_##N(void *arg) { return spike_body(arg); }
 ROW_CODE(0)
 ROW_CODE(1)
 ROW_CODE(2)
