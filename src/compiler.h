@@ -13,7 +13,7 @@
  * wherever the link puts them, so that lfp_alloc's fast path is fetched
  * from one line and lfp_free's from two. Linked at a line's 48th byte, as
  * it was in lfp-bench, lfp_alloc's fast path straddled two lines, and a
- * pair took 2.86 to 2.90 ns against 2.58 to 2.61 aligned (lfp-bench
+ * pair took 2.86 to 2.90 ns against 2.58 to 2.59 aligned (lfp-bench
  * --workload pair, AMD EPYC host, three rounds taking turns). */
 #define LFP_FAST_ENTRY __attribute__((aligned(LFP_CACHELINE)))
 /* How far apart words that different threads write are kept: two lines, as
