@@ -8,6 +8,8 @@
 #include <stdint.h>
 #include <stdio.h>
 
+#include "compiler.h"
+
 /* Entries of one producer->consumer ring; also what a pool must hold per
  * ring on top of the blocks the threads keep. */
 #define BENCH_RING_SIZE 1024u
@@ -84,17 +86,13 @@ struct bench_alloc {
 /* Code a row has to itself: each row's copy of the timed loops
  * (workloads.c) and each peer's calls into its library (peers.c). Not
  * inlined, not folded into an identical copy (GCC's -fipa-icf; clang folds
- * nothing before the link), and on a cache line of its own, so that every
- * row's copy of the same code is laid out alike and each indirect call in
- * it sees one allocator only. */
-#if defined(__GNUC__)
+ * nothing before the link), and on a cache line of its own
+ * (LFP_FAST_ENTRY), so that every row's copy of the same code is laid out
+ * alike and each indirect call in it sees one allocator only. */
 #if defined(__has_attribute) && __has_attribute(no_icf)
-#define BENCH_OWN_CODE __attribute__((noinline, no_icf, aligned(64)))
+#define BENCH_OWN_CODE LFP_NOINLINE LFP_FAST_ENTRY __attribute__((no_icf))
 #else
-#define BENCH_OWN_CODE __attribute__((noinline, aligned(64)))
-#endif
-#else
-#define BENCH_OWN_CODE
+#define BENCH_OWN_CODE LFP_NOINLINE LFP_FAST_ENTRY
 #endif
 
 /* Fill *out with every row, in report order; peers' libraries are loaded

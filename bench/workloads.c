@@ -36,14 +36,6 @@
 const char *const bench_workload_names[W_COUNT] = {"pair", "batch", "xfer",
                                                    "server", "spike"};
 
-/* The timed loops are copied into each row's own worker function (see
- * ROW_CODE below) and inlined there. */
-#if defined(__GNUC__)
-#define LOOP_INLINE inline __attribute__((always_inline))
-#else
-#define LOOP_INLINE inline
-#endif
-
 /* Results the checksum sink keeps alive: nothing the loops compute is dead. */
 static volatile uint64_t checksum_sink;
 
@@ -168,7 +160,7 @@ typedef void (*free_fn)(void *, void *);
 
 /* One allocation; a failure is recorded on the worker (the run stops and
  * the report says why). */
-static LOOP_INLINE void *take(struct worker *w, alloc_fn A, void *t)
+static LFP_ALWAYS_INLINE void *take(struct worker *w, alloc_fn A, void *t)
 {
     void *p = A(t);
     if (!p) {
@@ -178,7 +170,7 @@ static LOOP_INLINE void *take(struct worker *w, alloc_fn A, void *t)
     return p;
 }
 
-static LOOP_INLINE void run_pair(struct worker *w, void *t, alloc_fn A, free_fn F, uint64_t n)
+static LFP_ALWAYS_INLINE void run_pair(struct worker *w, void *t, alloc_fn A, free_fn F, uint64_t n)
 {
     uint64_t i, sum = 0;
     for (i = 0; i < n; i++) {
@@ -193,7 +185,7 @@ static LOOP_INLINE void run_pair(struct worker *w, void *t, alloc_fn A, free_fn 
     w->sum = sum;
 }
 
-static LOOP_INLINE void run_batch(struct worker *w, void *t, alloc_fn A, free_fn F,
+static LFP_ALWAYS_INLINE void run_batch(struct worker *w, void *t, alloc_fn A, free_fn F,
                       uint64_t n, void **held)
 {
     uint64_t r, rounds = n / BENCH_BATCH, sum = 0;
@@ -223,7 +215,7 @@ static LOOP_INLINE void run_batch(struct worker *w, void *t, alloc_fn A, free_fn
     w->sum = sum;
 }
 
-static LOOP_INLINE void run_xfer_producer(struct worker *w, void *t, alloc_fn A,
+static LFP_ALWAYS_INLINE void run_xfer_producer(struct worker *w, void *t, alloc_fn A,
                               struct ring *r, uint64_t n)
 {
     struct ring_end e = {0, 0};
@@ -238,7 +230,7 @@ static LOOP_INLINE void run_xfer_producer(struct worker *w, void *t, alloc_fn A,
     ring_push(r, &e, NULL); /* end of stream */
 }
 
-static LOOP_INLINE void run_xfer_consumer(struct worker *w, void *t, free_fn F,
+static LFP_ALWAYS_INLINE void run_xfer_consumer(struct worker *w, void *t, free_fn F,
                               struct ring *r, uint64_t n)
 {
     struct ring_end e = {0, 0};
@@ -267,7 +259,7 @@ static uint64_t seed_for(unsigned tid)
     return 0x9E3779B97F4A7C15ull * (tid + 1u) | 1u;
 }
 
-static LOOP_INLINE void run_server_producer(struct worker *w, void *t, alloc_fn A,
+static LFP_ALWAYS_INLINE void run_server_producer(struct worker *w, void *t, alloc_fn A,
                                 free_fn F, struct ring *r, uint64_t n)
 {
     struct ring_end e = {0, 0};
@@ -295,7 +287,7 @@ static LOOP_INLINE void run_server_producer(struct worker *w, void *t, alloc_fn 
     w->sent = sent;
 }
 
-static LOOP_INLINE void run_server_consumer(struct worker *w, void *t, free_fn F,
+static LFP_ALWAYS_INLINE void run_server_consumer(struct worker *w, void *t, free_fn F,
                                 struct ring *r, struct live *win)
 {
     struct ring_end e = {0, 0};
@@ -345,7 +337,7 @@ static void pin_self(const struct shared *s, unsigned tid)
     (void)pthread_setaffinity_np(pthread_self(), sizeof set, &set);
 }
 
-static LOOP_INLINE void *worker_body(void *arg)
+static LFP_ALWAYS_INLINE void *worker_body(void *arg)
 {
     struct worker *w = arg;
     struct shared *s = w->s;
@@ -405,7 +397,8 @@ static LOOP_INLINE void *worker_body(void *arg)
     return NULL;
 }
 
-/* Each row's own copies of worker_body and spike_body (ROW_CODE, below). */
+/* Each row's own copies of worker_body and spike_body (ROW_CODE, below),
+ * into which the loops above (LFP_ALWAYS_INLINE) are inlined. */
 struct row_code {
     void *(*worker)(void *);
     void *(*spike)(void *);
@@ -697,7 +690,7 @@ static double over(size_t rss, size_t base)
 
 /* One cycle; nonzero when it failed (recorded in k). The RSS reads stay
  * out of the time. */
-static LOOP_INLINE int spike_cycle(struct spike *k, void *t, unsigned c, size_t base)
+static LFP_ALWAYS_INLINE int spike_cycle(struct spike *k, void *t, unsigned c, size_t base)
 {
     const struct bench_alloc *a = k->s.a;
     alloc_fn A = a->alloc;
@@ -750,7 +743,7 @@ static LOOP_INLINE int spike_cycle(struct spike *k, void *t, unsigned c, size_t 
     return k->null_allocs || k->bad_data || k->trim_failed;
 }
 
-static LOOP_INLINE void *spike_body(void *arg)
+static LFP_ALWAYS_INLINE void *spike_body(void *arg)
 {
     struct spike *k = arg;
     size_t base;
