@@ -66,8 +66,16 @@ struct bench_alloc {
     void *(*thread_init)(void *g, unsigned tid);
     /* Worker thread, after its timed work; number of errors seen by free. */
     unsigned long (*thread_fini)(void *t);
+    /* NULL for lfpool's rows (calls_lfpool), whose loops call lfp_alloc and
+     * lfp_free themselves. */
     void *(*alloc)(void *t);
     void (*free)(void *t, void *p);
+    /* lfpool's rows: t is the pool, and the timed loops call lfp_alloc and
+     * lfp_free directly, as a program linked with liblfpool.a does. Every
+     * other row is called through alloc and free: a peer's are stubs that
+     * jump through a pointer into its library, as a program's calls into a
+     * shared library go through the PLT; the in-tree lists' are their code. */
+    int calls_lfpool;
     /* The thread that allocated and freed the blocks (some allocators trim
      * only the calling thread's heap or cache), after a thread_init: give
      * the memory of free blocks back to the OS; nonzero (err filled) when

@@ -163,19 +163,6 @@ static unsigned long lfp_row_thread_fini(void *tp)
     return 0;
 }
 
-static BENCH_OWN_CODE void *lfp_row_alloc(void *tp)
-{
-    return lfp_alloc(tp);
-}
-
-/* A free that failed leaves its block in use, and lfp_row_destroy reports
- * every such block; the result is not looked at here, so that the call is
- * the row's last act (a jump, as the other rows' frees are). */
-static BENCH_OWN_CODE void lfp_row_free(void *tp, void *p)
-{
-    (void)lfp_free(tp, p);
-}
-
 /* Returns once the released slabs are unmapped (after the grace period);
  * the byte count it returns is left out: the RSS says what was given back. */
 static int lfp_row_trim(void *gp, char *err, size_t errlen)
@@ -190,7 +177,9 @@ static int lfp_row_trim(void *gp, char *err, size_t errlen)
 
 /* ------------------------------------------------------------------------ */
 /* General-purpose allocators, all called through pointers looked up with
- * dlsym so that each row pays the same indirect call. */
+ * dlsym, from a stub per row (PEER_CALLS): the loop calls the stub, which
+ * jumps into the library, as a program's call goes through a PLT entry
+ * into a shared library. */
 
 struct peer_api {
     void *(*malloc1)(size_t);            /* glibc, mimalloc, tcmalloc */
@@ -902,28 +891,28 @@ size_t bench_alloc_table(const struct bench_alloc **out, int sized_free)
         .api = "lfp_alloc/lfp_free, default cache",
         .create = lfp_row_create, .destroy = lfp_row_destroy,
         .thread_init = lfp_row_thread_init, .thread_fini = lfp_row_thread_fini,
-        .alloc = lfp_row_alloc, .free = lfp_row_free,
+        .calls_lfpool = 1,
         .no_trim = LFP_FIXED_NO_TRIM "; lfpool-growable is the row that trims"};
     rows[n++] = (struct bench_alloc){
         .name = "lfpool-nocache", .kind = BENCH_OURS, .cross_thread = 1,
         .api = "lfp_alloc/lfp_free, LFP_NO_CACHE",
         .create = lfp_row_create, .destroy = lfp_row_destroy,
         .thread_init = lfp_row_thread_init, .thread_fini = lfp_row_thread_fini,
-        .alloc = lfp_row_alloc, .free = lfp_row_free,
+        .calls_lfpool = 1,
         .no_trim = LFP_FIXED_NO_TRIM};
     rows[n++] = (struct bench_alloc){
         .name = "lfpool-growable", .kind = BENCH_OURS, .cross_thread = 1,
         .api = "lfp_alloc/lfp_free, LFP_GROWABLE (slabs, RCU), default cache",
         .create = lfp_row_create, .destroy = lfp_row_destroy,
         .thread_init = lfp_row_thread_init, .thread_fini = lfp_row_thread_fini,
-        .alloc = lfp_row_alloc, .free = lfp_row_free, .trim = lfp_row_trim,
+        .calls_lfpool = 1, .trim = lfp_row_trim,
         .trim_api = "lfp_pool_trim(pool)"};
     rows[n++] = (struct bench_alloc){
         .name = "lfpool-checked", .kind = BENCH_OURS, .cross_thread = 1,
         .api = "lfp_alloc/lfp_free, LFP_CHECKED (double free, write after free), default cache",
         .create = lfp_row_create, .destroy = lfp_row_destroy,
         .thread_init = lfp_row_thread_init, .thread_fini = lfp_row_thread_fini,
-        .alloc = lfp_row_alloc, .free = lfp_row_free,
+        .calls_lfpool = 1,
         .no_trim = LFP_FIXED_NO_TRIM};
 
     why = load_glibc();

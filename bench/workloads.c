@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /* The workloads of lfp-bench and the timing around them. */
 #include "bench.h"
+#include <lfpool.h>
 
 #include <errno.h>
 #include <fcntl.h>
@@ -337,13 +338,11 @@ static void pin_self(const struct shared *s, unsigned tid)
     (void)pthread_setaffinity_np(pthread_self(), sizeof set, &set);
 }
 
-static LFP_ALWAYS_INLINE void *worker_body(void *arg)
+static LFP_ALWAYS_INLINE void *worker_body(void *arg, alloc_fn A, free_fn F)
 {
     struct worker *w = arg;
     struct shared *s = w->s;
     const struct bench_alloc *a = s->a;
-    alloc_fn A = a->alloc;
-    free_fn F = a->free;
     void **held = NULL;
     struct live *win = NULL;
     void *t;
@@ -690,11 +689,10 @@ static double over(size_t rss, size_t base)
 
 /* One cycle; nonzero when it failed (recorded in k). The RSS reads stay
  * out of the time. */
-static LFP_ALWAYS_INLINE int spike_cycle(struct spike *k, void *t, unsigned c, size_t base)
+static LFP_ALWAYS_INLINE int spike_cycle(struct spike *k, void *t, unsigned c, size_t base,
+                                         alloc_fn A, free_fn F)
 {
     const struct bench_alloc *a = k->s.a;
-    alloc_fn A = a->alloc;
-    free_fn F = a->free;
     struct timespec t0, t1, t2, t3;
     size_t i, got, peak;
     uint64_t sum = 0;
@@ -743,7 +741,7 @@ static LFP_ALWAYS_INLINE int spike_cycle(struct spike *k, void *t, unsigned c, s
     return k->null_allocs || k->bad_data || k->trim_failed;
 }
 
-static LFP_ALWAYS_INLINE void *spike_body(void *arg)
+static LFP_ALWAYS_INLINE void *spike_body(void *arg, alloc_fn A, free_fn F)
 {
     struct spike *k = arg;
     size_t base;
@@ -762,10 +760,26 @@ static LFP_ALWAYS_INLINE void *spike_body(void *arg)
      * would hide it. */
     base = rss_bytes();
     for (c = 0; c < k->cycles; c++)
-        if (spike_cycle(k, t, c, base) != 0)
+        if (spike_cycle(k, t, c, base, A, F) != 0)
             break;
     k->free_errors = k->s.a->thread_fini(t);
     return NULL;
+}
+
+/* lfpool's rows (calls_lfpool): inlined into the loops, these leave the
+ * direct calls a program linked with liblfpool.a makes. Through a stub of
+ * their own, as the other rows are called, lfpool's pair took 2.55 ns
+ * instead of 2.28 on the 2-core AMD EPYC VM: the stub's jump costs it about
+ * a cycle there (README, "Calls as a program makes them"). A free that
+ * failed leaves its block in use, and the row's destroy reports it. */
+static LFP_ALWAYS_INLINE void *lfpool_alloc(void *t)
+{
+    return lfp_alloc(t);
+}
+
+static LFP_ALWAYS_INLINE void lfpool_free(void *t, void *p)
+{
+    (void)lfp_free(t, p);
 }
 
 /* Each row runs the loops from its own copy of the worker (and of the
@@ -774,10 +788,24 @@ static LFP_ALWAYS_INLINE void *spike_body(void *arg)
  * shared copy, those indirect calls see every row in turn, and the branch
  * predictor charges each row for the others: on the 2-core AMD EPYC VM,
  * lfpool's pair took 3.2 to 3.7 ns a pair after another row against 2.8
- * when it ran alone (README, "Each row with call sites of its own"). */
+ * when it ran alone (README, "Each row with call sites of its own"). Each
+ * copy holds the loops twice: calling lfp_alloc and lfp_free, for lfpool's
+ * rows, and through the row's alloc and free, for the others. */
 #define ROW_CODE(N)                                                        \
-    static BENCH_OWN_CODE void *worker_main_##N(void *arg) { return worker_body(arg); } \
-    static BENCH_OWN_CODE void *spike_main_##N(void *arg) { return spike_body(arg); }
+    static BENCH_OWN_CODE void *worker_main_##N(void *arg)                 \
+    {                                                                      \
+        const struct bench_alloc *a = ((struct worker *)arg)->s->a;        \
+        if (a->calls_lfpool)                                               \
+            return worker_body(arg, lfpool_alloc, lfpool_free);            \
+        return worker_body(arg, a->alloc, a->free);                        \
+    }                                                                      \
+    static BENCH_OWN_CODE void *spike_main_##N(void *arg)                  \
+    {                                                                      \
+        const struct bench_alloc *a = ((struct spike *)arg)->s.a;          \
+        if (a->calls_lfpool)                                               \
+            return spike_body(arg, lfpool_alloc, lfpool_free);             \
+        return spike_body(arg, a->alloc, a->free);                         \
+    }
 ROW_CODE(0)
 ROW_CODE(1)
 ROW_CODE(2)
