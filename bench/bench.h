@@ -48,8 +48,8 @@ struct bench_params {
                           the load, instead of reserving these blocks */
 };
 
-/* One row. All rows are called the same way, through these pointers, with a
- * per-thread context, so call overhead is the same for every allocator. */
+/* One row, with a per-thread context. lfpool's rows are called directly
+ * (calls_lfpool), the others through alloc and free (see there). */
 struct bench_alloc {
     const char *name;
     enum bench_kind kind;

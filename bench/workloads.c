@@ -768,9 +768,10 @@ static LFP_ALWAYS_INLINE void *spike_body(void *arg, alloc_fn A, free_fn F)
 
 /* lfpool's rows (calls_lfpool): inlined into the loops, these leave the
  * direct calls a program linked with liblfpool.a makes. Through a stub of
- * their own, as the other rows are called, lfpool's pair took 2.55 ns
- * instead of 2.28 on the 2-core AMD EPYC VM: the stub's jump costs it about
- * a cycle there (README, "Calls as a program makes them"). A free that
+ * their own, as the other rows are called, lfpool's pair took 2.55 to 2.58
+ * ns instead of 2.30 to 2.31 on the 2-core AMD EPYC VM: the stub's jump
+ * costs it about a cycle there (README, "Calls as a program makes them").
+ * A free that
  * failed leaves its block in use, and the row's destroy reports it. */
 static LFP_ALWAYS_INLINE void *lfpool_alloc(void *t)
 {
