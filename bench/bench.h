@@ -73,8 +73,8 @@ struct bench_alloc {
     /* lfpool's rows: t is the pool, and the timed loops call lfp_alloc and
      * lfp_free directly, as a program linked with liblfpool.a does. Every
      * other row is called through alloc and free: a peer's are stubs that
-     * jump through a pointer into its library, as a program's calls into a
-     * shared library go through the PLT; the in-tree lists' are their code. */
+     * jump through a pointer into its library, close to a PLT entry (README,
+     * "Calls as a program makes them"); the in-tree lists' are their code. */
     int calls_lfpool;
     /* The thread that allocated and freed the blocks (some allocators trim
      * only the calling thread's heap or cache), after a thread_init: give

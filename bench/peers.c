@@ -178,8 +178,8 @@ static int lfp_row_trim(void *gp, char *err, size_t errlen)
 /* ------------------------------------------------------------------------ */
 /* General-purpose allocators, all called through pointers looked up with
  * dlsym, from a stub per row (PEER_CALLS): the loop calls the stub, which
- * jumps into the library, as a program's call goes through a PLT entry
- * into a shared library. */
+ * jumps into the library, close to a program's call through a PLT entry
+ * (README, "Calls as a program makes them", says how close). */
 
 struct peer_api {
     void *(*malloc1)(size_t);            /* glibc, mimalloc, tcmalloc */

@@ -771,8 +771,8 @@ static LFP_ALWAYS_INLINE void *spike_body(void *arg, alloc_fn A, free_fn F)
  * their own, as the other rows are called, lfpool's pair took 2.55 to 2.58
  * ns instead of 2.30 to 2.31 on the 2-core AMD EPYC VM: the stub's jump
  * costs it about a cycle there (README, "Calls as a program makes them").
- * A free that
- * failed leaves its block in use, and the row's destroy reports it. */
+ * A free that failed leaves its block in use, and the row's destroy
+ * reports it. */
 static LFP_ALWAYS_INLINE void *lfpool_alloc(void *t)
 {
     return lfp_alloc(t);
