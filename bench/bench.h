@@ -34,7 +34,13 @@ static inline int bench_is_cross(enum bench_workload w)
 }
 
 /* Where a row stands in the comparison: "vs best peer" divides by the best
- * BENCH_PEER row; the floor is what no thread-safe pool can beat. */
+ * BENCH_PEER row; the floor is what no thread-safe pool can beat. The
+ * BENCH_OURS rows are lfpool's: t is the pool, and the timed loops call
+ * lfp_alloc and lfp_free directly, as a program linked with liblfpool.a
+ * does. Every other row is called through its alloc and free: a peer's are
+ * stubs that jump through a pointer into its library, close to a PLT entry
+ * (README, "Calls as a program makes them"); the in-tree lists' are their
+ * code. */
 enum bench_kind { BENCH_OURS, BENCH_PEER, BENCH_FLOOR };
 
 /* What a measurement asks of an allocator, so that fixed pools can be sized
@@ -48,8 +54,8 @@ struct bench_params {
                           the load, instead of reserving these blocks */
 };
 
-/* One row, with a per-thread context. lfpool's rows are called directly
- * (calls_lfpool), the others through alloc and free (see there). */
+/* One row, with a per-thread context. lfpool's rows (BENCH_OURS) are called
+ * directly, the others through alloc and free. */
 struct bench_alloc {
     const char *name;
     enum bench_kind kind;
@@ -66,16 +72,10 @@ struct bench_alloc {
     void *(*thread_init)(void *g, unsigned tid);
     /* Worker thread, after its timed work; number of errors seen by free. */
     unsigned long (*thread_fini)(void *t);
-    /* NULL for lfpool's rows (calls_lfpool), whose loops call lfp_alloc and
+    /* NULL for lfpool's rows (BENCH_OURS), whose loops call lfp_alloc and
      * lfp_free themselves. */
     void *(*alloc)(void *t);
     void (*free)(void *t, void *p);
-    /* lfpool's rows: t is the pool, and the timed loops call lfp_alloc and
-     * lfp_free directly, as a program linked with liblfpool.a does. Every
-     * other row is called through alloc and free: a peer's are stubs that
-     * jump through a pointer into its library, close to a PLT entry (README,
-     * "Calls as a program makes them"); the in-tree lists' are their code. */
-    int calls_lfpool;
     /* The thread that allocated and freed the blocks (some allocators trim
      * only the calling thread's heap or cache), after a thread_init: give
      * the memory of free blocks back to the OS; nonzero (err filled) when

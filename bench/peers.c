@@ -891,28 +891,25 @@ size_t bench_alloc_table(const struct bench_alloc **out, int sized_free)
         .api = "lfp_alloc/lfp_free, default cache",
         .create = lfp_row_create, .destroy = lfp_row_destroy,
         .thread_init = lfp_row_thread_init, .thread_fini = lfp_row_thread_fini,
-        .calls_lfpool = 1,
         .no_trim = LFP_FIXED_NO_TRIM "; lfpool-growable is the row that trims"};
     rows[n++] = (struct bench_alloc){
         .name = "lfpool-nocache", .kind = BENCH_OURS, .cross_thread = 1,
         .api = "lfp_alloc/lfp_free, LFP_NO_CACHE",
         .create = lfp_row_create, .destroy = lfp_row_destroy,
         .thread_init = lfp_row_thread_init, .thread_fini = lfp_row_thread_fini,
-        .calls_lfpool = 1,
         .no_trim = LFP_FIXED_NO_TRIM};
     rows[n++] = (struct bench_alloc){
         .name = "lfpool-growable", .kind = BENCH_OURS, .cross_thread = 1,
         .api = "lfp_alloc/lfp_free, LFP_GROWABLE (slabs, RCU), default cache",
         .create = lfp_row_create, .destroy = lfp_row_destroy,
         .thread_init = lfp_row_thread_init, .thread_fini = lfp_row_thread_fini,
-        .calls_lfpool = 1, .trim = lfp_row_trim,
+        .trim = lfp_row_trim,
         .trim_api = "lfp_pool_trim(pool)"};
     rows[n++] = (struct bench_alloc){
         .name = "lfpool-checked", .kind = BENCH_OURS, .cross_thread = 1,
         .api = "lfp_alloc/lfp_free, LFP_CHECKED (double free, write after free), default cache",
         .create = lfp_row_create, .destroy = lfp_row_destroy,
         .thread_init = lfp_row_thread_init, .thread_fini = lfp_row_thread_fini,
-        .calls_lfpool = 1,
         .no_trim = LFP_FIXED_NO_TRIM};
 
     why = load_glibc();

@@ -766,7 +766,7 @@ static LFP_ALWAYS_INLINE void *spike_body(void *arg, alloc_fn A, free_fn F)
     return NULL;
 }
 
-/* lfpool's rows (calls_lfpool): inlined into the loops, these leave the
+/* lfpool's rows (BENCH_OURS): inlined into the loops, these leave the
  * direct calls a program linked with liblfpool.a makes. Through a stub of
  * their own, as the other rows are called, lfpool's pair took 2.55 to 2.58
  * ns instead of 2.30 to 2.31 on the 2-core AMD EPYC VM: the stub's jump
@@ -792,20 +792,18 @@ static LFP_ALWAYS_INLINE void lfpool_free(void *t, void *p)
  * when it ran alone (README, "Each row with call sites of its own"). Each
  * copy holds the loops twice: calling lfp_alloc and lfp_free, for lfpool's
  * rows, and through the row's alloc and free, for the others. */
+/* BODY of the row a runs, with lfpool's calls or the row's alloc and free. */
+#define ROW_BODY(BODY, arg, a)                                             \
+    ((a)->kind == BENCH_OURS ? BODY(arg, lfpool_alloc, lfpool_free)        \
+                             : BODY(arg, (a)->alloc, (a)->free))
 #define ROW_CODE(N)                                                        \
     static BENCH_OWN_CODE void *worker_main_##N(void *arg)                 \
     {                                                                      \
-        const struct bench_alloc *a = ((struct worker *)arg)->s->a;        \
-        if (a->calls_lfpool)                                               \
-            return worker_body(arg, lfpool_alloc, lfpool_free);            \
-        return worker_body(arg, a->alloc, a->free);                        \
+        return ROW_BODY(worker_body, arg, ((struct worker *)arg)->s->a);   \
     }                                                                      \
     static BENCH_OWN_CODE void *spike_main_##N(void *arg)                  \
     {                                                                      \
-        const struct bench_alloc *a = ((struct spike *)arg)->s.a;          \
-        if (a->calls_lfpool)                                               \
-            return spike_body(arg, lfpool_alloc, lfpool_free);             \
-        return spike_body(arg, a->alloc, a->free);                         \
+        return ROW_BODY(spike_body, arg, ((struct spike *)arg)->s.a);      \
     }
 ROW_CODE(0)
 ROW_CODE(1)
