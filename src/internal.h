@@ -21,6 +21,12 @@
 #include "compiler.h"
 #include "stack.h"
 
+/* Everything declared from here on is the library's own: hidden, so that
+ * code built with -fPIC reaches its variables directly, not through the
+ * GOT (a load less on each use: lfp_rseq_cpu_off on every call of a pool
+ * without a cache). */
+#pragma GCC visibility push(hidden)
+
 struct lfp_slab;
 
 /* Pool ids below this get a fast-path entry in every thread. */
@@ -373,18 +379,32 @@ extern _Atomic ptrdiff_t lfp_rseq_cpu_off;
  * the C library's and reached through the GOT. Builds whose compiler or C
  * library lacks what meson checks for, and test builds (a test may supply
  * sched_getcpu), call sched_getcpu. Inline, as the depot's stack
- * operations: a pool without a cache asks on every call. */
-static inline int lfp_cpu_hint(void)
+ * operations: a pool without a cache asks on every call.
+ *
+ * lfp_cpu_cheap is its first step, the load, with no call: negative where
+ * that does not tell (test builds: sched_getcpu's answer). For paths that
+ * have nothing to save around a call and leave the rest to one that has. */
+static inline int lfp_cpu_cheap(void)
 {
 #if defined(LFP_HAVE_RSEQ) && !defined(LFP_TEST_HOOKS)
     ptrdiff_t off = atomic_load_explicit(&lfp_rseq_cpu_off, memory_order_relaxed);
     if (LFP_LIKELY(off != 0)) {
         const uint32_t *cpu_id =
             (const uint32_t *)((char *)__builtin_thread_pointer() + off);
-        int cpu = (int)__atomic_load_n(cpu_id, __ATOMIC_RELAXED);
-        if (LFP_LIKELY(cpu >= 0))
-            return cpu;
+        return (int)__atomic_load_n(cpu_id, __ATOMIC_RELAXED);
     }
+    return -1;
+#else
+    return sched_getcpu();
+#endif
+}
+
+static inline int lfp_cpu_hint(void)
+{
+#if defined(LFP_HAVE_RSEQ) && !defined(LFP_TEST_HOOKS)
+    int cpu = lfp_cpu_cheap();
+    if (LFP_LIKELY(cpu >= 0))
+        return cpu;
 #endif
     return sched_getcpu();
 }
@@ -401,6 +421,12 @@ static inline uint32_t lfp_depot_home(const struct lfp_pool *pool)
     return cpu >= 0 ? (uint32_t)cpu & pool->depot_mask : 0;
 }
 
+/* Depot stack number stack, masked: any number will do. */
+static inline struct lfp_stack *lfp_depot_at(struct lfp_pool *pool, uint32_t stack)
+{
+    return &pool->depot[stack & pool->depot_mask].stack;
+}
+
 /* A growable pool's count of blocks in its depot, and its automatic trim:
  * after nblocks were pushed. */
 void lfp_depot_counted(struct lfp_pool *pool, size_t nblocks);
@@ -413,8 +439,7 @@ static inline void lfp_depot_push_to(struct lfp_pool *pool, uint32_t stack,
                                      struct lfp_free *first, struct lfp_free *last,
                                      size_t nblocks)
 {
-    lfp_stack_push(&pool->depot[stack & pool->depot_mask].stack, (struct lfp_node *)first,
-                   (struct lfp_node *)last);
+    lfp_stack_push(lfp_depot_at(pool, stack), (struct lfp_node *)first, (struct lfp_node *)last);
     if (lfp_growable(pool))
         lfp_depot_counted(pool, nblocks);
 }
@@ -426,9 +451,10 @@ static inline void lfp_depot_push(struct lfp_pool *pool, struct lfp_free *first,
 }
 
 struct lfp_free *lfp_depot_pop(struct lfp_pool *pool, uint32_t *len);
-/* One block off the calling thread's CPU's stack, or NULL: lfp_depot_pop's
- * first step alone, for a pool whose stacks hold single blocks and need no
- * read-side section (lfp_carves_at_peak). It asks for the line of the block
+/* One block off a depot stack (masked; lfp_depot_pop_own: the calling
+ * thread's CPU's), or NULL: lfp_depot_pop's first step alone, for a pool
+ * whose stacks hold single blocks and need no read-side section
+ * (lfp_carves_at_peak). It asks for the line of the block
  * left on top, which the next pop reads: when another thread freed the
  * blocks (a producer allocating what its consumer freed), that line is in
  * the other core's cache. On a 2-core EPYC VM (lfp-bench xfer 1+1 without
@@ -437,15 +463,21 @@ struct lfp_free *lfp_depot_pop(struct lfp_pool *pool, uint32_t *len);
  * it (README, "Without a cache"). Asked for writing (prefetchw, built with
  * -mprfchw), xfer took 133 to 148 ns and server 121 to 133, against 103
  * to 115 and 99 to 113 asked for reading, in rounds taking turns. */
-static inline struct lfp_free *lfp_depot_pop_own(struct lfp_pool *pool)
+static inline struct lfp_free *lfp_depot_pop_at(struct lfp_pool *pool, uint32_t stack)
 {
     struct lfp_node *below = NULL;
-    struct lfp_free *l = (struct lfp_free *)lfp_stack_pop_below(
-        &pool->depot[lfp_depot_home(pool)].stack, &below);
+    struct lfp_free *l =
+        (struct lfp_free *)lfp_stack_pop_below(lfp_depot_at(pool, stack), &below);
     if (below != NULL)
         __builtin_prefetch(below);
     return l;
 }
+
+static inline struct lfp_free *lfp_depot_pop_own(struct lfp_pool *pool)
+{
+    return lfp_depot_pop_at(pool, lfp_depot_home(pool));
+}
+
 /* The depot has one stack per CPU (see pool.c), depot_mask + 1 of them. */
 #define LFP_DEPOT_STACKS_MAX 64u
 /* Detach every batch of one depot stack (for a trim); they are the caller's,
@@ -587,5 +619,7 @@ void lfp_slots_sum(const struct lfp_pool *pool, size_t *cached, intptr_t *balanc
 /* Call fn on every free block cached in a thread's magazine of the pool;
  * stops at the first non-zero return. Only when no thread uses the pool. */
 int lfp_slots_walk(struct lfp_pool *pool, int (*fn)(void *ctx, void *block), void *ctx);
+
+#pragma GCC visibility pop
 
 #endif

@@ -360,7 +360,7 @@ static LFP_NOINLINE struct lfp_free *lfp_depot_scan(struct lfp_pool *pool, uint3
     for (bool again = true; again && b == NULL;) {
         for (uint32_t i = 0; i <= mask && b == NULL; i++) {
             /* An empty stack costs three plain loads, no CAS. */
-            struct lfp_stack *s = &pool->depot[(home + i) & mask].stack;
+            struct lfp_stack *s = lfp_depot_at(pool, home + i);
             tags[i] = lfp_stack_tag(s);
             if (i != 0 && pool->mag_size == 0)
                 b = lfp_depot_steal(pool, s, &pool->depot[home].stack);
@@ -376,7 +376,7 @@ static LFP_NOINLINE struct lfp_free *lfp_depot_scan(struct lfp_pool *pool, uint3
          * thread got on meanwhile, so this stays lock-free. */
         again = false;
         for (uint32_t i = 0; i <= mask && b == NULL && !again; i++)
-            again = lfp_stack_tag(&pool->depot[(home + i) & mask].stack) != tags[i];
+            again = lfp_stack_tag(lfp_depot_at(pool, home + i)) != tags[i];
     }
     return b;
 }
@@ -443,7 +443,7 @@ struct lfp_free *lfp_depot_pop(struct lfp_pool *pool, uint32_t *len)
 
 struct lfp_free *lfp_depot_take_stack(struct lfp_pool *pool, uint32_t stack)
 {
-    return (struct lfp_free *)lfp_stack_pop_all(&pool->depot[stack & pool->depot_mask].stack);
+    return (struct lfp_free *)lfp_stack_pop_all(lfp_depot_at(pool, stack));
 }
 
 uint32_t lfp_carve(struct lfp_pool *pool, uint32_t want, struct lfp_free **first)
