@@ -701,11 +701,11 @@ static void *lfp_alloc_one(struct lfp_pool *pool, struct lfp_slot *s)
  * lfp_alloc_slow and lfp_free_slow are leaves: with nothing to keep
  * across a call, they save nothing on the stack, a store that the CAS's
  * lock would wait for. lfp-bench pair without a cache, 1 thread, on the
- * README's 2-core VM: 16.6 ns with the calls of lfp_cpu_hint and of the
- * growable pool's count inside them, 15.8 to 16.0 as leaves (four rounds
- * each, taking turns). The CPU is asked first, so that without rseq
- * (valgrind) the detour costs a few instructions: 227 a pair instead of
- * 212 without it (callgrind). */
+ * README's 2-core VM: 16.5 to 16.7 ns with the calls of lfp_cpu_hint and
+ * of the growable pool's count inside them, 16.0 to 16.5 as leaves (four
+ * rounds each, taking turns; README, "Without a cache, in leaves"). The
+ * CPU is asked first, so that without rseq (valgrind) the detour costs a
+ * few instructions: 230 a pair instead of 212 without it (callgrind). */
 static inline int lfp_plain_cpu(struct lfp_pool *pool, struct lfp_slot **slot)
 {
     int cpu = lfp_cpu_cheap();

@@ -19,8 +19,8 @@ static inline bool lfp_arch_cas2(lfp_pair *p, lfp_pair *expected, lfp_pair desir
      * comes in a scratch register, rbx waits in another across the
      * instruction (moves between registers, no store), and the address
      * comes in rsi, never in rbx. lfp-bench pair, bare stack (treiber-list),
-     * 1 thread, on the README's 2-core VM: 14.2 to 14.4 ns against 14.7 to
-     * 15.1 with rbx an operand, in runs taking turns. Between the two moves
+     * 1 thread, on the README's 2-core VM: 14.1 to 14.4 ns against 14.7 to
+     * 15.3 with rbx an operand, in runs taking turns. Between the two moves
      * a debugger unwinding the stack sees the new pointer as the caller's
      * rbx. Both assembler dialects are spelled out (-masm=intel). */
     uintptr_t lo = (uintptr_t)desired.ptr;
