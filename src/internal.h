@@ -454,10 +454,10 @@ struct lfp_free *lfp_depot_pop(struct lfp_pool *pool, uint32_t *len);
 /* One block off a depot stack (masked; lfp_depot_pop_own: the calling
  * thread's CPU's), or NULL: lfp_depot_pop's first step alone, for a pool
  * whose stacks hold single blocks and need no read-side section
- * (lfp_carves_at_peak). It asks for the line of the block
- * left on top, which the next pop reads: when another thread freed the
- * blocks (a producer allocating what its consumer freed), that line is in
- * the other core's cache. On a 2-core EPYC VM (lfp-bench xfer 1+1 without
+ * (lfp_carves_at_peak). It asks for the line of the block left on top,
+ * which the next pop reads: when another thread freed the blocks (a
+ * producer allocating what its consumer freed), that line is in the other
+ * core's cache. On a 2-core EPYC VM (lfp-bench xfer 1+1 without
  * a cache) a pair took 77 to 88 ns with the stack's push and pop out of
  * line, 94 to 116 with them inline and no request, 78 to 83 inline with
  * it (README, "Without a cache"). Asked for writing (prefetchw, built with

@@ -710,6 +710,8 @@ static inline int lfp_plain_cpu(struct lfp_pool *pool, struct lfp_slot **slot)
 {
     int cpu = lfp_cpu_cheap();
     *slot = lfp_tls_slots[pool->tls_idx];
+    /* lfp_carves_at_peak and neither checked nor zeroing, spelled out:
+     * GCC then tests mag_size and the flags, adjacent, with one and. */
     if (LFP_LIKELY(cpu >= 0) &&
         LFP_LIKELY(pool->mag_size == 0 &&
                    (pool->flags & (LFP_GROWABLE | LFP_ZERO | LFP_CHECKED)) == 0) &&

@@ -363,7 +363,7 @@ static LFP_NOINLINE struct lfp_free *lfp_depot_scan(struct lfp_pool *pool, uint3
             struct lfp_stack *s = lfp_depot_at(pool, home + i);
             tags[i] = lfp_stack_tag(s);
             if (i != 0 && pool->mag_size == 0)
-                b = lfp_depot_steal(pool, s, &pool->depot[home].stack);
+                b = lfp_depot_steal(pool, s, lfp_depot_at(pool, home));
             else
                 b = (struct lfp_free *)lfp_stack_pop(s);
         }
