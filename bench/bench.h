@@ -13,6 +13,11 @@
 /* Entries of one producer->consumer ring; also what a pool must hold per
  * ring on top of the blocks the threads keep. */
 #define BENCH_RING_SIZE 1024u
+/* Entries a ring's producer and consumer pass before publishing their
+ * index (--burst; workloads.c, the ring). A power of two, at most
+ * BENCH_BURST_MAX, so that it divides BENCH_RING_SIZE. */
+#define BENCH_BURST 16u
+#define BENCH_BURST_MAX 256u
 /* Blocks one thread holds at once in the batch workload. */
 #define BENCH_BATCH 1024u
 /* Live objects each consumer keeps in the server workload. */
@@ -157,6 +162,7 @@ struct bench_run_cfg {
     unsigned ncpus;
     uint64_t spike_blocks; /* blocks per spike cycle */
     uint64_t spike_keep;   /* every spike_keep-th block survives the trim; 0: none */
+    unsigned burst;        /* ring entries per publication of an index */
 };
 
 /* One (workload, threads, allocator) cell: open creates the allocator and
@@ -198,6 +204,7 @@ struct bench_meta {
     const char *version;
     unsigned duration_ms; /* 0 when --ops fixed the count */
     uint64_t ops;         /* fixed count, or 0 */
+    unsigned burst;       /* xfer and server: ring entries per publication */
     int sized_free;
 };
 

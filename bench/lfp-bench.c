@@ -30,6 +30,7 @@ struct options {
     uint64_t ops;
     uint64_t spike_blocks; /* 0: BENCH_SPIKE_BYTES of blocks */
     uint64_t spike_keep;   /* 0: free every block before the trim */
+    unsigned burst;        /* ring entries per publication of an index */
     unsigned duration_ms;
     unsigned reps;
     int use_alloc[16];
@@ -55,7 +56,8 @@ static void usage(FILE *f)
 "  pair    each thread: allocate, touch, free; repeat\n"
 "  batch   each thread: allocate %u blocks, then free them in order; repeat\n"
 "  xfer    producers allocate and pass blocks through one %u-entry ring\n"
-"          each to a consumer, which frees them (cross-thread free)\n"
+"          each to a consumer, which frees them (cross-thread free); each\n"
+"          side publishes its place in the ring once per --burst blocks\n"
 "  server  like xfer, but a quarter of the blocks die at the producer and\n"
 "          each consumer keeps %u live blocks, freeing a random one per\n"
 "          block received\n"
@@ -103,6 +105,11 @@ static void usage(FILE *f)
 "                      --size bytes)\n"
 "  --spike-keep N      keep every N-th block of a spike cycle allocated over\n"
 "                      the trim (default 0: none)\n"
+"  --burst N           xfer and server: blocks a ring's producer passes (and\n"
+"                      its consumer takes) before publishing its index, a\n"
+"                      power of two up to %u (default %u; 1: every block\n"
+"                      on its own, so that the consumer fetches the\n"
+"                      producer's index line once per block)\n"
 "  --alloc LIST        allocators to run (default all)\n"
 "  --workload LIST     workloads to run (default all)\n"
 "  --sized-free        free through the peers' sized calls (sdallocx,\n"
@@ -125,7 +132,8 @@ static void usage(FILE *f)
 "scaling. Mops/s counts pairs per second of all threads together. Each\n"
 "measurement: one untimed warm-up, then the timed repetitions, all threads\n"
 "starting together on a barrier.\n",
-            DEFAULT_DURATION_MS, DEFAULT_REPS, BENCH_SPIKE_BYTES >> 20);
+            DEFAULT_DURATION_MS, DEFAULT_REPS, BENCH_SPIKE_BYTES >> 20,
+            BENCH_BURST_MAX, BENCH_BURST);
 }
 
 static unsigned allowed_cpus(int *cpus, unsigned max)
@@ -258,7 +266,7 @@ static int parse_options(int argc, char **argv, struct options *o)
 {
     enum { O_THREADS = 256, O_SIZE, O_OPS, O_DUR, O_REPS, O_ALLOC, O_WORK,
            O_JSON, O_CSV, O_PLOT, O_QUIET, O_NOPIN, O_SIZED, O_CACHE,
-           O_SPIKE, O_KEEP, O_SLAB, O_HELP };
+           O_SPIKE, O_KEEP, O_SLAB, O_BURST, O_HELP };
     static const struct option longopts[] = {
         {"threads", required_argument, NULL, O_THREADS},
         {"size", required_argument, NULL, O_SIZE},
@@ -277,6 +285,7 @@ static int parse_options(int argc, char **argv, struct options *o)
         {"spike-blocks", required_argument, NULL, O_SPIKE},
         {"spike-keep", required_argument, NULL, O_KEEP},
         {"slab", required_argument, NULL, O_SLAB},
+        {"burst", required_argument, NULL, O_BURST},
         {"help", no_argument, NULL, O_HELP},
         {NULL, 0, NULL, 0},
     };
@@ -288,6 +297,7 @@ static int parse_options(int argc, char **argv, struct options *o)
     o->size = 64;
     o->duration_ms = DEFAULT_DURATION_MS;
     o->reps = DEFAULT_REPS;
+    o->burst = BENCH_BURST;
     o->pin = 1;
     while ((c = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
         switch (c) {
@@ -364,6 +374,15 @@ static int parse_options(int argc, char **argv, struct options *o)
         case O_KEEP:
             if (option_u64("spike-keep", optarg, 0, (uint64_t)1 << 32, &o->spike_keep) != 0)
                 return -1;
+            break;
+        case O_BURST:
+            if (option_u64("burst", optarg, 1, BENCH_BURST_MAX, &v) != 0)
+                return -1;
+            if ((v & (v - 1)) != 0) {
+                fprintf(stderr, "lfp-bench: --burst must be a power of two\n");
+                return -1;
+            }
+            o->burst = (unsigned)v;
             break;
         case O_HELP:
             usage(stdout);
@@ -564,6 +583,7 @@ int main(int argc, char **argv)
     cfg.ncpus = ncpus;
     cfg.spike_blocks = o.spike_blocks;
     cfg.spike_keep = o.spike_keep;
+    cfg.burst = o.burst;
 
     memset(&meta, 0, sizeof meta);
     cpu_model(meta.cpu, sizeof meta.cpu);
@@ -579,6 +599,7 @@ int main(int argc, char **argv)
     meta.duration_ms = o.ops ? 0 : o.duration_ms;
     meta.ops = o.ops;
     meta.sized_free = o.sized_free;
+    meta.burst = o.burst;
 
     bench_print_header(stdout, &meta, rows, nrows, o.use_alloc);
     bench_check_glibc(o.quiet ? stderr : stdout, o.quiet);

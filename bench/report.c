@@ -32,6 +32,9 @@ void bench_print_header(FILE *f, const struct bench_meta *m,
     else
         fprintf(f, "about %u ms per repetition (pairs calibrated in the "
                    "warm-up)\n", m->duration_ms);
+    fprintf(f, "xfer and server: each ring's producer and consumer publish "
+               "their index once per %u block%s (--burst)\n", m->burst,
+            m->burst > 1 ? "s" : "");
     fprintf(f, "ns/pair: one alloc + free in one lane (thread, or producer "
                "with its consumer) = wall x lanes / pairs;\n"
                "Mops/s: pairs per second of all threads together / 1e6; "
@@ -258,6 +261,7 @@ int bench_write_json(const char *path, const struct bench_meta *m,
     else
         fprintf(f, "  \"duration_ms\": %u,\n", m->duration_ms);
     fprintf(f, "  \"sized_free\": %s,\n", m->sized_free ? "true" : "false");
+    fprintf(f, "  \"burst\": %u,\n", m->burst);
     fprintf(f, "  \"unit\": \"ns per alloc+free pair per lane; mops across all "
                "threads; spike: ns per block of a cycle, trim included, and "
                "RSS in MiB over the RSS before the first cycle\",\n"

@@ -70,10 +70,20 @@ static double ts_ns(const struct timespec *t)
 /* ------------------------------------------------------------------------ */
 /* Single-producer single-consumer ring. Each index lives on its own line and
  * each side keeps a private copy of the other's index, re-reading it only
- * when the ring looks full (or empty): the shared lines move only when they
- * have to, so the ring costs little next to the allocators. */
+ * when the ring looks full (or empty). Each side also publishes its own
+ * index once per burst of entries (--burst) rather than per entry: a
+ * consumer that has caught up re-reads the producer's index as soon as it
+ * changes, and with a burst of 1 that fetch of a line the other core has
+ * just written comes once per block, in every row alike. On the 2-core VM,
+ * in two alternating rounds of xfer, it made most of lfpool's time: 57 to
+ * 92 ns a pair with a burst of 1, 13 to 22 with 16, while the fastest peer
+ * went from 140 to 152 ns to 111 to 120 (README, "Handing over in
+ * bursts"). The burst divides the ring's size, so a full ring always ends
+ * a burst and neither side can wait on an index the other has not
+ * published. */
 
 struct ring {
+    size_t burst_mask; /* --burst - 1; set before the threads start */
     _Alignas(64) _Atomic size_t head; /* written by the producer */
     _Alignas(64) _Atomic size_t tail; /* written by the consumer */
     _Alignas(64) void *slot[BENCH_RING_SIZE];
@@ -82,7 +92,14 @@ struct ring {
 struct ring_end {
     size_t mine;   /* own index, only this thread writes it */
     size_t theirs; /* last seen value of the other index */
+    size_t mask;   /* publish mine when (mine & mask) == 0 */
 };
+
+static struct ring_end ring_end_of(const struct ring *r)
+{
+    struct ring_end e = {0, 0, r->burst_mask};
+    return e;
+}
 
 static void wait_a_bit(unsigned *spins)
 {
@@ -94,6 +111,7 @@ static void wait_a_bit(unsigned *spins)
         sched_yield();
 }
 
+/* p NULL ends the stream: it is published at once. */
 static void ring_push(struct ring *r, struct ring_end *e, void *p)
 {
     unsigned spins = 0;
@@ -104,7 +122,8 @@ static void ring_push(struct ring *r, struct ring_end *e, void *p)
     }
     r->slot[e->mine % BENCH_RING_SIZE] = p;
     e->mine++;
-    atomic_store_explicit(&r->head, e->mine, memory_order_release);
+    if ((e->mine & e->mask) == 0 || !p)
+        atomic_store_explicit(&r->head, e->mine, memory_order_release);
 }
 
 static void *ring_pop(struct ring *r, struct ring_end *e)
@@ -118,7 +137,8 @@ static void *ring_pop(struct ring *r, struct ring_end *e)
     }
     p = r->slot[e->mine % BENCH_RING_SIZE];
     e->mine++;
-    atomic_store_explicit(&r->tail, e->mine, memory_order_release);
+    if ((e->mine & e->mask) == 0)
+        atomic_store_explicit(&r->tail, e->mine, memory_order_release);
     return p;
 }
 
@@ -219,7 +239,7 @@ static LFP_ALWAYS_INLINE void run_batch(struct worker *w, void *t, alloc_fn A, f
 static LFP_ALWAYS_INLINE void run_xfer_producer(struct worker *w, void *t, alloc_fn A,
                               struct ring *r, uint64_t n)
 {
-    struct ring_end e = {0, 0};
+    struct ring_end e = ring_end_of(r);
     uint64_t i;
     for (i = 0; i < n; i++) {
         void *p = take(w, A, t);
@@ -234,7 +254,7 @@ static LFP_ALWAYS_INLINE void run_xfer_producer(struct worker *w, void *t, alloc
 static LFP_ALWAYS_INLINE void run_xfer_consumer(struct worker *w, void *t, free_fn F,
                               struct ring *r, uint64_t n)
 {
-    struct ring_end e = {0, 0};
+    struct ring_end e = ring_end_of(r);
     uint64_t expect = 0, sum = 0;
     void *p;
     while ((p = ring_pop(r, &e)) != NULL) {
@@ -263,7 +283,7 @@ static uint64_t seed_for(unsigned tid)
 static LFP_ALWAYS_INLINE void run_server_producer(struct worker *w, void *t, alloc_fn A,
                                 free_fn F, struct ring *r, uint64_t n)
 {
-    struct ring_end e = {0, 0};
+    struct ring_end e = ring_end_of(r);
     /* Counts in locals, stored once at the end: with a store to the worker
      * for each block, server took 33.8 to 36.0 ns a pair on the 16-core VM,
      * and 22.3 to 24.5 so (README, "On 16 cores"). */
@@ -291,7 +311,7 @@ static LFP_ALWAYS_INLINE void run_server_producer(struct worker *w, void *t, all
 static LFP_ALWAYS_INLINE void run_server_consumer(struct worker *w, void *t, free_fn F,
                                 struct ring *r, struct live *win)
 {
-    struct ring_end e = {0, 0};
+    struct ring_end e = ring_end_of(r);
     uint64_t rng = seed_for(w->tid), sum = 0, last = 0, received = 0, bad = 0;
     unsigned k;
     void *p;
@@ -527,6 +547,7 @@ struct bench_cell *bench_cell_open(const struct bench_run_cfg *o, const struct b
     struct worker *ws;
     double *ns, wall;
     uint64_t ops;
+    unsigned i;
 
     memset(&p, 0, sizeof p);
     p.size = o->size;
@@ -561,6 +582,8 @@ struct bench_cell *bench_cell_open(const struct bench_run_cfg *o, const struct b
             exit(2);
         }
         memset(sp->rings, 0, lanes * sizeof *sp->rings);
+        for (i = 0; i < lanes; i++)
+            sp->rings[i].burst_mask = o->burst - 1;
     }
 
     snprintf(err, errlen, "could not be set up");
