@@ -74,10 +74,11 @@ static double ts_ns(const struct timespec *t)
  * index once per burst of entries (--burst) rather than per entry: a
  * consumer that has caught up re-reads the producer's index as soon as it
  * changes, and with a burst of 1 that fetch of a line the other core has
- * just written comes once per block, in every row alike. On the 2-core VM,
- * in two alternating rounds of xfer, it made most of lfpool's time: 57 to
- * 92 ns a pair with a burst of 1, 13 to 22 with 16, while the fastest peer
- * went from 140 to 152 ns to 111 to 120 (README, "Handing over in
+ * just written comes once per block: no row can then go faster than one
+ * round trip of a line between the cores per block. On the 2-core EPYC VM,
+ * three rounds of xfer taking turns: lfpool 52 to 61 ns a pair with a
+ * burst of 1, 13.3 to 13.7 with 16; mimalloc, slower than that round
+ * trip, 115 to 132 and 115 to 129 (README, "Handing over in
  * bursts"). The burst divides the ring's size, so a full ring always ends
  * a burst and neither side can wait on an index the other has not
  * published. */
