@@ -15,7 +15,10 @@
 #define BENCH_RING_SIZE 1024u
 /* Entries a ring's producer and consumer pass before publishing their
  * index (--burst; workloads.c, the ring). A power of two, at most
- * BENCH_BURST_MAX, so that it divides BENCH_RING_SIZE. */
+ * BENCH_BURST_MAX, so that it divides BENCH_RING_SIZE. 16 pointers fill
+ * two cache lines of the ring's slots, which the consumer fetches from the
+ * producer's core anyway: the index line then moves once per two of them
+ * instead of once per block. */
 #define BENCH_BURST 16u
 #define BENCH_BURST_MAX 256u
 /* Blocks one thread holds at once in the batch workload. */
