@@ -21,6 +21,8 @@
  * instead of once per block. */
 #define BENCH_BURST 16u
 #define BENCH_BURST_MAX 256u
+_Static_assert(BENCH_RING_SIZE % BENCH_BURST_MAX == 0,
+               "every burst must divide the ring, or the ring can stall");
 /* Blocks one thread holds at once in the batch workload. */
 #define BENCH_BATCH 1024u
 /* Live objects each consumer keeps in the server workload. */
@@ -136,6 +138,7 @@ struct bench_result {
     const char *workload;
     unsigned threads; /* threads that ran */
     unsigned lanes;   /* threads (pair, batch) or producer/consumer pairs */
+    unsigned burst;   /* xfer and server: --burst; 0 for the others */
     const struct bench_alloc *alloc;
     enum bench_status status;
     const char *note; /* why n/a or skipped */
@@ -207,7 +210,8 @@ struct bench_meta {
     const char *version;
     unsigned duration_ms; /* 0 when --ops fixed the count */
     uint64_t ops;         /* fixed count, or 0 */
-    unsigned burst;       /* xfer and server: ring entries per publication */
+    unsigned burst;       /* xfer and server: ring entries per publication;
+                             0 when neither runs */
     int sized_free;
 };
 

@@ -376,10 +376,9 @@ static int parse_options(int argc, char **argv, struct options *o)
                 return -1;
             break;
         case O_BURST:
-            if (option_u64("burst", optarg, 1, BENCH_BURST_MAX, &v) != 0)
-                return -1;
-            if ((v & (v - 1)) != 0) {
-                fprintf(stderr, "lfp-bench: --burst must be a power of two\n");
+            if (parse_u64(optarg, 1, BENCH_BURST_MAX, &v) != 0 || (v & (v - 1)) != 0) {
+                fprintf(stderr, "lfp-bench: --burst takes a power of two, 1..%u\n",
+                        BENCH_BURST_MAX);
                 return -1;
             }
             o->burst = (unsigned)v;
@@ -599,7 +598,7 @@ int main(int argc, char **argv)
     meta.duration_ms = o.ops ? 0 : o.duration_ms;
     meta.ops = o.ops;
     meta.sized_free = o.sized_free;
-    meta.burst = o.burst;
+    meta.burst = o.use_workload[W_XFER] || o.use_workload[W_SERVER] ? o.burst : 0;
 
     bench_print_header(stdout, &meta, rows, nrows, o.use_alloc);
     bench_check_glibc(o.quiet ? stderr : stdout, o.quiet);
@@ -678,6 +677,7 @@ int main(int argc, char **argv)
                 x->workload = bench_workload_names[w];
                 x->threads = th;
                 x->lanes = lanes;
+                x->burst = bench_is_cross((enum bench_workload)w) ? o.burst : 0;
                 x->alloc = &rows[r];
                 show_progress(&pg, bench_workload_names[w], rows[r].name, th);
                 if (rows[r].missing) {

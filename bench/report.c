@@ -32,9 +32,10 @@ void bench_print_header(FILE *f, const struct bench_meta *m,
     else
         fprintf(f, "about %u ms per repetition (pairs calibrated in the "
                    "warm-up)\n", m->duration_ms);
-    fprintf(f, "xfer and server: each ring's producer and consumer publish "
-               "their index once per %u block%s (--burst)\n", m->burst,
-            m->burst > 1 ? "s" : "");
+    if (m->burst)
+        fprintf(f, "xfer and server: each ring's producer and consumer publish "
+                   "their index once per %u block%s (--burst)\n", m->burst,
+                m->burst > 1 ? "s" : "");
     fprintf(f, "ns/pair: one alloc + free in one lane (thread, or producer "
                "with its consumer) = wall x lanes / pairs;\n"
                "Mops/s: pairs per second of all threads together / 1e6; "
@@ -261,7 +262,8 @@ int bench_write_json(const char *path, const struct bench_meta *m,
     else
         fprintf(f, "  \"duration_ms\": %u,\n", m->duration_ms);
     fprintf(f, "  \"sized_free\": %s,\n", m->sized_free ? "true" : "false");
-    fprintf(f, "  \"burst\": %u,\n", m->burst);
+    if (m->burst)
+        fprintf(f, "  \"burst\": %u,\n", m->burst);
     fprintf(f, "  \"unit\": \"ns per alloc+free pair per lane; mops across all "
                "threads; spike: ns per block of a cycle, trim included, and "
                "RSS in MiB over the RSS before the first cycle\",\n"
@@ -273,6 +275,8 @@ int bench_write_json(const char *path, const struct bench_meta *m,
                 x->workload, x->threads, x->lanes);
         json_string(f, x->alloc->name);
         fprintf(f, ", \"status\": \"%s\"", status_name(x->status));
+        if (x->burst)
+            fprintf(f, ", \"burst\": %u", x->burst);
         if (x->status == BENCH_OK)
             fprintf(f, ", \"ns_per_pair\": %.4f, \"ns_min\": %.4f, \"ns_max\": %.4f, "
                        "\"mops\": %.3f, \"reps\": %u, \"ops_per_lane\": %llu",
@@ -313,7 +317,7 @@ int bench_write_csv(const char *path, const struct bench_result *r, size_t n)
         return -1;
     fprintf(f, "workload,threads,lanes,allocator,status,ns_per_pair,ns_min,ns_max,"
                "mops,reps,ops_per_lane,note,ms_per_cycle,ns_per_block,"
-               "peak_rss_mib,rss_after_trim_mib,returned_pct\n");
+               "peak_rss_mib,rss_after_trim_mib,returned_pct,burst\n");
     for (i = 0; i < n; i++) {
         const struct bench_result *x = &r[i];
         fprintf(f, "%s,%u,%u,%s,%s,", x->workload, x->threads, x->lanes,
@@ -329,6 +333,10 @@ int bench_write_csv(const char *path, const struct bench_result *r, size_t n)
                     x->peak_mib, x->trimmed_mib, x->returned_pct);
         else
             fprintf(f, ",,,,,");
+        if (x->burst)
+            fprintf(f, ",%u", x->burst);
+        else
+            fputc(',', f);
         fputc('\n', f);
     }
     return close_file(f, path);

@@ -74,14 +74,12 @@ static double ts_ns(const struct timespec *t)
  * index once per burst of entries (--burst) rather than per entry: a
  * consumer that has caught up re-reads the producer's index as soon as it
  * changes, and with a burst of 1 that fetch of a line the other core has
- * just written comes once per block: no row can then go faster than one
- * round trip of a line between the cores per block. On the 2-core EPYC VM,
- * three rounds of xfer taking turns: lfpool 52 to 61 ns a pair with a
- * burst of 1, 13.3 to 13.7 with 16; mimalloc, slower than that round
- * trip, 115 to 132 and 115 to 129 (README, "Handing over in
- * bursts"). The burst divides the ring's size, so a full ring always ends
- * a burst and neither side can wait on an index the other has not
- * published. */
+ * just written comes once per block, a cost added to every row's. On the
+ * 2-core EPYC VM, three rounds of xfer taking turns: lfpool 52 to 61 ns a
+ * pair with a burst of 1, 13.3 to 13.7 with 16; mimalloc 115 to 132 and
+ * 115 to 128 (README, "Handing over in bursts"). The burst divides the
+ * ring's size, so a full ring always ends a burst: a side waits only for
+ * entries the other has not finished, never forever. */
 
 struct ring {
     size_t burst_mask; /* --burst - 1; set before the threads start */
