@@ -4,7 +4,8 @@
 #
 #   native        host compiler, debugoptimized; also builds lfp-bench
 #   asan          AddressSanitizer + UndefinedBehaviorSanitizer (leaks included)
-#   tsan          ThreadSanitizer on the generic C11 atomics backend
+#   tsan          ThreadSanitizer on the generic C11 atomics backend; also
+#                 builds lfp-bench for its ring tests
 #   aarch64-llsc  Armv8.0 cross build under qemu-user: the LDAXP/STLXP path
 #   aarch64-lse   Armv8.1 cross build under qemu-user: the CASP path
 #   valgrind      native build with -Dvalgrind=enabled: only the 'valgrind'
@@ -60,7 +61,7 @@ setup_args() {
     case "$1" in
         native) echo "-Dbuildtype=debugoptimized" ;;
         asan) echo "-Dbuildtype=debugoptimized -Db_sanitize=address,undefined -Db_lundef=false -Dbench=disabled" ;;
-        tsan) echo "-Dbuildtype=debugoptimized -Db_sanitize=thread -Darch=generic -Dbench=disabled" ;;
+        tsan) echo "-Dbuildtype=debugoptimized -Db_sanitize=thread -Darch=generic" ;;
         aarch64-llsc) echo "-Dbuildtype=debugoptimized -Dbench=disabled --cross-file $root/cross/aarch64-linux-gnu.txt" ;;
         aarch64-lse) echo "-Dbuildtype=debugoptimized -Dbench=disabled --cross-file $root/cross/aarch64-linux-gnu-lse.txt" ;;
         valgrind) echo "-Dbuildtype=debugoptimized -Dvalgrind=enabled -Dbench=disabled" ;;
